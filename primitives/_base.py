@@ -1,0 +1,208 @@
+"""What every primitive module shares: shape/dtype rules for elementwise ops, and the
+helpers that make a derivative rule one line (`defjvp`, `defjvp2`, `unbroadcast`).
+
+Elementwise primitives accept NumPy broadcasting (a scalar literal or a row vector
+needs no broadcast equation); their rules sum cotangents back to each operand's
+shape with `unbroadcast`.
+"""
+import numpy as np
+
+from tracer import Primitive, Zero, Tracer, ShapedArray, get_aval, tangent_aval
+from tracer.avals import result_dtype, short_dtype
+
+
+def shape_of(x):
+    return x.shape if isinstance(x, (Tracer, np.ndarray, np.generic)) else np.shape(x)
+
+
+def dtype_of(x):
+    if isinstance(x, (Tracer, np.ndarray, np.generic)):
+        return x.dtype
+    return get_aval(x).dtype
+
+
+def _fmt(avals):
+    return ', '.join(a.str_short() + ('(weak)' if a.weak_type else '') for a in avals)
+
+
+def broadcast_shapes(name, avals):
+    shape = avals[0].shape
+    for a in avals[1:]:
+        if a.shape == shape:
+            continue
+        try:
+            shape = np.broadcast_shapes(shape, a.shape)
+        except ValueError:
+            raise ValueError(
+                f"{name}: operand shapes {' and '.join(str(b.shape) for b in avals)} cannot be "
+                f"broadcast together (operands {_fmt(avals)}). Fix: reshape or "
+                f"expand_dims one operand so trailing dimensions match or are 1.") from None
+    return shape
+
+
+def same_dtypes(name, avals):
+    d0 = avals[0].dtype
+    for a in avals[1:]:
+        if a.dtype != d0:
+            raise TypeError(
+                f"{name} requires operands of one dtype, got {_fmt(avals)}. Fix: convert "
+                f"with .astype(...) (primitives.numpy promotes automatically; lax does not).")
+    return d0
+
+
+def elementwise_aval(name, avals, dtype=None, allowed=None):
+    if len(avals) == 1:
+        a = avals[0]
+        if allowed is not None and a.dtype.kind not in allowed:
+            raise TypeError(f"{name} does not accept {a.str_short()} "
+                            f"(dtype {a.dtype.name}); it needs a {_kinds(allowed)} operand.")
+        if dtype is None:
+            return a
+        return ShapedArray(a.shape, dtype, a.weak_type and dtype == a.dtype)
+    d = same_dtypes(name, avals)
+    if allowed is not None and d.kind not in allowed:
+        raise TypeError(f"{name} does not accept operands {_fmt(avals)}; it needs "
+                        f"{_kinds(allowed)} operands.")
+    shape = broadcast_shapes(name, avals)
+    weak = all(a.weak_type for a in avals)
+    return ShapedArray(shape, d if dtype is None else dtype, weak and dtype is None)
+
+
+def _kinds(kinds):
+    names = {'f': 'floating', 'c': 'complex', 'i': 'signed integer',
+             'u': 'unsigned integer', 'b': 'boolean'}
+    return '/'.join(names[k] for k in kinds)
+
+
+FLOAT = 'fc'
+NUMERIC = 'fciu'
+INTEGRAL = 'iub'
+ANY = None
+
+
+def unary(name, impl, allowed=FLOAT, out_dtype=None):
+    """A one-operand elementwise primitive."""
+    p = Primitive(name)
+    p.impl = impl
+    p.abstract_eval = lambda a, **_: elementwise_aval(name, [a], out_dtype, allowed)
+    return p
+
+
+def binary(name, impl, allowed=NUMERIC, out_dtype=None):
+    p = Primitive(name)
+    p.impl = impl
+    p.abstract_eval = lambda a, b, **_: elementwise_aval(name, [a, b], out_dtype, allowed)
+    return p
+
+
+# --- derivative helpers ---------------------------------------------------------
+
+def zero_like_out(out):
+    return Zero(tangent_aval(get_aval(out)))
+
+
+def defjvp(prim, *rules):
+    """One rule per operand: rule(g, *primals, **params) -> that operand's
+    contribution to the output tangent. Zero tangents are skipped symbolically."""
+    def jvp(primals, tangents, **params):
+        out = prim.bind(*primals, **params)
+        t = None
+        for rule, g in zip(rules, tangents):
+            if type(g) is Zero or rule is None:
+                continue
+            c = rule(g, *primals, **params)
+            t = c if t is None else add_tangents(t, c)
+        if t is None:
+            return out, zero_like_out(out)
+        return out, broadcast_to_shape(t, shape_of(out))
+    prim.jvp = jvp
+    return jvp
+
+
+def defjvp2(prim, *rules):
+    """Like defjvp, with the output available: rule(g, ans, *primals, **params)."""
+    def jvp(primals, tangents, **params):
+        out = prim.bind(*primals, **params)
+        t = None
+        for rule, g in zip(rules, tangents):
+            if type(g) is Zero or rule is None:
+                continue
+            c = rule(g, out, *primals, **params)
+            t = c if t is None else add_tangents(t, c)
+        if t is None:
+            return out, zero_like_out(out)
+        return out, broadcast_to_shape(t, shape_of(out))
+    prim.jvp = jvp
+    return jvp
+
+
+def defjvp_zero(prim):
+    """Outputs that carry no derivative (integer/boolean results, piecewise constants)."""
+    def jvp(primals, tangents, **params):
+        out = prim.bind(*primals, **params)
+        if prim.multiple_results:
+            return out, [zero_like_out(o) for o in out]
+        return out, zero_like_out(out)
+    prim.jvp = jvp
+    return jvp
+
+
+def deflinear(prim, transpose_rule):
+    """A primitive linear in all its operands: its JVP is itself applied to the
+    tangents (zeros instantiated only where some tangent is nonzero)."""
+    def jvp(primals, tangents, **params):
+        out = prim.bind(*primals, **params)
+        if all(type(t) is Zero for t in tangents):
+            return out, (zero_like_out(out) if not prim.multiple_results
+                         else [zero_like_out(o) for o in out])
+        ts = [instantiate_zero(t) for t in tangents]
+        return out, prim.bind(*ts, **params)
+    prim.jvp = jvp
+    prim.transpose = transpose_rule
+    return jvp
+
+
+def instantiate_zero(t):
+    if type(t) is Zero:
+        return np.zeros(t.aval.shape, t.aval.dtype)
+    return t
+
+
+def add_tangents(a, b):
+    from .arith import add_any
+    return add_any(a, b)
+
+
+def broadcast_to_shape(x, shape):
+    s = shape_of(x)
+    if s == shape:
+        return x
+    from .shape_ops import broadcast_to
+    return broadcast_to(x, shape)
+
+
+def unbroadcast(x, aval):
+    """Sum `x` down to `aval`'s shape: the transpose of NumPy broadcasting."""
+    shape = aval.shape
+    xs = shape_of(x)
+    if xs == shape:
+        return x
+    from .reductions import reduce_sum
+    from .shape_ops import reshape
+    lead = len(xs) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        i + lead for i, d in enumerate(shape) if d == 1 and xs[i + lead] != 1)
+    y = reduce_sum(x, axes) if axes else x
+    if shape_of(y) != shape:
+        y = reshape(y, shape)
+    return y
+
+
+def check_float_dtype(name, aval):
+    if aval.dtype.kind not in 'fc':
+        raise TypeError(f"{name} needs a floating-point operand, got {aval.str_short()}")
+
+
+__all__ = ['Primitive', 'Zero', 'ShapedArray', 'unary', 'binary', 'defjvp', 'defjvp2',
+           'defjvp_zero', 'deflinear', 'unbroadcast', 'broadcast_to_shape', 'shape_of',
+           'dtype_of', 'elementwise_aval', 'add_tangents', 'instantiate_zero', 'short_dtype']

@@ -1,0 +1,88 @@
+"""convert_element_type, stop_gradient and iota."""
+import numpy as np
+
+from tracer import Primitive, Zero, ShapedArray
+from ._base import dtype_of, zero_like_out, shape_of
+
+
+def _convert_impl(x, new_dtype, weak_type=False):
+    return np.asarray(x).astype(new_dtype)
+
+
+convert_element_type_p = Primitive('convert_element_type')
+convert_element_type_p.impl = _convert_impl
+convert_element_type_p.abstract_eval = lambda a, new_dtype, weak_type=False: ShapedArray(
+    a.shape, new_dtype, weak_type)
+
+
+def _convert_jvp(primals, tangents, new_dtype, weak_type=False):
+    (x,), (t,) = primals, tangents
+    out = convert_element_type_p.bind(x, new_dtype=new_dtype, weak_type=weak_type)
+    if type(t) is Zero or np.dtype(new_dtype).kind not in 'fc' or dtype_of(x).kind not in 'fc':
+        return out, zero_like_out(out)
+    return out, convert_element_type_p.bind(t, new_dtype=new_dtype, weak_type=False)
+
+
+def _convert_transpose(ct, x, new_dtype, weak_type=False):
+    return [convert_element_type_p.bind(ct, new_dtype=x.aval.dtype, weak_type=False)]
+
+
+convert_element_type_p.jvp = _convert_jvp
+convert_element_type_p.transpose = _convert_transpose
+
+
+def convert_element_type(x, new_dtype, weak_type=False):
+    new_dtype = np.dtype(new_dtype)
+    if dtype_of(x) == new_dtype and not weak_type:
+        from tracer import Tracer
+        if not isinstance(x, Tracer) or not x.aval.weak_type:
+            return x
+    return convert_element_type_p.bind(x, new_dtype=new_dtype, weak_type=bool(weak_type))
+
+
+# stop_gradient: the identity whose tangent is always zero.
+stop_gradient_p = Primitive('stop_gradient')
+stop_gradient_p.impl = lambda x: x
+stop_gradient_p.abstract_eval = lambda a: a
+
+
+def _stop_gradient_jvp(primals, tangents):
+    out = stop_gradient_p.bind(primals[0])
+    return out, zero_like_out(out)
+
+
+stop_gradient_p.jvp = _stop_gradient_jvp
+
+
+def stop_gradient(x):
+    from tracer import tree_map, Tracer
+    return tree_map(lambda v: stop_gradient_p.bind(v) if isinstance(v, Tracer) else v, x)
+
+
+def _iota_impl(dtype, shape, dimension):
+    ar = np.arange(shape[dimension], dtype=dtype)
+    bshape = [1] * len(shape)
+    bshape[dimension] = shape[dimension]
+    return np.broadcast_to(ar.reshape(bshape), shape)
+
+
+iota_p = Primitive('iota')
+iota_p.impl = _iota_impl
+iota_p.abstract_eval = lambda dtype, shape, dimension: ShapedArray(shape, dtype)
+
+
+def _iota_jvp(primals, tangents, **params):
+    out = iota_p.bind(**params)
+    return out, zero_like_out(out)
+
+
+iota_p.jvp = _iota_jvp
+
+
+def iota(dtype, size):
+    return iota_p.bind(dtype=np.dtype(dtype), shape=(int(size),), dimension=0)
+
+
+def broadcasted_iota(dtype, shape, dimension):
+    return iota_p.bind(dtype=np.dtype(dtype), shape=tuple(int(s) for s in shape),
+                       dimension=int(dimension))

@@ -1,0 +1,104 @@
+"""Unary elementwise math: exp log log1p expm1 sin cos tan tanh logistic sqrt rsqrt
+erf floor ceil round. Each primitive, its NumPy (or numba) implementation and its
+derivative rule sit together; a rule is one line."""
+import math
+
+import numpy as np
+import numba
+
+from ._base import unary, defjvp, defjvp2, defjvp_zero, dtype_of, FLOAT
+from .arith import mul_p, add_p, sub_p, div_p, neg_p, safe_mul
+
+
+def _one(x):
+    return dtype_of(x).type(1)
+
+
+def _scalar(x, v):
+    return dtype_of(x).type(v)
+
+
+exp_p = unary('exp', np.exp)
+defjvp2(exp_p, lambda g, ans, x: mul_p.bind(g, ans))
+
+log_p = unary('log', np.log)
+defjvp(log_p, lambda g, x: safe_mul(g, div_p.bind(_one(x), x)))
+
+log1p_p = unary('log1p', np.log1p)
+defjvp(log1p_p, lambda g, x: safe_mul(g, div_p.bind(_one(x), add_p.bind(x, _one(x)))))
+
+expm1_p = unary('expm1', np.expm1)
+defjvp2(expm1_p, lambda g, ans, x: mul_p.bind(g, add_p.bind(ans, _one(ans))))
+
+sin_p = unary('sin', np.sin)
+defjvp(sin_p, lambda g, x: mul_p.bind(g, cos_p.bind(x)))
+
+cos_p = unary('cos', np.cos)
+defjvp(cos_p, lambda g, x: mul_p.bind(g, neg_p.bind(sin_p.bind(x))))
+
+tan_p = unary('tan', np.tan)
+defjvp2(tan_p, lambda g, ans, x: mul_p.bind(g, add_p.bind(_one(ans), mul_p.bind(ans, ans))))
+
+tanh_p = unary('tanh', np.tanh)
+defjvp2(tanh_p, lambda g, ans, x: mul_p.bind(g, sub_p.bind(_one(ans), mul_p.bind(ans, ans))))
+
+
+def _logistic_impl(x):
+    # 1/(1+exp(-x)) overflows exp for large -x; this form is stable everywhere
+    half = np.asarray(x).dtype.type(0.5) if np.asarray(x).dtype.kind == 'f' else 0.5
+    return np.tanh(x * half) * half + half
+
+
+logistic_p = unary('logistic', _logistic_impl)
+defjvp2(logistic_p, lambda g, ans, x: mul_p.bind(g, mul_p.bind(ans, sub_p.bind(_one(ans), ans))))
+
+sqrt_p = unary('sqrt', np.sqrt)
+defjvp2(sqrt_p, lambda g, ans, x: safe_mul(g, div_p.bind(_scalar(ans, 0.5), ans)))
+
+
+def _rsqrt_impl(x):
+    return np.reciprocal(np.sqrt(x))
+
+
+rsqrt_p = unary('rsqrt', _rsqrt_impl)
+defjvp2(rsqrt_p, lambda g, ans, x: safe_mul(
+    g, mul_p.bind(div_p.bind(ans, x), _scalar(ans, -0.5))))
+
+
+@numba.vectorize(['float64(float64)', 'float32(float32)'], cache=True)
+def _erf_kernel(x):
+    # NumPy has no erf; numba's math.erf is libm's, accurate to an ulp.
+    return math.erf(x)
+
+
+def _erf_impl(x):
+    x = np.asarray(x)
+    out = _erf_kernel(x)
+    return out[()] if out.ndim == 0 else out
+
+
+erf_p = unary('erf', _erf_impl, allowed='f')
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+defjvp(erf_p, lambda g, x: mul_p.bind(g, mul_p.bind(
+    _scalar(x, _TWO_OVER_SQRT_PI), exp_p.bind(neg_p.bind(mul_p.bind(x, x))))))
+
+floor_p = unary('floor', np.floor)
+defjvp_zero(floor_p)
+ceil_p = unary('ceil', np.ceil)
+defjvp_zero(ceil_p)
+round_p = unary('round', np.round)   # half to even, as NumPy
+defjvp_zero(round_p)
+
+
+def _fn(p):
+    def f(x):
+        return p.bind(x)
+    f.__name__ = p.name
+    f.__doc__ = f"Elementwise {p.name} (the `{p.name}` primitive)."
+    return f
+
+
+exp, log, log1p, expm1 = _fn(exp_p), _fn(log_p), _fn(log1p_p), _fn(expm1_p)
+sin, cos, tan, tanh = _fn(sin_p), _fn(cos_p), _fn(tan_p), _fn(tanh_p)
+logistic, sqrt, rsqrt, erf = _fn(logistic_p), _fn(sqrt_p), _fn(rsqrt_p), _fn(erf_p)
+floor, ceil, round = _fn(floor_p), _fn(ceil_p), _fn(round_p)

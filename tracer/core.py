@@ -1,0 +1,364 @@
+"""Primitives, traces and tracers.
+
+Every operation is a `Primitive`; `Primitive.bind` routes it to the trace of the
+highest level among its arguments (the innermost transform that sees them), or
+evaluates it directly when no argument is traced. Each transform invocation pushes
+a new `Trace` with its own level, so nested transforms and closures over outer
+tracers never mix up their perturbations.
+"""
+import numpy as np
+
+from .avals import ShapedArray, concrete_aval, tangent_aval, float0
+from .errors import (ConcretizationTypeError, TracerArrayConversionError,
+                     TracerBoolConversionError, UnexpectedTracerError, with_user_line)
+
+
+class Primitive:
+    """An operation, with its rules attached as attributes by the primitives layer.
+
+    impl(*vals, **params)            -> value(s)       concrete evaluation
+    abstract_eval(*avals, **params)  -> aval(s)        shape/dtype rule
+    jvp(primals, tangents, **params) -> (out, t_out)   forward-mode rule
+    transpose(ct, *args, **params)   -> cts            for linear primitives
+    batch(...)                       -> ...            vmap rule
+    """
+
+    def __init__(self, name, multiple_results=False):
+        self.name = name
+        self.multiple_results = multiple_results
+        self.impl = None
+        self.abstract_eval = None
+        self.jvp = None
+        self.transpose = None
+        self.batch = None
+        self.lowering = None
+
+    def __repr__(self):
+        return self.name
+
+    def bind(self, *args, **params):
+        top = _dynamic_trace
+        for x in args:
+            if isinstance(x, Tracer):
+                t = x._trace
+                if not t.alive:
+                    _raise_leak(x, self)
+                if top is None or t.level > top.level:
+                    top = t
+        if top is None:
+            return self.impl(*args, **params)
+        return top.process_primitive(self, [top.full_raise(x) for x in args], params)
+
+
+# --- the trace stack -------------------------------------------------------------
+
+_trace_stack = []
+_dynamic_trace = None  # the innermost staging trace that captures every operation
+
+
+class Trace:
+    """One invocation of one transform. Subclasses define how primitives are
+    processed on their tracers; `pure`/`lift` box values from below."""
+    name = 'trace'
+
+    def __init__(self):
+        self.level = -1
+        self.alive = False
+
+    def pure(self, val):
+        raise NotImplementedError
+
+    def lift(self, tracer):
+        return self.pure(tracer)
+
+    def full_raise(self, x):
+        if isinstance(x, Tracer):
+            t = x._trace
+            if t is self:
+                return x
+            if not t.alive:
+                _raise_leak(x, None)
+            if t.level > self.level:
+                raise UnexpectedTracerError(with_user_line(
+                    f"A tracer of an inner transform ({t.name}) reached an outer one "
+                    f"({self.name}): a value escaped the function it belonged to."))
+            return self.lift(x)
+        return self.pure(x)
+
+    def process_primitive(self, primitive, tracers, params):
+        raise NotImplementedError
+
+    def concrete(self, tracer):
+        """The concrete value behind `tracer`, or a ConcretizationTypeError."""
+        raise ConcretizationTypeError(with_user_line(
+            f"A traced value {tracer.aval.str_short()} has no concrete value under "
+            f"{self.name}: Python cannot branch on it or convert it to a number.\n"
+            f"Fix: mark the argument static (jit(f, static_argnums=...)), or express the "
+            f"choice with lax.cond / pnp.where instead of Python control flow."))
+
+
+class new_trace:
+    """Context manager that pushes `trace` onto the stack (optionally as the
+    dynamic trace, which captures operations on constants too)."""
+    __slots__ = ('trace', 'dynamic', 'prev_dynamic')
+
+    def __init__(self, trace, dynamic=False):
+        self.trace = trace
+        self.dynamic = dynamic
+
+    def __enter__(self):
+        global _dynamic_trace
+        trace = self.trace
+        trace.level = len(_trace_stack)
+        trace.alive = True
+        _trace_stack.append(trace)
+        if self.dynamic:
+            self.prev_dynamic = _dynamic_trace
+            _dynamic_trace = trace
+        return trace
+
+    def __exit__(self, *exc):
+        global _dynamic_trace
+        trace = _trace_stack.pop()
+        assert trace is self.trace
+        trace.alive = False
+        if self.dynamic:
+            _dynamic_trace = self.prev_dynamic
+        return False
+
+
+def _raise_leak(tracer, primitive):
+    where = f" passed to {primitive.name}" if primitive is not None else ""
+    raise UnexpectedTracerError(with_user_line(
+        f"Encountered a tracer of {tracer.aval.str_short()} created by {tracer._trace.name}, "
+        f"used after that transformation returned{where}. A traced value leaked out of "
+        f"the function being transformed (stored in a global, an attribute or a "
+        f"closure that outlived it). Return it as an output instead."))
+
+
+# --- symbolic zeros and undefined primals -------------------------------------------
+
+class Zero:
+    """A symbolic zero tangent or cotangent: never materialised unless needed."""
+    __slots__ = ('aval',)
+
+    def __init__(self, aval):
+        self.aval = aval
+
+    def __repr__(self):
+        return f"Zero({self.aval.str_short()})"
+
+    @staticmethod
+    def from_value(val):
+        return Zero(tangent_aval(get_aval(val)))
+
+
+def zeros_value(aval):
+    return np.zeros(aval.shape, aval.dtype)
+
+
+def instantiate(t):
+    return zeros_value(t.aval) if type(t) is Zero else t
+
+
+class UndefinedPrimal:
+    """Marks a linear input in a transpose rule: its value is what is being solved for."""
+    __slots__ = ('aval',)
+
+    def __init__(self, aval):
+        self.aval = aval
+
+    def __repr__(self):
+        return f"UndefinedPrimal({self.aval.str_short()})"
+
+
+def is_undefined(x):
+    return type(x) is UndefinedPrimal
+
+
+# --- tracers ---------------------------------------------------------------------------
+
+class _ArrayAPI:
+    """Array methods and NumPy dispatch for tracers, supplied by the primitives layer
+    (tracer/ knows no particular primitive)."""
+
+    def __getattr__(self, name):
+        if not _array_api_loaded:
+            _load_array_api()
+            return getattr(self, name)
+        raise AttributeError(name)
+
+
+array_api = _ArrayAPI()
+_array_api_loaded = False
+
+
+def _load_array_api():
+    # The methods live in primitives.numpy; load it on first use when the user
+    # imported only `tracer`.
+    global _array_api_loaded
+    _array_api_loaded = True
+    import importlib
+    importlib.import_module('primitives.numpy')
+
+
+def register_array_api(**fns):
+    global _array_api_loaded
+    _array_api_loaded = True
+    for k, v in fns.items():
+        setattr(array_api, k, v)
+
+
+class Tracer:
+    """A value being traced by one trace. Behaves like a NumPy array."""
+    __slots__ = ('_trace',)
+    __array_priority__ = 1000
+
+    @property
+    def aval(self):
+        raise NotImplementedError
+
+    @property
+    def shape(self):
+        return self.aval.shape
+
+    @property
+    def dtype(self):
+        return self.aval.dtype
+
+    @property
+    def ndim(self):
+        return len(self.aval.shape)
+
+    @property
+    def size(self):
+        return self.aval.size
+
+    def __len__(self):
+        shape = self.aval.shape
+        if not shape:
+            raise TypeError("len() of unsized object (a 0-d traced array)")
+        return shape[0]
+
+    def __iter__(self):
+        if not self.aval.shape:
+            raise TypeError("iteration over a 0-d traced array")
+        return (self[i] for i in range(self.aval.shape[0]))
+
+    def __repr__(self):
+        return f"Traced<{self.aval.str_short()}>with<{self._trace.name}>"
+
+    # concrete values ------------------------------------------------------------
+    def _concrete(self):
+        return self._trace.concrete(self)
+
+    def __bool__(self):
+        try:
+            return bool(self._concrete())
+        except ConcretizationTypeError as e:
+            raise TracerBoolConversionError(
+                str(e).replace("Python cannot branch on it",
+                               "Python control flow (if/while/and/or) cannot branch on it")) from None
+
+    def __float__(self):
+        return float(self._concrete())
+
+    def __int__(self):
+        return int(self._concrete())
+
+    def __complex__(self):
+        return complex(self._concrete())
+
+    def __index__(self):
+        return int(np.asarray(self._concrete()).__index__())
+
+    def __array__(self, dtype=None, copy=None):
+        raise TracerArrayConversionError(with_user_line(
+            f"numpy.asarray() (or another conversion to a NumPy array) was applied to a "
+            f"traced value {self.aval.str_short()} under {self._trace.name}. NumPy cannot "
+            f"hold a traced value, and converting it would silently drop what the "
+            f"transform is computing.\nFix: use primitives.numpy (pnp.asarray, pnp.array) "
+            f"or the NumPy function itself on the traced value, which traces through "
+            f"NumPy's dispatch; for a shape-only decision use x.shape."))
+
+    def __hash__(self):
+        raise TypeError("traced values are unhashable")
+
+    # NumPy dispatch ----------------------------------------------------------------
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return array_api.array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return array_api.array_function(func, types, args, kwargs)
+
+    # operators -----------------------------------------------------------------------
+    def __neg__(self): return array_api.negative(self)
+    def __pos__(self): return self
+    def __abs__(self): return array_api.abs(self)
+    def __invert__(self): return array_api.invert(self)
+    def __add__(self, o): return array_api.add(self, o)
+    def __radd__(self, o): return array_api.add(o, self)
+    def __sub__(self, o): return array_api.subtract(self, o)
+    def __rsub__(self, o): return array_api.subtract(o, self)
+    def __mul__(self, o): return array_api.multiply(self, o)
+    def __rmul__(self, o): return array_api.multiply(o, self)
+    def __truediv__(self, o): return array_api.divide(self, o)
+    def __rtruediv__(self, o): return array_api.divide(o, self)
+    def __floordiv__(self, o): return array_api.floor_divide(self, o)
+    def __rfloordiv__(self, o): return array_api.floor_divide(o, self)
+    def __mod__(self, o): return array_api.remainder(self, o)
+    def __rmod__(self, o): return array_api.remainder(o, self)
+    def __pow__(self, o): return array_api.power(self, o)
+    def __rpow__(self, o): return array_api.power(o, self)
+    def __matmul__(self, o): return array_api.matmul(self, o)
+    def __rmatmul__(self, o): return array_api.matmul(o, self)
+    def __and__(self, o): return array_api.logical_and_op(self, o)
+    def __rand__(self, o): return array_api.logical_and_op(o, self)
+    def __or__(self, o): return array_api.logical_or_op(self, o)
+    def __ror__(self, o): return array_api.logical_or_op(o, self)
+    def __xor__(self, o): return array_api.logical_xor_op(self, o)
+    def __rxor__(self, o): return array_api.logical_xor_op(o, self)
+    def __eq__(self, o): return array_api.equal(self, o)
+    def __ne__(self, o): return array_api.not_equal(self, o)
+    def __lt__(self, o): return array_api.less(self, o)
+    def __le__(self, o): return array_api.less_equal(self, o)
+    def __gt__(self, o): return array_api.greater(self, o)
+    def __ge__(self, o): return array_api.greater_equal(self, o)
+    def __getitem__(self, idx): return array_api.getitem(self, idx)
+
+    def __setitem__(self, idx, val):
+        raise TypeError("Traced arrays are immutable: `x[idx] = y` is not supported. "
+                        "Use `x = x.at[idx].set(y)` (or pnp.where) instead.")
+
+    def __getattr__(self, name):
+        # Array methods (x.sum(), x.T, x.reshape(...)), supplied by primitives.numpy.
+        if name.startswith('__'):
+            raise AttributeError(name)
+        method = getattr(array_api, 'method_' + name, None)
+        if method is None:
+            raise AttributeError(f"traced array has no attribute {name!r}")
+        return method(self)
+
+
+def get_aval(x):
+    if isinstance(x, Tracer):
+        return x.aval
+    return concrete_aval(x)
+
+
+def full_lower(x):
+    """Unbox a tracer whose trace adds nothing (used by outputs of transforms)."""
+    return x
+
+
+def top_trace_level():
+    return len(_trace_stack)
+
+
+def dynamic_trace():
+    return _dynamic_trace
+
+
+__all__ = ['Primitive', 'Trace', 'Tracer', 'new_trace', 'Zero', 'UndefinedPrimal',
+           'is_undefined', 'instantiate', 'zeros_value', 'get_aval', 'register_array_api',
+           'array_api', 'ShapedArray', 'float0', 'tangent_aval']

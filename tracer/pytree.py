@@ -1,0 +1,201 @@
+"""Pytrees: nested tuples, lists, dicts, None, namedtuples and registered classes.
+
+Flattening is iterative (an explicit stack), so deep trees never reach Python's
+recursion limit.
+"""
+from collections import namedtuple
+
+
+class PyTreeDef:
+    """The structure of a pytree: a node type, its auxiliary data and children."""
+    __slots__ = ('kind', 'aux', 'children', 'num_leaves', '_hash')
+
+    def __init__(self, kind, aux, children):
+        self.kind = kind          # None for a leaf, else the node's type
+        self.aux = aux
+        self.children = children
+        self.num_leaves = 1 if kind is None else sum(c.num_leaves for c in children)
+        self._hash = None
+
+    def __eq__(self, other):
+        if self is other:
+            return True
+        if not isinstance(other, PyTreeDef):
+            return False
+        return (self.kind is other.kind and self.aux == other.aux
+                and self.children == other.children)
+
+    def __hash__(self):
+        if self._hash is None:
+            self._hash = hash((self.kind, _hashable(self.aux), tuple(self.children)))
+        return self._hash
+
+    def __repr__(self):
+        if self.kind is None:
+            return '*'
+        if self.kind is _NoneType:
+            return 'None'
+        inner = ', '.join(map(repr, self.children))
+        if self.kind is tuple:
+            return f"({inner}{',' if len(self.children) == 1 else ''})"
+        if self.kind is list:
+            return f"[{inner}]"
+        if self.kind is dict:
+            return '{' + ', '.join(f"{k!r}: {c!r}" for k, c in zip(self.aux, self.children)) + '}'
+        return f"{self.kind.__name__}({inner})"
+
+    def unflatten(self, leaves):
+        return tree_unflatten(self, leaves)
+
+
+def _hashable(aux):
+    try:
+        hash(aux)
+        return aux
+    except TypeError:
+        return repr(aux)
+
+
+_NoneType = type(None)
+_registry = {}
+
+
+def register_pytree_node(cls, flatten, unflatten):
+    """flatten(obj) -> (children, aux_data); unflatten(aux_data, children) -> obj."""
+    _registry[cls] = (flatten, unflatten)
+
+
+register_pytree_node(tuple, lambda t: (t, None), lambda _, c: tuple(c))
+register_pytree_node(list, lambda l: (l, None), lambda _, c: list(c))
+register_pytree_node(_NoneType, lambda n: ((), None), lambda _, c: None)
+
+
+def _dict_flatten(d):
+    keys = sorted(d)
+    return [d[k] for k in keys], tuple(keys)
+
+
+register_pytree_node(dict, _dict_flatten, lambda keys, c: dict(zip(keys, c)))
+
+
+def _node_rules(x):
+    t = type(x)
+    rules = _registry.get(t)
+    if rules is None and isinstance(x, tuple) and hasattr(t, '_fields'):
+        return t, (lambda nt: (tuple(nt), None), lambda _, c, t=t: t(*c))
+    return t, rules
+
+
+_LEAF = PyTreeDef(None, None, ())
+
+
+def tree_flatten(tree, is_leaf=None):
+    """-> (leaves, treedef)"""
+    t = type(tree)
+    if t not in _registry and not (isinstance(tree, tuple) and hasattr(t, '_fields')):
+        return [tree], _LEAF   # a leaf: the common case, kept fast
+    leaves = []
+    work = []   # iterative post-order build; frames: [kind, aux, child_iter, child_defs]
+    out = None
+
+    def open_node(x):
+        if is_leaf is not None and is_leaf(x):
+            leaves.append(x)
+            return _LEAF
+        kind, rules = _node_rules(x)
+        if rules is None:
+            leaves.append(x)
+            return _LEAF
+        children, aux = rules[0](x)
+        work.append([kind, aux, iter(list(children)), []])
+        return None
+
+    d = open_node(tree)
+    if d is not None:
+        return leaves, d
+    while work:
+        frame = work[-1]
+        child = next(frame[2], _SENTINEL)
+        if child is _SENTINEL:
+            work.pop()
+            d = PyTreeDef(frame[0], frame[1], tuple(frame[3]))
+            if work:
+                work[-1][3].append(d)
+            else:
+                out = d
+            continue
+        d = open_node(child)
+        if d is not None:
+            frame[3].append(d)
+    return leaves, out
+
+
+_SENTINEL = object()
+
+
+def tree_unflatten(treedef, leaves):
+    leaves = list(leaves)
+    if len(leaves) != treedef.num_leaves:
+        raise ValueError(f"tree_unflatten: the tree structure {treedef} has "
+                         f"{treedef.num_leaves} leaves but {len(leaves)} were given")
+    if treedef.kind is None:
+        return leaves[0]
+    pos = [0]
+    # Iterative: frames of (treedef, built children)
+    work = [(treedef, [])]
+    it = [iter(treedef.children)]
+    result = None
+    while work:
+        node, built = work[-1]
+        child = next(it[-1], _SENTINEL)
+        if child is _SENTINEL:
+            work.pop()
+            it.pop()
+            obj = _build(node, built)
+            if work:
+                work[-1][1].append(obj)
+            else:
+                result = obj
+            continue
+        if child.kind is None:
+            built.append(leaves[pos[0]])
+            pos[0] += 1
+        else:
+            work.append((child, []))
+            it.append(iter(child.children))
+    return result
+
+
+def _build(node, children):
+    kind = node.kind
+    rules = _registry.get(kind)
+    if rules is None:  # namedtuple
+        return kind(*children)
+    return rules[1](node.aux, children)
+
+
+def tree_leaves(tree, is_leaf=None):
+    return tree_flatten(tree, is_leaf)[0]
+
+
+def tree_structure(tree, is_leaf=None):
+    return tree_flatten(tree, is_leaf)[1]
+
+
+def tree_map(f, tree, *rest, is_leaf=None):
+    leaves, treedef = tree_flatten(tree, is_leaf)
+    others = []
+    for r in rest:
+        rl, rdef = tree_flatten(r, is_leaf)
+        if rdef != treedef:
+            raise ValueError(f"tree_map: pytree structures differ: {treedef} vs {rdef}")
+        others.append(rl)
+    return tree_unflatten(treedef, [f(*xs) for xs in zip(leaves, *others)])
+
+
+def treedef_is_leaf(treedef):
+    return treedef.kind is None
+
+
+__all__ = ['tree_flatten', 'tree_unflatten', 'tree_map', 'tree_leaves', 'tree_structure',
+           'register_pytree_node', 'PyTreeDef']

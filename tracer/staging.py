@@ -1,0 +1,177 @@
+"""Staging: a trace that records equations into a jaxpr instead of computing.
+
+`JaxprTrace` is the one builder: `make_jaxpr` runs it as the dynamic trace (it then
+captures every operation, constants included), and `linearize` runs it under a JVP
+trace to stage the tangent (linear) half of a computation while the primal half
+runs eagerly below it. Building is O(1) per equation: identical equations are
+shared (CSE) as they are emitted, and dead ones dropped (DCE) in one backward sweep.
+"""
+from .avals import ShapedArray, concrete_aval
+from .core import Trace, Tracer, new_trace, get_aval
+from .errors import with_user_line
+from .ir import Var, DropVar, Literal, JaxprEqn, Jaxpr, ClosedJaxpr, is_literal_scalar, literal
+from . import pytree
+
+
+class JaxprTracer(Tracer):
+    __slots__ = ('_aval', 'var')
+
+    def __init__(self, trace, aval, var):
+        self._trace = trace
+        self._aval = aval
+        self.var = var
+
+    @property
+    def aval(self):
+        return self._aval
+
+
+class JaxprTrace(Trace):
+    def __init__(self, name='make_jaxpr'):
+        super().__init__()
+        self.name = name
+        self.eqns = []
+        self.invars = []
+        self.constvars = []
+        self.constvals = []
+        self._const_ids = {}   # id(value) -> tracer; values kept alive in constvals
+        self._cse = {}
+
+    def new_arg(self, aval):
+        var = Var(aval)
+        self.invars.append(var)
+        return JaxprTracer(self, aval, var)
+
+    def pure(self, val):
+        if not isinstance(val, Tracer) and is_literal_scalar(val):
+            lit = literal(val)
+            return JaxprTracer(self, lit.aval, lit)
+        t = self._const_ids.get(id(val))
+        if t is None:
+            aval = get_aval(val)
+            var = Var(aval.strip_weak_type() if isinstance(val, Tracer) else aval)
+            t = JaxprTracer(self, var.aval, var)
+            self.constvars.append(var)
+            self.constvals.append(val)
+            self._const_ids[id(val)] = t
+        return t
+
+    lift = pure
+
+    def process_primitive(self, primitive, tracers, params):
+        avals = [t._aval for t in tracers]
+        try:
+            out = primitive.abstract_eval(*avals, **params)
+        except (TypeError, ValueError) as e:
+            raise type(e)(with_user_line(str(e))) from None
+        invars = [t.var for t in tracers]
+        key = _cse_key(primitive, invars, params)
+        if key is not None:
+            hit = self._cse.get(key)
+            if hit is not None:
+                return hit
+        if primitive.multiple_results:
+            outvars = [Var(a) for a in out]
+            result = [JaxprTracer(self, a, v) for a, v in zip(out, outvars)]
+        else:
+            outvars = [Var(out)]
+            result = JaxprTracer(self, out, outvars[0])
+        self.eqns.append(JaxprEqn(primitive, invars, outvars, params))
+        if key is not None:
+            self._cse[key] = result
+        return result
+
+    def to_jaxpr(self, out_tracers):
+        """The jaxpr computing `out_tracers` from the args, dead code removed.
+        Returns (jaxpr, consts)."""
+        outvars = [self.full_raise(t).var for t in out_tracers]
+        return dce(self.constvars, self.constvals, self.invars, outvars, self.eqns)
+
+
+def _literal_key(v):
+    return ('lit', type(v.val), repr(v.val), v.aval.dtype.str)
+
+
+def _cse_key(primitive, invars, params):
+    if not getattr(primitive, 'cse', True):
+        return None
+    parts = [primitive]
+    for v in invars:
+        parts.append(_literal_key(v) if type(v) is Literal else v)
+    if params:
+        try:
+            p = tuple(sorted(params.items()))
+            hash(p)
+        except TypeError:
+            return None
+        parts.append(p)
+    return tuple(parts)
+
+
+def dce(constvars, constvals, invars, outvars, eqns):
+    """Drop equations and constants whose results no output needs (one backward sweep)."""
+    live = set(v for v in outvars if type(v) is not Literal)
+    kept = []
+    for eqn in reversed(eqns):
+        outs = eqn.outvars
+        if not any(v in live for v in outs) and not getattr(eqn.primitive, 'effectful', False):
+            continue
+        if eqn.primitive.multiple_results and not all(v in live for v in outs):
+            eqn = eqn.replace(outvars=[v if v in live else DropVar(v.aval) for v in outs])
+        kept.append(eqn)
+        for v in eqn.invars:
+            if type(v) is not Literal:
+                live.add(v)
+    kept.reverse()
+    cvars, cvals = [], []
+    for v, c in zip(constvars, constvals):
+        if v in live:
+            cvars.append(v)
+            cvals.append(c)
+    return Jaxpr(cvars, invars, outvars, kept), cvals
+
+
+def trace_to_jaxpr(fun, in_avals, name='make_jaxpr'):
+    """Trace `fun(*tracers) -> list of outputs` with abstract inputs.
+    Returns (jaxpr, consts)."""
+    trace = JaxprTrace(name)
+    with new_trace(trace, dynamic=True):
+        args = [trace.new_arg(a) for a in in_avals]
+        outs = fun(*args)
+        return trace.to_jaxpr(outs)
+
+
+def _as_aval(x):
+    if isinstance(x, ShapedArray):
+        return x
+    if hasattr(x, 'shape') and hasattr(x, 'dtype') and not hasattr(x, '__array_interface__') \
+            and not isinstance(x, Tracer) and type(x).__module__ != 'numpy':
+        return ShapedArray(x.shape, x.dtype)  # ShapeDtypeStruct-like
+    return get_aval(x)
+
+
+def make_jaxpr(fun, static_argnums=()):
+    """`make_jaxpr(f)(*args)` -> ClosedJaxpr of f at the shapes/dtypes of args."""
+    if isinstance(static_argnums, int):
+        static_argnums = (static_argnums,)
+
+    def make(*args, **kwargs):
+        static = {i: args[i] for i in static_argnums}
+        dyn = [a for i, a in enumerate(args) if i not in static]
+        flat, in_tree = pytree.tree_flatten((dyn, kwargs))
+        out_tree_box = []
+
+        def flat_fun(*tracers):
+            d, kw = pytree.tree_unflatten(in_tree, list(tracers))
+            it = iter(d)
+            full = [static[i] if i in static else next(it) for i in range(len(args))]
+            out = fun(*full, **kw)
+            out_flat, out_tree = pytree.tree_flatten(out)
+            out_tree_box.append(out_tree)
+            return out_flat
+
+        jaxpr, consts = trace_to_jaxpr(flat_fun, [_as_aval(x) for x in flat])
+        return ClosedJaxpr(jaxpr, consts)
+
+    make.__name__ = f"make_jaxpr({getattr(fun, '__name__', 'fun')})"
+    return make

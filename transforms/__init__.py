@@ -1,0 +1,5 @@
+"""cotangent's transforms: the interpreters (jvp, linearize, transpose) and the
+user API built on them."""
+from .ad import (jvp, linearize, vjp, grad, value_and_grad, linear_transpose)
+from .jacobians import jacfwd, jacrev, hessian
+from tracer import make_jaxpr

@@ -1,0 +1,70 @@
+"""Forward mode: a JVPTrace carries (primal, tangent) pairs through the program.
+
+A tangent is a value of the trace below, a tracer of a staging trace (when
+linearizing), or a symbolic `Zero`. Operations whose tangents are all zero run on
+the primals alone; the rest apply their primitive's JVP rule.
+"""
+from tracer import Trace, Tracer, Zero, get_aval, tangent_aval
+from tracer.errors import with_user_line
+
+
+class JVPTracer(Tracer):
+    __slots__ = ('primal', 'tangent', '_aval')
+
+    def __init__(self, trace, primal, tangent):
+        self._trace = trace
+        self.primal = primal
+        self.tangent = tangent
+        self._aval = None
+
+    @property
+    def aval(self):
+        a = self._aval
+        if a is None:
+            a = self._aval = get_aval(self.primal)
+        return a
+
+
+class JVPTrace(Trace):
+    def __init__(self, name='jvp'):
+        super().__init__()
+        self.name = name
+
+    def pure(self, val):
+        return JVPTracer(self, val, Zero(tangent_aval(get_aval(val))))
+
+    lift = pure
+
+    def process_primitive(self, primitive, tracers, params):
+        primals = [t.primal for t in tracers]
+        tangents = [t.tangent for t in tracers]
+        for t in tangents:
+            if type(t) is not Zero:
+                break
+        else:
+            out = primitive.bind(*primals, **params)
+            if primitive.multiple_results:
+                return [self.pure(o) for o in out]
+            return self.pure(out)
+        rule = primitive.jvp
+        if rule is None:
+            raise TypeError(with_user_line(
+                f"cannot differentiate through primitive '{primitive.name}': it has no JVP "
+                f"rule. Wrap the computation in stop_gradient if no derivative is needed."))
+        out, t_out = rule(primals, tangents, **params)
+        if primitive.multiple_results:
+            return [JVPTracer(self, o, t) for o, t in zip(out, t_out)]
+        return JVPTracer(self, out, t_out)
+
+    def concrete(self, tracer):
+        p = tracer.primal
+        if isinstance(p, Tracer):
+            return p._concrete()
+        return p
+
+
+def unpack(trace, x):
+    """(primal, tangent) of an output of a function traced by `trace`."""
+    if isinstance(x, JVPTracer) and x._trace is trace:
+        return x.primal, x.tangent
+    return x, Zero(tangent_aval(get_aval(x)))
