@@ -51,6 +51,10 @@ def same_dtypes(name, avals):
 
 
 def elementwise_aval(name, avals, dtype=None, allowed=None):
+    if len(avals) == 2 and dtype is None:
+        a, b = avals
+        if a.shape == b.shape and a.dtype is b.dtype and (allowed is None or a.dtype.kind in allowed):
+            return a if a.weak_type <= b.weak_type else b   # weak only if both are
     if len(avals) == 1:
         a = avals[0]
         if allowed is not None and a.dtype.kind not in allowed:
@@ -84,7 +88,12 @@ def unary(name, impl, allowed=FLOAT, out_dtype=None):
     """A one-operand elementwise primitive."""
     p = Primitive(name)
     p.impl = impl
-    p.abstract_eval = lambda a, **_: elementwise_aval(name, [a], out_dtype, allowed)
+
+    def abstract_eval(a, **_):
+        if out_dtype is None and (allowed is None or a.dtype.kind in allowed):
+            return a
+        return elementwise_aval(name, [a], out_dtype, allowed)
+    p.abstract_eval = abstract_eval
     return p
 
 
@@ -98,7 +107,7 @@ def binary(name, impl, allowed=NUMERIC, out_dtype=None):
 # --- derivative helpers ---------------------------------------------------------
 
 def zero_like_out(out):
-    return Zero(tangent_aval(get_aval(out)))
+    return Zero.of(out)
 
 
 def defjvp(prim, *rules):

@@ -23,6 +23,10 @@ def coerce(x, like):
 
 neg_p = unary('neg', np.negative, allowed=NUMERIC)
 deflinear(neg_p, lambda ct, x: [neg(ct)])
+# Transposition may fold constant factors instead of emitting equations: a
+# `scale_transpose(*args, **params)` returns, per operand, the scalar its cotangent
+# is the output cotangent times (None where the rule must run).
+neg_p.scale_transpose = lambda x: [-1.0]
 
 
 def neg(x):
@@ -79,24 +83,75 @@ def _sub_jvp(primals, tangents):
 
 
 sub_p.jvp = _sub_jvp
+sub_p.scale_transpose = lambda x, y: (
+    [1.0, -1.0] if not (is_undefined(x) and is_undefined(y) and x.aval.shape != y.aval.shape)
+    and _full_shape(x, y) else None)
+
+
+def _full_shape(x, y):
+    """Each linear operand already has the output's shape (no unbroadcast needed)."""
+    shapes = [a.aval.shape if is_undefined(a) else shape_of(a) for a in (x, y)]
+    out = np.broadcast_shapes(*shapes)
+    return all(not is_undefined(a) or a.aval.shape == out for a in (x, y))
 
 
 def sub(x, y):
     return sub_p.bind(coerce(x, y), coerce(y, x))
 
 
-def _add_any_impl(*xs):
-    out = xs[0]
-    for x in xs[1:]:
-        out = np.add(out, x)
+def _add_any_impl(*xs, coeffs=None):
+    if len(xs) > 2 or coeffs is not None:
+        fused = fused_lincomb(xs, coeffs)
+        if fused is not None:
+            return fused
+    if coeffs is None:
+        out = xs[0]
+        for x in xs[1:]:
+            out = np.add(out, x)
+        return out
+    out = xs[0] if coeffs[0] == 1 else np.multiply(xs[0], coeffs[0])
+    for x, c in zip(xs[1:], coeffs[1:]):
+        out = np.add(out, x if c == 1 else np.multiply(x, c))
     return out
 
 
+def _add_any_transpose(ct, *xs, coeffs=None):
+    if coeffs is None:
+        return [unbroadcast(ct, x.aval) if is_undefined(x) else None for x in xs]
+    return [unbroadcast(ct if c == 1 else mul_p.bind(ct, coerce(c, ct)), x.aval)
+            if is_undefined(x) else None for x, c in zip(xs, coeffs)]
+
+
+_FUSE_MIN = 1 << 14   # below this, NumPy's per-call overhead is the smaller cost
+
+
+def fused_lincomb(xs, coeffs):
+    """sum_k c_k * x_k in one pass (numba) for large same-shape float arrays, else None."""
+    x0 = xs[0]
+    if type(x0) is not np.ndarray or x0.size < _FUSE_MIN or x0.dtype.kind != 'f':
+        return None
+    shape, dt = x0.shape, x0.dtype
+    for x in xs:
+        if type(x) is not np.ndarray or x.shape != shape or x.dtype != dt:
+            return None
+    from ._kernels import lincomb
+    c = np.asarray(coeffs if coeffs is not None else (1.0,) * len(xs), dtype=dt)
+    flat = tuple(np.ascontiguousarray(x).reshape(-1) for x in xs)
+    out = np.empty(x0.size, dt)
+    lincomb(flat, c, out)
+    return out.reshape(shape)
+
+
+# add_any[coeffs=(c1, c2, ...)] x1 x2 ... = c1*x1 + c2*x2 + ...: the sum of tangents or
+# cotangents; constant scale factors that transposition folds (see
+# transforms/transpose.py) land in `coeffs` instead of costing a `mul` each.
 add_any_p = Primitive('add_any')
 add_any_p.impl = _add_any_impl
-add_any_p.abstract_eval = lambda *avals: elementwise_aval('add_any', list(avals))
-deflinear(add_any_p, lambda ct, *xs: [unbroadcast(ct, x.aval) if is_undefined(x) else None
-                                      for x in xs])
+add_any_p.abstract_eval = lambda *avals, coeffs=None: elementwise_aval('add_any', list(avals))
+deflinear(add_any_p, _add_any_transpose)
+add_any_p.scale_transpose = lambda *xs, coeffs=None: (
+    None if any(is_undefined(x) and x.aval.shape != xs[0].aval.shape for x in xs)
+    else list(coeffs or [1.0] * len(xs)))
 
 
 def add_any(*xs):
@@ -115,17 +170,129 @@ mul_p = binary('mul', np.multiply)
 
 
 def _mul_transpose(ct, x, y):
+    if is_undefined(x) and is_undefined(y):
+        raise TypeError(f"mul of two linear operands ({x.aval.str_short()}, "
+                        f"{y.aval.str_short()}) is not linear: cannot transpose it")
     if is_undefined(x):
         return [unbroadcast(mul_p.bind(ct, y), x.aval), None]
     return [None, unbroadcast(mul_p.bind(x, ct), y.aval)]
 
 
-defjvp(mul_p, lambda g, x, y: mul_p.bind(g, y), lambda g, x, y: mul_p.bind(x, g))
+def _mul_jvp(primals, tangents):
+    x, y = primals
+    tx, ty = tangents
+    out = mul_p.bind(x, y)
+    if type(tx) is Zero:
+        t = mul_p.bind(x, ty)
+    elif type(ty) is Zero:
+        t = mul_p.bind(tx, y)
+    else:
+        t = add_products_p.bind(tx, y, x, ty)   # one equation for the product rule
+    return out, broadcast_to_shape(t, shape_of(out))
+
+
+mul_p.jvp = _mul_jvp
 mul_p.transpose = _mul_transpose
+
+
+def _mul_scale_transpose(x, y):
+    lin, other = (x, y) if is_undefined(x) else (y, x)
+    if is_undefined(other) or not isinstance(other, (float, int, np.floating, np.integer)) \
+            or isinstance(other, (bool, np.bool_)):
+        return None
+    c = float(other)
+    if not np.isfinite(c) or c == 0.0:
+        return None
+    return [c, None] if lin is x else [None, c]
+
+
+mul_p.scale_transpose = _mul_scale_transpose
+# With a cotangent of ones, the linear factor's cotangent is the other factor.
+def _other_factor(lin, other):
+    """ones * other, summed to the linear operand's shape."""
+    lin_shape = lin.aval.shape
+    other_shape = shape_of(other)
+    out_shape = np.broadcast_shapes(lin_shape, other_shape)
+    return unbroadcast(broadcast_to_shape(other, out_shape), lin.aval)
+
+
+mul_p.ones_transpose = lambda x, y: (
+    [_other_factor(x, y), None] if is_undefined(x) else [None, _other_factor(y, x)])
 
 
 def mul(x, y):
     return mul_p.bind(coerce(x, y), coerce(y, x))
+
+
+# add_products(a1, b1, a2, b2, ...) = a1*b1 + a2*b2 + ...: the product rule's
+# tangent `tx*y + x*ty` as one equation (and its own JVP stays one equation).
+
+def _add_products_impl(*xs):
+    out = np.multiply(xs[0], xs[1])
+    for i in range(2, len(xs), 2):
+        out = out + np.multiply(xs[i], xs[i + 1])
+    return out
+
+
+def _add_products_abstract(*avals):
+    if len(avals) % 2:
+        raise TypeError(f"add_products takes pairs of operands, got {len(avals)}")
+    return elementwise_aval('add_products', list(avals), allowed=NUMERIC)
+
+
+def _add_products_jvp(primals, tangents):
+    out = add_products_p.bind(*primals)
+    terms = []
+    for i in range(0, len(primals), 2):
+        a, b = primals[i], primals[i + 1]
+        ta, tb = tangents[i], tangents[i + 1]
+        if type(ta) is not Zero:
+            terms += [ta, b]
+        if type(tb) is not Zero:
+            terms += [a, tb]
+    if not terms:
+        return out, zero_like_out(out)
+    t = mul_p.bind(*terms) if len(terms) == 2 else add_products_p.bind(*terms)
+    return out, broadcast_to_shape(t, shape_of(out))
+
+
+def _add_products_transpose(ct, *xs):
+    cts = [None] * len(xs)
+    for i in range(0, len(xs), 2):
+        a, b = xs[i], xs[i + 1]
+        if is_undefined(a) and is_undefined(b):
+            raise TypeError("add_products: a product of two linear operands is not linear")
+        if is_undefined(a):
+            cts[i] = unbroadcast(mul_p.bind(ct, b), a.aval)
+        elif is_undefined(b):
+            cts[i + 1] = unbroadcast(mul_p.bind(a, ct), b.aval)
+    return cts
+
+
+add_products_p = Primitive('add_products')
+add_products_p.impl = _add_products_impl
+add_products_p.abstract_eval = _add_products_abstract
+add_products_p.jvp = _add_products_jvp
+add_products_p.transpose = _add_products_transpose
+
+
+def _add_products_ones_transpose(*xs):
+    cts = [None] * len(xs)
+    for i in range(0, len(xs), 2):
+        a, b = xs[i], xs[i + 1]
+        if is_undefined(a) and not is_undefined(b):
+            cts[i] = _out_shaped(b, xs, a.aval)
+        elif is_undefined(b) and not is_undefined(a):
+            cts[i + 1] = _out_shaped(a, xs, b.aval)
+    return cts
+
+
+def _out_shaped(other, xs, aval):
+    out_shape = np.broadcast_shapes(*[x.aval.shape if is_undefined(x) else shape_of(x) for x in xs])
+    return unbroadcast(broadcast_to_shape(other, out_shape), aval)
+
+
+add_products_p.ones_transpose = _add_products_ones_transpose
 
 
 def _safe_mul_impl(x, y):
@@ -139,8 +306,11 @@ safe_mul_p = binary('safe_mul', _safe_mul_impl, allowed=FLOAT)
 
 
 def _safe_mul_transpose(ct, x, y):
-    assert is_undefined(x) and not is_undefined(y), "safe_mul is linear in its first operand"
-    return [unbroadcast(safe_mul_p.bind(ct, y), x.aval), None]
+    if is_undefined(x) and is_undefined(y):
+        raise TypeError("safe_mul of two linear operands is not linear: cannot transpose it")
+    if is_undefined(x):
+        return [unbroadcast(safe_mul_p.bind(ct, y), x.aval), None]
+    return [None, unbroadcast(safe_mul_p.bind(x, ct), y.aval)]
 
 
 defjvp(safe_mul_p, lambda g, x, y: safe_mul_p.bind(g, y), lambda g, x, y: safe_mul_p.bind(x, g))
@@ -210,17 +380,22 @@ integer_pow_p.impl = _integer_pow_impl
 integer_pow_p.abstract_eval = lambda a, y: elementwise_aval('integer_pow', [a], allowed=NUMERIC)
 
 
-def _integer_pow_jvp_rule(g, x, y):
-    if y == 0:
-        return mul_p.bind(g, np.zeros((), dtype_of(g)))
-    if y == 1:
-        return g
-    coef = x if y == 2 else integer_pow_p.bind(x, y=y - 1)
-    coef = mul_p.bind(coef, dtype_of(g).type(y))
-    return safe_mul(g, coef) if y < 0 else mul_p.bind(g, coef)
+def _integer_pow_jvp(primals, tangents, y):
+    (x,), (g,) = primals, tangents
+    if y == 0 or y == 1:
+        out = integer_pow_p.bind(x, y=y)
+        return out, (zero_like_out(out) if y == 0 else g)
+    if y < 0:
+        out = integer_pow_p.bind(x, y=y)
+        return out, safe_mul(g, mul_p.bind(integer_pow_p.bind(x, y=y - 1), dtype_of(x).type(y)))
+    # x**y = x**(y-1) * x: the primal and the derivative share x**(y-1), and the
+    # factor y stays on the linear side, where transposition folds it for free.
+    base = x if y == 2 else integer_pow_p.bind(x, y=y - 1)
+    out = mul_p.bind(base, x)
+    return out, mul_p.bind(mul_p.bind(g, base), dtype_of(x).type(y))
 
 
-defjvp(integer_pow_p, _integer_pow_jvp_rule)
+integer_pow_p.jvp = _integer_pow_jvp
 
 
 def integer_pow(x, y):

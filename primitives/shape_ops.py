@@ -1,9 +1,11 @@
-"""Shape primitives: broadcast_in_dim, reshape (more are added beside them).
-They are linear; eager implementations return views where NumPy can."""
+"""Shape primitives: broadcast_in_dim, reshape, transpose, squeeze (and expand_dims),
+concatenate, pad and rev. They are linear; eager implementations return views where
+NumPy can."""
 import numpy as np
 
-from tracer import Primitive, ShapedArray, is_undefined
-from ._base import deflinear, shape_of
+from tracer.core import ONES
+from tracer import Primitive, ShapedArray, is_undefined, get_aval
+from ._base import deflinear, shape_of, dtype_of
 
 
 # --- broadcast_in_dim ------------------------------------------------------------------
@@ -92,3 +94,325 @@ def reshape(x, new_sizes):
     if shape_of(x) == new_sizes:
         return x
     return reshape_p.bind(x, new_sizes=new_sizes)
+
+
+# --- shared helpers ---------------------------------------------------------------------------
+
+def _explained(prim, impl):
+    """impl, except that a NumPy error on bad input is replaced by the primitive's own
+    clear shape-rule error (eager evaluation does not run abstract_eval first)."""
+    def f(*args, **params):
+        try:
+            return impl(*args, **params)
+        except (ValueError, TypeError, IndexError):
+            prim.abstract_eval(*[get_aval(a) for a in args], **params)
+            raise
+    f.__name__ = getattr(impl, '__name__', prim.name)
+    return f
+
+
+def _norm_dims(x, dims, extra=0):
+    """Static dimension list as a tuple of ints, negatives counted from the end of a
+    rank len(shape)+extra array."""
+    nd = len(shape_of(x)) + extra
+    if isinstance(dims, (int, np.integer)):
+        dims = (dims,)
+    return tuple(int(d) + nd if -nd <= int(d) < 0 else int(d) for d in dims)
+
+
+def _linear_jvp(prim):
+    """JVP of a primitive linear in all operands where symbolic-zero tangents become
+    broadcast scalar zeros (one cheap equation, or a read-only view when eager)
+    rather than materialised arrays or staged constants."""
+    from tracer import Zero
+    from ._base import zero_like_out
+
+    def jvp(primals, tangents, **params):
+        out = prim.bind(*primals, **params)
+        if all(type(t) is Zero for t in tangents):
+            return out, zero_like_out(out)
+        ts = [broadcast_in_dim(np.zeros((), t.aval.dtype), t.aval.shape, ())
+              if type(t) is Zero else t for t in tangents]
+        return out, prim.bind(*ts, **params)
+    return jvp
+
+
+# --- transpose ----------------------------------------------------------------------------------
+
+def _transpose_abstract(a, permutation):
+    if sorted(permutation) != list(range(len(a.shape))):
+        raise ValueError(f"transpose: permutation {permutation} is not a permutation of the "
+                         f"{len(a.shape)} axes of operand {a.str_short()}. Fix: pass each of "
+                         f"0..{len(a.shape) - 1} exactly once.")
+    return ShapedArray(tuple(a.shape[p] for p in permutation), a.dtype, a.weak_type)
+
+
+def _inverse_perm(perm):
+    inv = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return tuple(inv)
+
+
+transpose_p = Primitive('transpose')
+transpose_p.impl = _explained(transpose_p, lambda x, permutation: np.transpose(x, permutation))
+transpose_p.abstract_eval = _transpose_abstract
+deflinear(transpose_p, lambda ct, x, permutation: [transpose(ct, _inverse_perm(permutation))])
+
+
+def transpose(x, permutation):
+    """Permute the axes: output axis i is input axis permutation[i]."""
+    permutation = _norm_dims(x, permutation)
+    if permutation == tuple(range(len(permutation))) and len(permutation) == len(shape_of(x)):
+        return x
+    return transpose_p.bind(x, permutation=permutation)
+
+
+# --- squeeze, expand_dims ---------------------------------------------------------------------
+
+def _squeeze_abstract(a, dimensions):
+    for d in dimensions:
+        if not 0 <= d < len(a.shape):
+            raise ValueError(f"squeeze: dimension {d} is out of range for operand "
+                             f"{a.str_short()}")
+        if a.shape[d] != 1:
+            raise ValueError(f"squeeze: dimension {d} of operand {a.str_short()} has size "
+                             f"{a.shape[d]}, not 1. Fix: squeeze only size-1 dimensions "
+                             f"(reduce or slice the others).")
+    if len(set(dimensions)) != len(dimensions):
+        raise ValueError(f"squeeze: repeated dimension in {dimensions}")
+    shape = tuple(s for i, s in enumerate(a.shape) if i not in dimensions)
+    return ShapedArray(shape, a.dtype, a.weak_type)
+
+
+def _squeeze_impl(x, dimensions):
+    x = np.asarray(x)
+    return np.squeeze(x, axis=dimensions) if dimensions else x
+
+
+squeeze_p = Primitive('squeeze')
+squeeze_p.impl = _explained(squeeze_p, _squeeze_impl)
+squeeze_p.abstract_eval = _squeeze_abstract
+deflinear(squeeze_p, lambda ct, x, dimensions: [reshape(ct, x.aval.shape)])
+
+
+def squeeze(x, dimensions):
+    """Remove the size-1 axes `dimensions`."""
+    dimensions = tuple(sorted(_norm_dims(x, dimensions)))
+    if not dimensions:
+        return x
+    return squeeze_p.bind(x, dimensions=dimensions)
+
+
+def expand_dims(x, dimensions):
+    """Insert size-1 axes; `dimensions` are their positions in the output (negative ones
+    count from the output's end). A reshape, so its rules are reshape's."""
+    xs = shape_of(x)
+    dims = sorted(_norm_dims(x, dimensions, extra=len(tuple(
+        [dimensions] if isinstance(dimensions, (int, np.integer)) else dimensions))))
+    nd = len(xs) + len(dims)
+    if len(set(dims)) != len(dims) or any(not 0 <= d < nd for d in dims):
+        raise ValueError(f"expand_dims: dimensions {dimensions} are invalid for an operand of "
+                         f"shape {xs}: they must be distinct positions in the rank-{nd} "
+                         f"output (0..{nd - 1}, or negative from the end).")
+    it = iter(xs)
+    shape = tuple(1 if i in dims else next(it) for i in range(nd))
+    return reshape(x, shape)
+
+
+# --- concatenate --------------------------------------------------------------------------------
+
+def _concat_abstract(*avals, dimension):
+    if not avals:
+        raise ValueError("concatenate: needs at least one operand")
+    a0 = avals[0]
+    nd = len(a0.shape)
+    desc = ', '.join(a.str_short() for a in avals)
+    if nd == 0:
+        raise ValueError(f"concatenate: 0-d operands ({desc}) cannot be concatenated. Fix: "
+                         f"reshape them to 1-d first.")
+    if not 0 <= dimension < nd:
+        raise ValueError(f"concatenate: dimension {dimension} is out of range for operands "
+                         f"{desc}")
+    for a in avals:
+        if a.dtype != a0.dtype:
+            raise TypeError(f"concatenate: operands must share one dtype, got {desc}. Fix: "
+                            f"convert them with convert_element_type first.")
+        if len(a.shape) != nd or any(s != t for i, (s, t) in enumerate(zip(a.shape, a0.shape))
+                                     if i != dimension):
+            raise ValueError(f"concatenate: operand shapes must agree except in dimension "
+                             f"{dimension}, got {desc}.")
+    shape = list(a0.shape)
+    shape[dimension] = sum(a.shape[dimension] for a in avals)
+    return ShapedArray(tuple(shape), a0.dtype, all(a.weak_type for a in avals))
+
+
+def _concat_transpose(ct, *operands, dimension):
+    from .slicing import slice as slice_
+    shape = shape_of(ct)
+    out = []
+    start = 0
+    for x in operands:
+        size = (x.aval if is_undefined(x) else get_aval(x)).shape[dimension]
+        if is_undefined(x):
+            lo = [0] * len(shape)
+            hi = list(shape)
+            lo[dimension] = start
+            hi[dimension] = start + size
+            out.append(slice_(ct, lo, hi))
+        else:
+            out.append(None)
+        start += size
+    return out
+
+
+concatenate_p = Primitive('concatenate')
+def _concat_impl(*xs, dimension):
+    d0 = dtype_of(xs[0])
+    for x in xs:
+        if dtype_of(x) != d0:   # NumPy would promote silently; lax does not
+            _concat_abstract(*[get_aval(x) for x in xs], dimension=dimension)
+    return np.concatenate(xs, axis=dimension)
+
+
+concatenate_p.impl = _explained(concatenate_p, _concat_impl)
+concatenate_p.abstract_eval = _concat_abstract
+deflinear(concatenate_p, _concat_transpose)
+concatenate_p.jvp = _linear_jvp(concatenate_p)
+
+
+def concatenate(operands, dimension):
+    """Join `operands` (same dtype, same shape except along `dimension`)."""
+    operands = list(operands)
+    if not operands:
+        raise ValueError("concatenate: needs at least one operand")
+    dimension = _norm_dims(operands[0], dimension)[0]
+    if len(operands) == 1:
+        concatenate_p.abstract_eval(get_aval(operands[0]), dimension=dimension)
+        return operands[0]
+    return concatenate_p.bind(*operands, dimension=dimension)
+
+
+# --- pad -------------------------------------------------------------------------------------------
+
+def _pad_out_dim(n, lo, hi, interior):
+    dilated = (n - 1) * (interior + 1) + 1 if n else 0
+    return lo + dilated + hi
+
+
+def _pad_abstract(a, pv, padding_config):
+    if len(padding_config) != len(a.shape):
+        raise ValueError(f"pad: padding_config has {len(padding_config)} entries but operand "
+                         f"{a.str_short()} has {len(a.shape)} dimensions. Fix: give one "
+                         f"(lo, hi, interior) triple per dimension.")
+    if pv.shape != ():
+        raise ValueError(f"pad: padding_value must be a scalar, got {pv.str_short()}")
+    if pv.dtype != a.dtype:
+        raise TypeError(f"pad: padding_value {pv.str_short()} must have the operand's dtype "
+                        f"({a.str_short()}). Fix: convert it first.")
+    shape = []
+    for d, ((lo, hi, interior), n) in enumerate(zip(padding_config, a.shape)):
+        if interior < 0:
+            raise ValueError(f"pad: interior padding must be >= 0, got {interior} in "
+                             f"dimension {d}")
+        size = _pad_out_dim(n, lo, hi, interior)
+        if size < 0:
+            raise ValueError(f"pad: padding {(lo, hi, interior)} crops dimension {d} of "
+                             f"operand {a.str_short()} to a negative size {size}")
+        shape.append(size)
+    return ShapedArray(tuple(shape), a.dtype, a.weak_type)
+
+
+def _pad_impl(x, pv, padding_config):
+    x = np.asarray(x)
+    if len(padding_config) != x.ndim:
+        raise ValueError("pad: padding_config length does not match the operand's rank")
+    out_shape, dst, src = [], [], []
+    nonempty = True
+    for (lo, hi, interior), n in zip(padding_config, x.shape):
+        size = _pad_out_dim(n, lo, hi, interior)
+        if size < 0 or interior < 0:
+            raise ValueError("pad: invalid padding")
+        out_shape.append(size)
+        s = interior + 1
+        # element j lands at lo + j*s; keep those with 0 <= lo + j*s < size
+        j0 = 0 if lo >= 0 else (-lo + s - 1) // s
+        j1 = min(n, (size - lo + s - 1) // s) if size > lo else 0
+        c = j1 - j0
+        if c <= 0:
+            nonempty = False
+            continue
+        start = lo + j0 * s
+        src.append(slice(j0, j1))
+        dst.append(slice(start, start + (c - 1) * s + 1, s))
+    out = np.full(out_shape, pv, dtype=x.dtype)
+    if nonempty:
+        out[tuple(dst)] = x[tuple(src)]
+    return out
+
+
+def _pad_transpose(ct, x, pv, padding_config):
+    from .slicing import slice as slice_
+    from .reductions import reduce_sum
+    from .arith import sub
+    ct_x = None
+    if is_undefined(x) or is_undefined(pv):
+        # x's elements sit at max(lo,0) + j*(interior+1) once what was cropped
+        # (negative lo/hi) is padded back with zeros: one strided slice picks them.
+        t = ct
+        if any(lo < 0 or hi < 0 for lo, hi, _ in padding_config):
+            t = pad(t, dtype_of(ct).type(0),
+                    tuple((max(-lo, 0), max(-hi, 0), 0) for lo, hi, _ in padding_config))
+        start = tuple(max(lo, 0) for lo, _, _ in padding_config)
+        limit = tuple(n - max(hi, 0) for n, (_, hi, _) in zip(shape_of(t), padding_config))
+        ct_x = slice_(t, start, limit, tuple(i + 1 for _, _, i in padding_config))
+    ct_pv = None
+    if is_undefined(pv):
+        all_axes = tuple(range(len(shape_of(ct))))
+        ct_pv = sub(reduce_sum(ct, all_axes), reduce_sum(ct_x, all_axes))
+    return [ct_x if is_undefined(x) else None, ct_pv]
+
+
+pad_p = Primitive('pad')
+pad_p.impl = _explained(pad_p, _pad_impl)
+pad_p.abstract_eval = _pad_abstract
+deflinear(pad_p, _pad_transpose)
+pad_p.jvp = _linear_jvp(pad_p)
+
+
+def pad(x, padding_value, padding_config):
+    """lax.pad: per dimension (lo, hi, interior); lo/hi may be negative (cropping),
+    interior >= 0 inserts that many padding elements between neighbours."""
+    from .arith import coerce
+    padding_config = tuple((int(lo), int(hi), int(i)) for lo, hi, i in padding_config)
+    return pad_p.bind(x, coerce(padding_value, x), padding_config=padding_config)
+
+
+# --- rev ----------------------------------------------------------------------------------------------
+
+def _rev_abstract(a, dimensions):
+    for d in dimensions:
+        if not 0 <= d < len(a.shape):
+            raise ValueError(f"rev: dimension {d} is out of range for operand {a.str_short()}")
+    if len(set(dimensions)) != len(dimensions):
+        raise ValueError(f"rev: repeated dimension in {dimensions}")
+    return a
+
+
+rev_p = Primitive('rev')
+rev_p.impl = _explained(rev_p, lambda x, dimensions: np.flip(x, dimensions))
+rev_p.abstract_eval = _rev_abstract
+deflinear(rev_p, lambda ct, x, dimensions: [rev_p.bind(ct, dimensions=dimensions)])
+
+
+def rev(x, dimensions):
+    """Reverse the order of elements along `dimensions`."""
+    dimensions = tuple(sorted(_norm_dims(x, dimensions)))
+    if not dimensions:
+        return x
+    return rev_p.bind(x, dimensions=dimensions)
+
+
+# A cotangent of ones stays ones through pure rearrangements (see transforms/transpose.py).
+for _p in (reshape_p, transpose_p, squeeze_p, rev_p):
+    _p.ones_transpose = lambda x, **params: [ONES]

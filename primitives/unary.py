@@ -6,6 +6,7 @@ import math
 import numpy as np
 import numba
 
+from tracer import Primitive
 from ._base import unary, defjvp, defjvp2, defjvp_zero, dtype_of, FLOAT
 from .arith import mul_p, add_p, sub_p, div_p, neg_p, safe_mul
 
@@ -31,10 +32,36 @@ expm1_p = unary('expm1', np.expm1)
 defjvp2(expm1_p, lambda g, ans, x: mul_p.bind(g, add_p.bind(ans, _one(ans))))
 
 sin_p = unary('sin', np.sin)
-defjvp(sin_p, lambda g, x: mul_p.bind(g, cos_p.bind(x)))
-
 cos_p = unary('cos', np.cos)
-defjvp(cos_p, lambda g, x: mul_p.bind(g, neg_p.bind(sin_p.bind(x))))
+
+# sincos(x) -> (sin x, cos x): sin and cos differentiate into each other, so their
+# JVPs compute both at once (one equation, one pass, shared by higher orders).
+sincos_p = Primitive('sincos', multiple_results=True)
+sincos_p.impl = lambda x: (np.sin(x), np.cos(x))
+sincos_p.abstract_eval = lambda a: [sin_p.abstract_eval(a)] * 2
+
+
+def _sincos_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    s, c = sincos_p.bind(x)
+    return [s, c], [mul_p.bind(t, c), neg_p.bind(mul_p.bind(t, s))]
+
+
+def _sin_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    s, c = sincos_p.bind(x)
+    return s, mul_p.bind(t, c)
+
+
+def _cos_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    s, c = sincos_p.bind(x)
+    return c, neg_p.bind(mul_p.bind(t, s))
+
+
+sincos_p.jvp = _sincos_jvp
+sin_p.jvp = _sin_jvp
+cos_p.jvp = _cos_jvp
 
 tan_p = unary('tan', np.tan)
 defjvp2(tan_p, lambda g, ans, x: mul_p.bind(g, add_p.bind(_one(ans), mul_p.bind(ans, ans))))
@@ -65,7 +92,7 @@ defjvp2(rsqrt_p, lambda g, ans, x: safe_mul(
     g, mul_p.bind(div_p.bind(ans, x), _scalar(ans, -0.5))))
 
 
-@numba.vectorize(['float64(float64)', 'float32(float32)'], cache=True)
+@numba.vectorize(['float32(float32)', 'float64(float64)'], cache=True)
 def _erf_kernel(x):
     # NumPy has no erf; numba's math.erf is libm's, accurate to an ulp.
     return math.erf(x)
@@ -102,3 +129,7 @@ exp, log, log1p, expm1 = _fn(exp_p), _fn(log_p), _fn(log1p_p), _fn(expm1_p)
 sin, cos, tan, tanh = _fn(sin_p), _fn(cos_p), _fn(tan_p), _fn(tanh_p)
 logistic, sqrt, rsqrt, erf = _fn(logistic_p), _fn(sqrt_p), _fn(rsqrt_p), _fn(erf_p)
 floor, ceil, round = _fn(floor_p), _fn(ceil_p), _fn(round_p)
+
+
+def sincos(x):
+    return sincos_p.bind(x)

@@ -6,6 +6,8 @@ evaluates it directly when no argument is traced. Each transform invocation push
 a new `Trace` with its own level, so nested transforms and closures over outer
 tracers never mix up their perturbations.
 """
+import gc as _gc
+
 import numpy as np
 
 from .avals import ShapedArray, concrete_aval, tangent_aval, float0
@@ -32,6 +34,8 @@ class Primitive:
         self.transpose = None
         self.batch = None
         self.lowering = None
+        self.effectful = False   # effectful equations survive dead-code elimination
+        self.cse = True          # identical applications may be shared
 
     def __repr__(self):
         return self.name
@@ -46,8 +50,30 @@ class Primitive:
                 if top is None or t.level > top.level:
                     top = t
         if top is None:
-            return self.impl(*args, **params)
-        return top.process_primitive(self, [top.full_raise(x) for x in args], params)
+            try:
+                return self.impl(*args, **params)
+            except Exception as e:
+                _explain_impl_error(self, args, params, e)
+                raise
+        # The trace boxes non-tracer and lower-level arguments itself (it can often
+        # avoid building tracers for constants).
+        return top.process_primitive(self, args, params)
+
+
+def _explain_impl_error(primitive, args, params, err):
+    """An implementation failed on concrete values: if the shape/dtype rule
+    rejects the operands, raise its message (which names the primitive, shapes
+    and the fix) instead of NumPy's. Costs nothing unless an error happened."""
+    if primitive.abstract_eval is None:
+        return
+    try:
+        avals = [concrete_aval(x) for x in args]
+    except TypeError:
+        return
+    try:
+        primitive.abstract_eval(*avals, **params)
+    except (TypeError, ValueError) as rule_err:
+        raise type(rule_err)(with_user_line(str(rule_err))) from None
 
 
 # --- the trace stack -------------------------------------------------------------
@@ -85,7 +111,9 @@ class Trace:
             return self.lift(x)
         return self.pure(x)
 
-    def process_primitive(self, primitive, tracers, params):
+    def process_primitive(self, primitive, args, params):
+        """Apply `primitive` to `args`: tracers of this trace, tracers of lower
+        traces, or plain values (use `full_raise` to box the latter two)."""
         raise NotImplementedError
 
     def concrete(self, tracer):
@@ -95,6 +123,34 @@ class Trace:
             f"{self.name}: Python cannot branch on it or convert it to a number.\n"
             f"Fix: mark the argument static (jit(f, static_argnums=...)), or express the "
             f"choice with lax.cond / pnp.where instead of Python control flow."))
+
+
+class pause_gc:
+    """Pause Python's cyclic garbage collector while transforms run.
+
+    Tracing allocates millions of small objects and creates no reference cycles
+    (reference counting frees them); the collector's repeated full scans would
+    make long programs quadratic. The collector is re-enabled when the outermost
+    pause ends."""
+    __slots__ = ()
+    depth = 0
+    was_enabled = False
+
+    def __enter__(self):
+        if pause_gc.depth == 0:
+            pause_gc.was_enabled = _gc.isenabled()
+            if pause_gc.was_enabled:
+                _gc.disable()
+        pause_gc.depth += 1
+
+    def __exit__(self, *exc):
+        pause_gc.depth -= 1
+        if pause_gc.depth == 0 and pause_gc.was_enabled:
+            _gc.enable()
+        return False
+
+
+_pause_gc = pause_gc()
 
 
 class new_trace:
@@ -108,6 +164,7 @@ class new_trace:
 
     def __enter__(self):
         global _dynamic_trace
+        _pause_gc.__enter__()
         trace = self.trace
         trace.level = len(_trace_stack)
         trace.alive = True
@@ -124,6 +181,7 @@ class new_trace:
         trace.alive = False
         if self.dynamic:
             _dynamic_trace = self.prev_dynamic
+        _pause_gc.__exit__()
         return False
 
 
@@ -139,18 +197,44 @@ def _raise_leak(tracer, primitive):
 # --- symbolic zeros and undefined primals -------------------------------------------
 
 class Zero:
-    """A symbolic zero tangent or cotangent: never materialised unless needed."""
-    __slots__ = ('aval',)
+    """A symbolic zero tangent or cotangent: never materialised unless needed.
+    `Zero.of(value)` defers computing the aval until something asks for it."""
+    __slots__ = ('_aval', '_of')
 
     def __init__(self, aval):
-        self.aval = aval
+        self._aval = aval
+        self._of = None
+
+    @property
+    def aval(self):
+        a = self._aval
+        if a is None:
+            a = self._aval = tangent_aval(get_aval(self._of))
+            self._of = None
+        return a
 
     def __repr__(self):
         return f"Zero({self.aval.str_short()})"
 
     @staticmethod
-    def from_value(val):
-        return Zero(tangent_aval(get_aval(val)))
+    def of(val):
+        z = Zero(None)
+        z._of = val
+        return z
+
+    from_value = of
+
+
+class _Ones:
+    """A symbolic cotangent of all ones (of its variable's shape and dtype); see
+    transforms/transpose.py. Transpose rules may pass it on via `ones_transpose`."""
+    __slots__ = ()
+
+    def __repr__(self):
+        return 'ONES'
+
+
+ONES = _Ones()
 
 
 def zeros_value(aval):
@@ -250,6 +334,8 @@ class Tracer:
 
     # concrete values ------------------------------------------------------------
     def _concrete(self):
+        if not self._trace.alive:
+            _raise_leak(self, None)
         return self._trace.concrete(self)
 
     def __bool__(self):

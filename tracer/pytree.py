@@ -7,42 +7,79 @@ from collections import namedtuple
 
 
 class PyTreeDef:
-    """The structure of a pytree: a node type, its auxiliary data and children."""
-    __slots__ = ('kind', 'aux', 'children', 'num_leaves', '_hash')
+    """The structure of a pytree: a node type, its auxiliary data and children.
+    Equality, hashing and printing work on a flat pre-order encoding, so they are
+    iterative (any depth) and cached."""
+    __slots__ = ('kind', 'aux', 'children', 'num_leaves', '_code', '_hash')
 
     def __init__(self, kind, aux, children):
         self.kind = kind          # None for a leaf, else the node's type
         self.aux = aux
         self.children = children
         self.num_leaves = 1 if kind is None else sum(c.num_leaves for c in children)
+        self._code = None
         self._hash = None
+
+    def _encode(self):
+        """Pre-order tuple of (kind, aux, number of children)."""
+        if self._code is None:
+            out = []
+            stack = [self]
+            while stack:
+                node = stack.pop()
+                out.append((node.kind, node.aux, len(node.children)))
+                stack.extend(reversed(node.children))
+            self._code = tuple(out)
+        return self._code
 
     def __eq__(self, other):
         if self is other:
             return True
-        if not isinstance(other, PyTreeDef):
+        if not isinstance(other, PyTreeDef) or self.num_leaves != other.num_leaves:
             return False
-        return (self.kind is other.kind and self.aux == other.aux
-                and self.children == other.children)
+        a, b = self._encode(), other._encode()
+        return len(a) == len(b) and all(
+            x[0] is y[0] and x[2] == y[2] and x[1] == y[1] for x, y in zip(a, b))
 
     def __hash__(self):
         if self._hash is None:
-            self._hash = hash((self.kind, _hashable(self.aux), tuple(self.children)))
+            self._hash = hash(tuple((k, _hashable(a), n) for k, a, n in self._encode()))
         return self._hash
 
     def __repr__(self):
-        if self.kind is None:
-            return '*'
-        if self.kind is _NoneType:
-            return 'None'
-        inner = ', '.join(map(repr, self.children))
-        if self.kind is tuple:
-            return f"({inner}{',' if len(self.children) == 1 else ''})"
-        if self.kind is list:
-            return f"[{inner}]"
-        if self.kind is dict:
-            return '{' + ', '.join(f"{k!r}: {c!r}" for k, c in zip(self.aux, self.children)) + '}'
-        return f"{self.kind.__name__}({inner})"
+        parts = []
+        # stack of (node, state): state 0 = open, 1 = close
+        stack = [(self, 0, None)]
+        while stack:
+            node, state, sep = stack.pop()
+            if state == 1:
+                parts.append(sep)
+                continue
+            if sep:
+                parts.append(sep)
+            kind = node.kind
+            if kind is None:
+                parts.append('*')
+                continue
+            if kind is _NoneType:
+                parts.append('None')
+                continue
+            if kind is tuple:
+                opn, close = '(', (',)' if len(node.children) == 1 else ')')
+            elif kind is list:
+                opn, close = '[', ']'
+            elif kind is dict:
+                opn, close = '{', '}'
+            else:
+                opn, close = kind.__name__ + '(', ')'
+            parts.append(opn)
+            stack.append((None, 1, close))
+            for i in reversed(range(len(node.children))):
+                prefix = ', ' if i else ''
+                if kind is dict:
+                    prefix += f"{node.aux[i]!r}: "
+                stack.append((node.children[i], 0, prefix))
+        return ''.join(parts)
 
     def unflatten(self, leaves):
         return tree_unflatten(self, leaves)

@@ -27,49 +27,63 @@ class JaxprTracer(Tracer):
 
 
 class JaxprTrace(Trace):
-    def __init__(self, name='make_jaxpr'):
+    def __init__(self, name='make_jaxpr', cse=True):
         super().__init__()
         self.name = name
         self.eqns = []
         self.invars = []
         self.constvars = []
         self.constvals = []
-        self._const_ids = {}   # id(value) -> tracer; values kept alive in constvals
-        self._cse = {}
+        self._const_ids = {}   # id(value) -> Var; values kept alive in constvals
+        self._cse = {} if cse else None
 
     def new_arg(self, aval):
         var = Var(aval)
         self.invars.append(var)
         return JaxprTracer(self, aval, var)
 
-    def pure(self, val):
+    def _atom(self, val):
+        """The Var (or Literal) standing for a value from outside this trace."""
         if not isinstance(val, Tracer) and is_literal_scalar(val):
-            lit = literal(val)
-            return JaxprTracer(self, lit.aval, lit)
-        t = self._const_ids.get(id(val))
-        if t is None:
+            return literal(val)
+        var = self._const_ids.get(id(val))
+        if var is None:
             aval = get_aval(val)
             var = Var(aval.strip_weak_type() if isinstance(val, Tracer) else aval)
-            t = JaxprTracer(self, var.aval, var)
             self.constvars.append(var)
             self.constvals.append(val)
-            self._const_ids[id(val)] = t
-        return t
+            self._const_ids[id(val)] = var
+        return var
+
+    def pure(self, val):
+        var = self._atom(val)
+        return JaxprTracer(self, var.aval, var)
 
     lift = pure
 
-    def process_primitive(self, primitive, tracers, params):
-        avals = [t._aval for t in tracers]
+    def process_primitive(self, primitive, args, params):
+        invars = []
+        avals = []
+        for x in args:
+            if type(x) is JaxprTracer and x._trace is self:
+                v = x.var
+            else:
+                if isinstance(x, Tracer):
+                    self.full_raise(x)   # checks levels and liveness
+                v = self._atom(x)
+            invars.append(v)
+            avals.append(v.aval)
         try:
             out = primitive.abstract_eval(*avals, **params)
         except (TypeError, ValueError) as e:
             raise type(e)(with_user_line(str(e))) from None
-        invars = [t.var for t in tracers]
-        key = _cse_key(primitive, invars, params)
-        if key is not None:
-            hit = self._cse.get(key)
-            if hit is not None:
-                return hit
+        cse = self._cse
+        if cse is not None:
+            key = _cse_key(primitive, invars, params)
+            if key is not None:
+                hit = cse.get(key)
+                if hit is not None:
+                    return hit
         if primitive.multiple_results:
             outvars = [Var(a) for a in out]
             result = [JaxprTracer(self, a, v) for a, v in zip(out, outvars)]
@@ -77,8 +91,8 @@ class JaxprTrace(Trace):
             outvars = [Var(out)]
             result = JaxprTracer(self, out, outvars[0])
         self.eqns.append(JaxprEqn(primitive, invars, outvars, params))
-        if key is not None:
-            self._cse[key] = result
+        if cse is not None and key is not None:
+            cse[key] = result
         return result
 
     def to_jaxpr(self, out_tracers):
@@ -112,16 +126,20 @@ def dce(constvars, constvals, invars, outvars, eqns):
     """Drop equations and constants whose results no output needs (one backward sweep)."""
     live = set(v for v in outvars if type(v) is not Literal)
     kept = []
+    add = live.add
     for eqn in reversed(eqns):
         outs = eqn.outvars
-        if not any(v in live for v in outs) and not getattr(eqn.primitive, 'effectful', False):
+        if len(outs) == 1:
+            if outs[0] not in live and not eqn.primitive.effectful:
+                continue
+        elif not any(v in live for v in outs) and not eqn.primitive.effectful:
             continue
-        if eqn.primitive.multiple_results and not all(v in live for v in outs):
+        elif not all(v in live for v in outs):
             eqn = eqn.replace(outvars=[v if v in live else DropVar(v.aval) for v in outs])
         kept.append(eqn)
         for v in eqn.invars:
             if type(v) is not Literal:
-                live.add(v)
+                add(v)
     kept.reverse()
     cvars, cvals = [], []
     for v, c in zip(constvars, constvals):

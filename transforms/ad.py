@@ -6,7 +6,7 @@ besides that jaxpr.
 """
 import numpy as np
 
-from tracer import (Tracer, Zero, get_aval, tangent_aval, new_trace, float0,
+from tracer import (tree_map, Tracer, Zero, get_aval, tangent_aval, new_trace, float0,
                     tree_flatten, tree_unflatten, eval_jaxpr, trace_to_jaxpr, ShapedArray)
 from tracer.errors import with_user_line
 from .jvp import JVPTrace, JVPTracer, unpack
@@ -48,6 +48,11 @@ def _flat_fun(fun, in_tree, out_store, has_aux=False):
                 raise TypeError("has_aux=True requires the function to return a pair "
                                 "(output, auxiliary data)")
             out, aux = out
+            # aux is returned as a value: unbox this transform's tracers now,
+            # while the trace is alive (outer tracers stay as they are)
+            trace = next((a._trace for a in args if isinstance(a, JVPTracer)), None)
+            if trace is not None:
+                aux = tree_map(lambda a: unpack(trace, a)[0], aux)
             out_store['aux'] = aux
         leaves, tree = tree_flatten(out)
         out_store['tree'] = tree
@@ -129,7 +134,7 @@ def _vjp_flat(fun, flat_p, in_tree, has_aux, name='vjp'):
 
 def _cts_from_backward(lin, ct_flat):
     cts_out = [c for c, nz in zip(ct_flat, lin.nonzero) if nz]
-    cts_in = backward_pass(lin.jaxpr, lin.residuals, cts_out)
+    cts_in = backward_pass(lin.jaxpr, lin.residuals, cts_out, all_linear=True)
     return [_zeros(a) if type(c) is Zero else _own(c) for c, a in zip(cts_in, lin.in_avals)]
 
 

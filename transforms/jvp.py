@@ -31,17 +31,27 @@ class JVPTrace(Trace):
         self.name = name
 
     def pure(self, val):
-        return JVPTracer(self, val, Zero(tangent_aval(get_aval(val))))
+        return JVPTracer(self, val, Zero.of(val))
 
     lift = pure
 
-    def process_primitive(self, primitive, tracers, params):
-        primals = [t.primal for t in tracers]
-        tangents = [t.tangent for t in tracers]
-        for t in tangents:
-            if type(t) is not Zero:
-                break
-        else:
+    def process_primitive(self, primitive, args, params):
+        primals = []
+        tangents = []
+        nonzero = False
+        for x in args:
+            if type(x) is JVPTracer and x._trace is self:
+                primals.append(x.primal)
+                t = x.tangent
+                tangents.append(t)
+                if not nonzero and type(t) is not Zero:
+                    nonzero = True
+            else:
+                if isinstance(x, Tracer):
+                    x = self.full_raise(x).primal   # checks levels and liveness
+                primals.append(x)
+                tangents.append(Zero.of(x))
+        if not nonzero:
             out = primitive.bind(*primals, **params)
             if primitive.multiple_results:
                 return [self.pure(o) for o in out]
@@ -67,4 +77,4 @@ def unpack(trace, x):
     """(primal, tangent) of an output of a function traced by `trace`."""
     if isinstance(x, JVPTracer) and x._trace is trace:
         return x.primal, x.tangent
-    return x, Zero(tangent_aval(get_aval(x)))
+    return x, Zero.of(x)

@@ -28,7 +28,7 @@ class LinearFunction:
 
 def linearize_flat(fun, primals, name='linearize'):
     """fun: flat list -> flat list. Returns (out_primals, LinearFunction)."""
-    builder = JaxprTrace(name)
+    builder = JaxprTrace(name, cse=False)
     with new_trace(builder):
         in_avals = [tangent_aval(get_aval(p)) for p in primals]
         args = [builder.new_arg(a) for a in in_avals]

@@ -4,19 +4,73 @@ cotangents.
 Equations that do not depend on a linear input are evaluated forward first (they
 are constants of the linear map). Then the linear equations are visited in
 reverse; each primitive's transpose rule maps its output cotangent to cotangents
-of its linear operands. Cotangents reaching one variable from several uses are
-summed by a single n-ary `add_any`, and zeros stay symbolic throughout.
+of its linear operands.
+
+Two things keep the transposed program small:
+- Cotangents reaching one variable from several uses are summed by one n-ary
+  `add_any`, and zeros stay symbolic throughout.
+- Constant factors are folded, not emitted: a cotangent is held as (value, scale)
+  with `scale` a Python number. `neg`, `sub` and multiplication by a literal only
+  change the scale (their `scale_transpose`); every other rule, being linear, runs
+  on the unscaled value and passes the scale on. Scales meet in `add_any`'s
+  `coeffs`, and are multiplied in only where a value leaves the pass, or when a
+  scale strays far from 1 (so unscaled values cannot overflow or underflow).
+- A constant scalar cotangent (grad's seed 1.0) is held as the symbolic value
+  `ONES` times its scale: `reduce_sum`'s transpose keeps it symbolic, and `mul`'s
+  turns it into the other factor (`ones_transpose`), so no array of ones is
+  broadcast and multiplied in.
 """
-from tracer import Literal, Zero, UndefinedPrimal
+import math
+
+import numpy as np
+
+from tracer import Literal, Zero, UndefinedPrimal, Tracer
+from tracer.core import pause_gc, ONES
 from tracer.errors import with_user_line
-from primitives.arith import add_any
+from primitives.arith import add_any_p, mul_p, coerce
+from primitives.shape_ops import broadcast_to
 
 
-def backward_pass(jaxpr, consts, cts_out):
+def _as_ones(ct):
+    """(ONES, scale) for a concrete real scalar cotangent, else None."""
+    if isinstance(ct, Tracer) or np.ndim(ct) != 0:
+        return None
+    try:
+        c = float(ct)
+    except TypeError:
+        return None
+    if np.iscomplexobj(ct) or not np.isfinite(c) or c == 0.0:
+        return None
+    return ONES, c
+
+
+def _materialize(value, aval):
+    if value is ONES:
+        return broadcast_to(np.ones((), aval.dtype), aval.shape)
+    return value
+
+_MAX_EXP = 64   # rescale once |log2(scale)| exceeds this
+
+
+def backward_pass(jaxpr, consts, cts_out, all_linear=False):
     """Cotangents of jaxpr.invars (Zero where none flows) given cotangents of
-    jaxpr.outvars (Zero allowed)."""
-    linear = set(jaxpr.invars)
+    jaxpr.outvars (Zero allowed). `all_linear`: every equation reads a linear
+    input (true of what linearize stages), so the forward sweep is skipped."""
+    with pause_gc():
+        return _backward_pass(jaxpr, consts, cts_out, all_linear)
+
+
+def _scaled(value, scale):
+    if scale == 1.0:
+        return value
+    return mul_p.bind(value, coerce(scale, value))
+
+
+def _backward_pass(jaxpr, consts, cts_out, all_linear):
     env = dict(zip(jaxpr.constvars, consts))
+    if all_linear:
+        return _transpose_eqns(jaxpr, jaxpr.eqns, env, None, cts_out)
+    linear = set(jaxpr.invars)
     lin_eqns = []
     for eqn in jaxpr.eqns:
         if any(type(v) is not Literal and v in linear for v in eqn.invars):
@@ -29,38 +83,82 @@ def backward_pass(jaxpr, consts, cts_out):
                 env.update(zip(eqn.outvars, vals))
             else:
                 env[eqn.outvars[0]] = vals
+    return _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out)
 
-    cts = {}
 
-    def write(v, ct):
-        if ct is None or type(ct) is Zero or type(v) is Literal or v not in linear:
+def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
+    """linear: the set of linear vars, or None when every non-constant var is."""
+    cts = {}   # var -> list of (value, scale)
+    is_linear = (lambda v: v not in env) if linear is None else linear.__contains__
+
+    def write(v, ct, scale):
+        if ct is None or type(ct) is Zero or type(v) is Literal or not is_linear(v):
             return
         lst = cts.get(v)
         if lst is None:
-            cts[v] = [ct]
+            cts[v] = [(ct, scale)]
         else:
-            lst.append(ct)
+            lst.append((ct, scale))
 
     def read(v):
+        """-> (value, scale), or (Zero, 1.0)."""
         lst = cts.pop(v, None)
         if lst is None:
-            return Zero(v.aval)
-        return lst[0] if len(lst) == 1 else add_any(*lst)
+            return Zero(v.aval), 1.0
+        if len(lst) == 1:
+            value, scale = lst[0]
+        else:
+            scale = lst[0][1]
+            values = [c for c, _ in lst]
+            if all(c is ONES for c in values):
+                return ONES, sum(s for _, s in lst)
+            one = v.aval.dtype.type(1)
+            values = [one if c is ONES else c for c in values]   # add_any broadcasts
+            if all(s == scale for _, s in lst):
+                value = add_any_p.bind(*values)
+            else:
+                value = add_any_p.bind(*values, coeffs=tuple(s / scale for _, s in lst))
+        if value is not ONES and not 2.0 ** -_MAX_EXP < abs(scale) < 2.0 ** _MAX_EXP:
+            value, scale = _scaled(value, scale), 1.0
+        return value, scale
 
     for v, ct in zip(jaxpr.outvars, cts_out):
-        write(v, ct)
+        ones = _as_ones(ct) if type(v) is not Literal else None
+        if ones is not None:
+            write(v, *ones)
+        else:
+            write(v, ct, 1.0)
     for eqn in reversed(lin_eqns):
         prim = eqn.primitive
         if prim.multiple_results:
-            ct = [read(v) for v in eqn.outvars]
-            if all(type(c) is Zero for c in ct):
+            pairs = [read(v) for v in eqn.outvars]
+            if all(type(c) is Zero for c, _ in pairs):
                 continue
+            # one scale for all outputs: fold the others in
+            scale = next(s for c, s in pairs if type(c) is not Zero)
+            ct = [c if type(c) is Zero else
+                  _scaled(_materialize(c, v.aval), s / scale) if s != scale else
+                  _materialize(c, v.aval) for (c, s), v in zip(pairs, eqn.outvars)]
         else:
-            ct = read(eqn.outvars[0])
+            ct, scale = read(eqn.outvars[0])
             if type(ct) is Zero:
                 continue
-        args = [UndefinedPrimal(v.aval) if type(v) is not Literal and v in linear
-                else (v.val if type(v) is Literal else env[v]) for v in eqn.invars]
+        args = [v.val if type(v) is Literal else
+                (UndefinedPrimal(v.aval) if is_linear(v) else env[v]) for v in eqn.invars]
+        fold = getattr(prim, 'scale_transpose', None)
+        factors = fold(*args, **eqn.params) if fold is not None else None
+        if factors is not None:
+            for v, f in zip(eqn.invars, factors):
+                if f is not None:
+                    write(v, ct, scale * f)
+            continue
+        if ct is ONES:
+            hook = getattr(prim, 'ones_transpose', None)
+            if hook is not None:
+                for v, c in zip(eqn.invars, hook(*args, **eqn.params)):
+                    write(v, c, scale)
+                continue
+            ct = _materialize(ct, eqn.outvars[0].aval)
         rule = prim.transpose
         if rule is None:
             raise TypeError(with_user_line(
@@ -68,5 +166,9 @@ def backward_pass(jaxpr, consts, cts_out):
                 f"({prim.name} is applied to a value that depends on them, and {prim.name} "
                 f"is not linear)."))
         for v, c in zip(eqn.invars, rule(ct, *args, **eqn.params)):
-            write(v, c)
-    return [read(v) for v in jaxpr.invars]
+            write(v, c, scale)
+    out = []
+    for v in jaxpr.invars:
+        value, scale = read(v)
+        out.append(value if type(value) is Zero else _scaled(_materialize(value, v.aval), scale))
+    return out

@@ -1,0 +1,308 @@
+"""Per-workload measurement inside one runner process: build the implementations of
+one *side* (cotangent, or one peer framework) next to the hand-written NumPy
+version, check their results against it, time them interleaved with it, and return
+raw records (seconds, ratios to this process's NumPy time, equation counts, errors).
+
+Each side runs in its own process, so one framework's imports (and the objects
+they leave for the garbage collector to scan) never slow another's figures, and
+each ratio's two times come from the same process and the same minutes.
+
+Imported only inside a runner process (after pinning and thread limits).
+"""
+import platform
+import sys
+import time
+import traceback
+
+import numpy as np
+
+from . import workloads as W
+from . import peers as P
+from .harness import Settings, time_interleaved, time_once_each, log
+
+SIDE_COLUMNS = {'cotangent': ('cotangent',), 'jax': ('jax', 'jax_jit'),
+                'autograd': ('autograd',), 'torch': ('torch',)}
+
+
+# --- the library under test ---------------------------------------------------------------
+
+class Cotangent:
+    """cotangent's public API, or the import error that stops it."""
+
+    def __init__(self):
+        self.error = None
+        try:
+            import primitives.numpy as pnp
+            from transforms import grad, jvp, value_and_grad
+            from tracer import make_jaxpr
+        except Exception as e:  # reported in the table
+            self.error = f"{type(e).__name__}: {e}"
+            log(f"importing cotangent failed:\n{traceback.format_exc()}")
+            return
+        self.pnp, self.grad, self.jvp = pnp, grad, jvp
+        self.value_and_grad, self.make_jaxpr = value_and_grad, make_jaxpr
+
+
+# --- checking results --------------------------------------------------------------------
+
+def _leaves(tree):
+    if isinstance(tree, (tuple, list)):
+        out = []
+        for t in tree:
+            out.extend(_leaves(t))
+        return out
+    return [np.asarray(tree)]
+
+
+def _mismatch(got, want, rtol, atol):
+    """None if `got` matches `want` (same structure, shapes, values), else why not."""
+    g, w = _leaves(got), _leaves(want)
+    if len(g) != len(w):
+        return f"wrong result: {len(g)} arrays, expected {len(w)}"
+    for i, (a, b) in enumerate(zip(g, w)):
+        if a.shape != b.shape:
+            return f"wrong result: output {i} has shape {a.shape}, expected {b.shape}"
+        if not np.allclose(a, b, rtol=rtol, atol=atol):
+            err = float(np.max(np.abs(a.astype(np.float64) - b)))
+            return f"wrong result: output {i} differs from hand-written NumPy by up to {err:.3g}"
+    return None
+
+
+def _err(e):
+    return f"{type(e).__name__}: {str(e)[:400]}"
+
+
+# --- W1 - W4: ratios to NumPy -------------------------------------------------------------
+
+def ratio_record(wid, metric, numpy_fn, impls, errors, settings, rtol, atol):
+    """Check and time `impls` ({column: peers.Peer}) against `numpy_fn`."""
+    ref = numpy_fn()
+    ok = {'numpy': numpy_fn}
+    for name, impl in impls.items():
+        try:
+            why = _mismatch(impl.result(), ref, rtol, atol)
+        except Exception as e:
+            why = _err(e)
+            log(f"[{wid} {metric}] {name} failed:\n{traceback.format_exc()}")
+        if why is None:
+            ok[name] = impl.timed
+        else:
+            errors[name] = why
+    log(f"[{wid} {metric}] timing {', '.join(ok)}")
+    times, terr = time_interleaved(ok, settings)
+    errors.update(terr)
+    base = times.pop('numpy')
+    return {'workload': wid, 'metric': metric, 'kind': 'ratio', 'numpy_seconds': base,
+            'seconds': times, 'errors': errors,
+            'ratios': {k: (None if t is None or not base else t / base)
+                       for k, t in times.items()}}
+
+
+def _build(errors, columns, build):
+    """Run `build()` -> {column: Peer}; a failure marks every column of the side."""
+    try:
+        return build()
+    except Exception as e:
+        for c in columns:
+            errors[c] = _err(e)
+        log(f"building {'/'.join(columns)} failed:\n{traceback.format_exc()}")
+        return {}
+
+
+def _impls(side, ctx, errors, cot_build, peer_build):
+    cols = SIDE_COLUMNS[side]
+    if side == 'cotangent':
+        if ctx.error is not None:
+            errors['cotangent'] = ctx.error
+            return {}
+        return _build(errors, cols, cot_build)
+    for c in cols:
+        if c in ctx.absent:
+            errors[c] = f"not installed ({ctx.absent[c]})"
+    if all(c in errors for c in cols):
+        return {}
+    return _build(errors, cols, peer_build)
+
+
+def run_w1(settings, side, ctx):
+    x, _ = W.w1_data()
+    out = []
+    for metric in ('grad', 'forward'):
+        errors = {}
+        if metric == 'grad':
+            def numpy_fn():
+                return W.w1_numpy_grad(x)
+        else:
+            f_np = W.make_chain(np, W.W1_OPS)
+
+            def numpy_fn():
+                return f_np(x)
+
+        def cot_build(metric=metric):
+            f = W.make_chain(ctx.pnp, W.W1_OPS)
+            fn = ctx.grad(f) if metric == 'grad' else f
+            return {'cotangent': P.Peer(lambda: fn(x), P._same)}
+        impls = _impls(side, ctx, errors, cot_build, lambda: P.w1(ctx, x, metric))
+        out.append(ratio_record('W1', metric, numpy_fn, impls, errors, settings,
+                                rtol=1e-9, atol=1e-12))
+    return out
+
+
+def run_w2(settings, side, ctx):
+    params, x, onehot = W.w2_data()
+    errors = {}
+
+    def cot_build():
+        g = ctx.grad(W.make_mlp_loss(ctx.pnp))
+        return {'cotangent': P.Peer(lambda: g(params, x, onehot), P._same)}
+    impls = _impls(side, ctx, errors, cot_build, lambda: P.w2(ctx, params, x, onehot))
+    return [ratio_record('W2', 'grad', lambda: W.w2_numpy_grad(params, x, onehot), impls,
+                         errors, settings, rtol=2e-3, atol=2e-5)]
+
+
+def run_w3(settings, side, ctx):
+    a, x, v = W.w3_data()
+    errors = {}
+
+    def cot_build():
+        gf = ctx.grad(W.make_w3_f(ctx.pnp, a))
+        jvp = ctx.jvp
+
+        def hvp(x, v):
+            return jvp(gf, (x,), (v,))[1]
+        return {'cotangent': P.Peer(lambda: hvp(x, v), P._same)}
+    impls = _impls(side, ctx, errors, cot_build, lambda: P.w3(ctx, a, x, v))
+    return [ratio_record('W3', 'hvp', lambda: W.w3_numpy_hvp(a, x, v), impls, errors,
+                         settings, rtol=1e-9, atol=1e-11)]
+
+
+def run_w4(settings, side, ctx):
+    x = W.w4_data()
+    errors = {}
+
+    def cot_build():
+        vg = ctx.value_and_grad(W.make_w4_f(ctx.pnp))
+        return {'cotangent': P.Peer(lambda: vg(x), P._same)}
+    impls = _impls(side, ctx, errors, cot_build, lambda: P.w4(ctx, x))
+    return [ratio_record('W4', 'value_and_grad', lambda: W.w4_numpy_value_and_grad(x),
+                         impls, errors, settings, rtol=1e-9, atol=1e-6)]
+
+
+# --- W5: tracing cost and jaxpr size ----------------------------------------------------
+
+def _cot_tracers(cot, x, v, n_ops):
+    pnp, grad, jvp, make_jaxpr = cot.pnp, cot.grad, cot.jvp, cot.make_jaxpr
+
+    def tr_f():
+        return make_jaxpr(W.make_chain(pnp, n_ops))(x)
+
+    def tr_grad():
+        return make_jaxpr(grad(W.make_chain(pnp, n_ops)))(x)
+
+    def tr_hvp():
+        f = W.make_chain(pnp, n_ops)
+        return make_jaxpr(lambda x, v: jvp(grad(f), (x,), (v,))[1])(x, v)
+    return {'f': tr_f, 'grad': tr_grad, 'hvp': tr_hvp}
+
+
+def run_w5(settings, side, ctx):
+    """Seconds of make_jaxpr(f), make_jaxpr(grad f), make_jaxpr(hvp) on a freshly
+    built 2,000-op chain, and each jaxpr's equation count."""
+    n = W.W5_OPS
+    x, v = W.w1_data()
+    settings.samples = 3 if settings.quick else 7
+    settings.warmup = 1
+    errors, fns, counts = {}, {}, {}
+    if side == 'cotangent':
+        if ctx.error is not None:
+            errors = {w: ctx.error for w in ('f', 'grad', 'hvp')}
+            trs = {}
+        else:
+            trs = _cot_tracers(ctx, x, v, n)
+    else:
+        if ctx.jax is None:
+            msg = f"not installed ({ctx.absent.get('jax')})"
+            errors = {w: msg for w in ('f', 'grad', 'hvp')}
+            trs = {}
+        else:
+            trs = P.w5_tracers(ctx, x, v, n)
+    for what, fn in trs.items():
+        try:
+            counts[what] = W.count_eqns(fn())
+            fns[what] = fn
+        except Exception as e:  # RecursionError included
+            errors[what] = _err(e)
+            log(f"[W5] {side} {what} failed:\n{traceback.format_exc(limit=8)}")
+    log(f"[W5] timing {side}: {', '.join(fns)}")
+    times, terr = time_interleaved(fns, settings)
+    errors.update(terr)
+    return [{'workload': 'W5', 'metric': 'make_jaxpr', 'kind': 'w5', 'n_ops': n,
+             'seconds': times, 'counts': counts, 'errors': errors}]
+
+
+def run_w5_scale(settings, side, ctx):
+    """make_jaxpr(f), make_jaxpr(grad f) and str() of the latter on 10k and 100k op
+    chains, at Python's default recursion limit."""
+    res = {}
+    if ctx.error is not None:
+        return [{'workload': 'W5', 'metric': 'scale', 'kind': 'scale', 'results': {},
+                 'errors': {'cotangent': ctx.error}}]
+    x, _ = W.w1_data()
+    pnp, grad, make_jaxpr = ctx.pnp, ctx.grad, ctx.make_jaxpr
+    for n in (10_000, 100_000):
+        state = {}
+
+        def tr_f():
+            return make_jaxpr(W.make_chain(pnp, n))(x)
+
+        def tr_grad():
+            state['jaxpr'] = make_jaxpr(grad(W.make_chain(pnp, n)))(x)
+
+        def to_str():
+            return str(state['jaxpr'])
+        samples = settings.slow_samples
+        warm = 1 if n == 10_000 else 0   # the 100k runs reuse the warm 10k code paths
+        try:
+            t0 = time.perf_counter()
+            tf = time_once_each(tr_f, samples, warm)
+            tg = time_once_each(tr_grad, samples, warm)
+            ts = time_once_each(to_str, samples, warm)
+            res[n] = {'make_jaxpr_f': tf, 'make_jaxpr_grad': tg, 'str_grad': ts,
+                      'total': tf + tg + ts, 'grad_eqns': W.count_eqns(state['jaxpr'])[1],
+                      'recursion_limit': sys.getrecursionlimit()}
+            log(f"[W5-scale] {n} ops: f {tf:.3f}s grad {tg:.3f}s str {ts:.3f}s "
+                f"({time.perf_counter() - t0:.1f}s wall)")
+        except Exception as e:  # RecursionError included
+            log(f"[W5-scale] {n} failed:\n{traceback.format_exc(limit=12)}")
+            res[n] = {'error': _err(e)}
+        state.clear()
+    return [{'workload': 'W5', 'metric': 'scale', 'kind': 'scale', 'results': res,
+             'errors': {}}]
+
+
+# --- entry ------------------------------------------------------------------------------
+
+RUNNERS = {'W1': run_w1, 'W2': run_w2, 'W3': run_w3, 'W4': run_w4, 'W5': run_w5,
+           'W5-scale': run_w5_scale}
+
+
+def run_job(job, side='cotangent', quick=False):
+    settings = Settings(quick)
+    if side == 'cotangent':
+        ctx = Cotangent()
+        versions = {}
+    else:
+        ctx = P.Peers().load((side,))
+        versions = ctx.versions()
+    t0 = time.perf_counter()
+    records = RUNNERS[job](settings, side, ctx)
+    for r in records:
+        r['side'] = side
+    return {
+        'job': job, 'side': side, 'records': records, 'quick': quick,
+        'wall_seconds': time.perf_counter() - t0,
+        'versions': {'python': sys.version.split()[0], 'numpy': np.__version__,
+                     'platform': platform.platform(), **versions},
+        'settings': {'samples': settings.samples, 'sample_time': settings.sample_time,
+                     'warmup': settings.warmup, 'slow_samples': settings.slow_samples},
+    }

@@ -1,0 +1,197 @@
+"""dot_general: the one contraction primitive behind dot, matmul, tensordot and einsum.
+
+dimension_numbers = ((lhs_contracting, rhs_contracting), (lhs_batch, rhs_batch)),
+tuples of ints. The output's dimensions are the batch dimensions, then the lhs free
+dimensions, then the rhs free dimensions, each group in operand order (JAX's
+convention). It is bilinear: its JVP is two dot_generals, and its transpose for
+either operand is a dot_general of the cotangent with the other operand followed by
+a transpose back into that operand's dimension order.
+"""
+import numpy as np
+
+from tracer import Primitive, ShapedArray, get_aval, is_undefined
+from ._base import defjvp, dtype_of, shape_of
+
+
+def _free(ndim, contracting, batch):
+    return tuple(d for d in range(ndim) if d not in contracting and d not in batch)
+
+
+# --- implementation ---------------------------------------------------------------------------
+
+def _dot_impl(x, y, dimension_numbers, preferred_element_type=None):
+    (lc, rc), (lb, rb) = dimension_numbers
+    if preferred_element_type is not None:
+        x = np.asarray(x, preferred_element_type)
+        y = np.asarray(y, preferred_element_type)
+    nx, ny = np.ndim(x), np.ndim(y)
+    if not lb:
+        if len(lc) == 1 and 1 <= nx <= 2 and 1 <= ny <= 2:
+            c, d = lc[0], rc[0]
+            # the common matmul / matrix-vector cases go straight to BLAS; transposed
+            # operands are passed as views (BLAS reads them without a copy)
+            if c == nx - 1:
+                if d == 0:
+                    return np.dot(x, y)
+                return np.dot(x, y.T)
+            if d == 0:
+                return np.dot(x.T, y)
+            return np.dot(x.T, y.T)
+        return np.tensordot(x, y, axes=(lc, rc))
+    nb = len(lb)
+    if (nx == ny == nb + 2 and lb == rb == tuple(range(nb))
+            and lc == (nb + 1,) and rc == (nb,)):
+        return np.matmul(x, y)
+    # general case: (batch, free, contracting) x (batch, contracting, free) -> matmul
+    x, y = np.asarray(x), np.asarray(y)
+    xf, yf = _free(nx, lc, lb), _free(ny, rc, rb)
+    bshape = tuple(x.shape[d] for d in lb)
+    xfs = tuple(x.shape[d] for d in xf)
+    yfs = tuple(y.shape[d] for d in yf)
+    b = int(np.prod(bshape, dtype=np.int64))
+    m = int(np.prod(xfs, dtype=np.int64))
+    n = int(np.prod(yfs, dtype=np.int64))
+    k = int(np.prod([x.shape[d] for d in lc], dtype=np.int64))
+    xt = np.transpose(x, lb + xf + lc).reshape(b, m, k)
+    yt = np.transpose(y, rb + rc + yf).reshape(b, k, n)
+    return np.matmul(xt, yt).reshape(bshape + xfs + yfs)
+
+
+def _dot_checked_impl(x, y, dimension_numbers, preferred_element_type=None):
+    try:
+        if dtype_of(x) != dtype_of(y):    # NumPy would promote silently; lax does not
+            raise TypeError
+        return _dot_impl(x, y, dimension_numbers, preferred_element_type)
+    except (ValueError, TypeError, IndexError):
+        _dot_abstract(get_aval(x), get_aval(y), dimension_numbers=dimension_numbers,
+                      preferred_element_type=preferred_element_type)
+        raise
+
+
+# --- shape rule ------------------------------------------------------------------------------
+
+def _dot_abstract(a, b, dimension_numbers, preferred_element_type=None):
+    (lc, rc), (lb, rb) = dimension_numbers
+    desc = (f"dot_general of {a.str_short()} and {b.str_short()} with dimension_numbers="
+            f"{_pp_dn(dimension_numbers)}")
+    if len(lc) != len(rc):
+        raise ValueError(f"{desc}: lhs and rhs must list the same number of contracting "
+                         f"dimensions ({len(lc)} vs {len(rc)}).")
+    if len(lb) != len(rb):
+        raise ValueError(f"{desc}: lhs and rhs must list the same number of batch "
+                         f"dimensions ({len(lb)} vs {len(rb)}).")
+    for side, aval, dims in (('lhs', a, lc + lb), ('rhs', b, rc + rb)):
+        nd = len(aval.shape)
+        for d in dims:
+            if not 0 <= d < nd:
+                raise ValueError(f"{desc}: {side} dimension {d} is out of range for a "
+                                 f"rank-{nd} operand.")
+        if len(set(dims)) != len(dims):
+            raise ValueError(f"{desc}: {side} dimensions repeat; a dimension can be "
+                             f"contracting or batch, once.")
+    for kind, ldims, rdims in (('contracting', lc, rc), ('batch', lb, rb)):
+        for dl, dr in zip(ldims, rdims):
+            if a.shape[dl] != b.shape[dr]:
+                raise ValueError(f"{desc}: {kind} dimensions have different sizes "
+                                 f"(lhs dim {dl} is {a.shape[dl]}, rhs dim {dr} is "
+                                 f"{b.shape[dr]}). Fix: transpose or reshape an operand so "
+                                 f"paired dimensions match.")
+    if a.dtype != b.dtype:
+        raise TypeError(f"{desc}: operands must have the same dtype. Fix: convert with "
+                        f"convert_element_type (primitives.numpy promotes automatically).")
+    if a.dtype.kind not in 'fciub':
+        raise TypeError(f"{desc}: unsupported dtype {a.dtype.name}")
+    shape = (tuple(a.shape[d] for d in lb)
+             + tuple(a.shape[d] for d in _free(len(a.shape), lc, lb))
+             + tuple(b.shape[d] for d in _free(len(b.shape), rc, rb)))
+    if preferred_element_type is not None:
+        return ShapedArray(shape, preferred_element_type)
+    return ShapedArray(shape, a.dtype, a.weak_type and b.weak_type)
+
+
+def _pp_dn(dn):
+    (lc, rc), (lb, rb) = dn
+    return f"(({list(lc)}, {list(rc)}), ({list(lb)}, {list(rb)}))"
+
+
+# --- derivative rules -----------------------------------------------------------------------
+
+def _ct_operand(ct, other, my_aval, my_contract, my_batch, other_contract, other_batch,
+                other_free, ct_other_free):
+    """Cotangent of one operand: contract ct's dims that came from `other`'s free
+    dims with those dims, batched over the batch dims. With ct first the result's
+    dims are (batch, my free, other's contracting dims in increasing order); with
+    `other` first, (batch, other's contracting dims, my free). Whichever already is
+    my dimension order is used (the plain matmul cases need no transpose), else a
+    transpose restores my order."""
+    from .convert import convert_element_type
+    from .shape_ops import transpose
+    dt = dtype_of(ct)
+    if dtype_of(other) != dt:          # preferred_element_type made ct wider
+        other = convert_element_type(other, dt)
+    nb = len(my_batch)
+    nd = len(my_aval.shape)
+    my_free = _free(nd, my_contract, my_batch)
+    ordered = sorted(other_contract)
+    nc = len(ordered)
+    ct_first = [0] * nd
+    other_first = [0] * nd
+    for i, d in enumerate(my_batch):
+        ct_first[d] = other_first[d] = i
+    for k, d in enumerate(my_free):
+        ct_first[d] = nb + k
+        other_first[d] = nb + nc + k
+    for j, d in enumerate(my_contract):
+        pos = ordered.index(other_contract[j])
+        ct_first[d] = nb + len(my_free) + pos
+        other_first[d] = nb + pos
+    identity = list(range(nd))
+    ct_batch = tuple(range(nb))
+    if other_first == identity and ct_first != identity:
+        r = dot_general_p.bind(other, ct, dimension_numbers=(
+            (other_free, ct_other_free), (other_batch, ct_batch)))
+    else:
+        r = dot_general_p.bind(ct, other, dimension_numbers=(
+            (ct_other_free, other_free), (ct_batch, other_batch)))
+        r = transpose(r, tuple(ct_first))
+    if dtype_of(r) != my_aval.dtype:
+        r = convert_element_type(r, my_aval.dtype)
+    return r
+
+
+def _dot_transpose(ct, x, y, dimension_numbers, preferred_element_type=None):
+    (lc, rc), (lb, rb) = dimension_numbers
+    assert not (is_undefined(x) and is_undefined(y)), "dot_general is not linear jointly"
+    nb = len(lb)
+    if is_undefined(x):
+        ny = len(shape_of(y))
+        yf = _free(ny, rc, rb)
+        nxf = len(x.aval.shape) - len(lc) - nb
+        ct_yf = tuple(range(nb + nxf, nb + nxf + len(yf)))
+        return [_ct_operand(ct, y, x.aval, lc, lb, rc, rb, yf, ct_yf), None]
+    nx = len(shape_of(x))
+    xf = _free(nx, lc, lb)
+    ct_xf = tuple(range(nb, nb + len(xf)))
+    return [None, _ct_operand(ct, x, y.aval, rc, rb, lc, lb, xf, ct_xf)]
+
+
+dot_general_p = Primitive('dot_general')
+dot_general_p.impl = _dot_checked_impl
+dot_general_p.abstract_eval = _dot_abstract
+dot_general_p.param_printers = {'dimension_numbers': _pp_dn}
+defjvp(dot_general_p,
+       lambda g, x, y, **params: dot_general_p.bind(g, y, **params),
+       lambda g, x, y, **params: dot_general_p.bind(x, g, **params))
+dot_general_p.transpose = _dot_transpose
+
+
+def dot_general(x, y, dimension_numbers, preferred_element_type=None):
+    """lax.dot_general: contract x and y over the paired contracting dimensions,
+    batched over the paired batch dimensions. Output: batch, lhs free, rhs free."""
+    (lc, rc), (lb, rb) = dimension_numbers
+    dn = ((tuple(int(d) for d in lc), tuple(int(d) for d in rc)),
+          (tuple(int(d) for d in lb), tuple(int(d) for d in rb)))
+    if preferred_element_type is None:
+        return dot_general_p.bind(x, y, dimension_numbers=dn)
+    return dot_general_p.bind(x, y, dimension_numbers=dn,
+                              preferred_element_type=np.dtype(preferred_element_type))

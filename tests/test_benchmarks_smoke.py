@@ -1,0 +1,155 @@
+"""Smoke test of the benchmark workloads at reduced size: the cotangent versions
+(public API) and the hand-written NumPy versions compute the same numbers, and the
+hand-written ones match finite differences. No timing is asserted."""
+import numpy as np
+import pytest
+
+import primitives.numpy as pnp
+from transforms import grad, jvp, value_and_grad
+from tracer import make_jaxpr
+
+from benchmarks import workloads as W
+from benchmarks import report
+from benchmarks.__main__ import _jobs
+
+
+def _num_grad(f, x, eps=1e-6):
+    g = np.zeros_like(x)
+    for i in range(x.size):
+        e = np.zeros_like(x)
+        e[i] = eps
+        g[i] = (f(x + e) - f(x - e)) / (2 * eps)
+    return g
+
+
+# --- the hand-written versions are right ---------------------------------------------------
+
+def test_w1_numpy_grad_matches_finite_differences():
+    x, _ = W.w1_data(size=5)
+    f = W.make_chain(np, 30)
+    np.testing.assert_allclose(W.w1_numpy_grad(x, 30), _num_grad(f, x), rtol=1e-6, atol=1e-8)
+
+
+def test_w3_numpy_hvp_matches_finite_differences():
+    a, x, v = W.w3_data(n=12)
+
+    def g(x):  # the analytic gradient A^T (2 t (1 - t^2)) + x
+        t = np.tanh(a @ x)
+        return a.T @ (2 * t * (1 - t * t)) + x
+    eps = 1e-6
+    fd = (g(x + eps * v) - g(x - eps * v)) / (2 * eps)
+    np.testing.assert_allclose(W.w3_numpy_hvp(a, x, v), fd, rtol=1e-6, atol=1e-8)
+    gn = _num_grad(W.make_w3_f(np, a), x)
+    np.testing.assert_allclose(g(x), gn, rtol=1e-6, atol=1e-8)
+
+
+def test_w4_numpy_value_and_grad_matches_finite_differences():
+    x = W.w4_data(n=7)
+    f = W.make_w4_f(np)
+    val, g = W.w4_numpy_value_and_grad(x)
+    assert val == pytest.approx(f(x), rel=1e-12)
+    np.testing.assert_allclose(g, _num_grad(f, x), rtol=1e-6, atol=1e-8)
+
+
+def test_w2_numpy_grad_matches_finite_differences():
+    params, x, onehot = W.w2_data(sizes=(6, 5, 4, 3), batch=4)
+    p64 = tuple(p.astype(np.float64) for p in params)
+    x64, o64 = x.astype(np.float64), onehot.astype(np.float64)
+    got = W.w2_numpy_grad(p64, x64, o64)
+    for i, p in enumerate(p64):
+        def fi(pi, i=i):
+            ps = list(p64)
+            ps[i] = pi.reshape(p.shape)
+            return W.w2_numpy_loss(tuple(ps), x64, o64)
+        fd = _num_grad(fi, p.ravel()).reshape(p.shape)
+        np.testing.assert_allclose(got[i], fd, rtol=1e-5, atol=1e-8)
+        assert got[i].shape == p.shape
+
+
+# --- cotangent agrees with them --------------------------------------------------------------
+
+def test_w1_cotangent_grad_and_forward():
+    x, _ = W.w1_data()
+    f = W.make_chain(pnp, 30)
+    np.testing.assert_allclose(grad(f)(x), W.w1_numpy_grad(x, 30), rtol=1e-10, atol=1e-12)
+    assert float(f(x)) == pytest.approx(float(W.make_chain(np, 30)(x)), rel=1e-12)
+
+
+def test_w2_cotangent_grad_float32():
+    params, x, onehot = W.w2_data(sizes=(20, 16, 12, 5), batch=8)
+    got = grad(W.make_mlp_loss(pnp))(params, x, onehot)
+    want = W.w2_numpy_grad(params, x, onehot)
+    assert isinstance(got, tuple) and len(got) == 6
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == np.float32
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
+
+
+def test_w3_cotangent_hvp():
+    a, x, v = W.w3_data(n=16)
+    hvp = jvp(grad(W.make_w3_f(pnp, a)), (x,), (v,))[1]
+    np.testing.assert_allclose(hvp, W.w3_numpy_hvp(a, x, v), rtol=1e-10, atol=1e-12)
+
+
+def test_w4_cotangent_value_and_grad():
+    x = W.w4_data(n=1000)
+    val, g = value_and_grad(W.make_w4_f(pnp))(x)
+    want_val, want_g = W.w4_numpy_value_and_grad(x)
+    assert float(val) == pytest.approx(float(want_val), rel=1e-12)
+    np.testing.assert_allclose(g, want_g, rtol=1e-10, atol=1e-12)
+
+
+def test_w5_equation_counts():
+    x, v = W.w1_data(size=4)
+    f = W.make_chain(pnp, 20)
+    top, total = W.count_eqns(make_jaxpr(f)(x))
+    assert top == total == 21             # 20 ops and the sum
+    gtop, gtotal = W.count_eqns(make_jaxpr(grad(f))(x))
+    assert gtop == gtotal and gtop > 21
+    htop, _ = W.count_eqns(make_jaxpr(lambda x, v: jvp(grad(f), (x,), (v,))[1])(x, v))
+    assert htop > gtop
+
+
+# --- the report ------------------------------------------------------------------------------
+
+def test_only_option_and_report_rows():
+    assert _jobs('w1,W3') == ['W1', 'W3']
+    assert _jobs('W5') == ['W5', 'W5-scale']
+    with pytest.raises(SystemExit):
+        _jobs('W9')
+    cot = {'side': 'cotangent', 'records': [{
+        'workload': 'W3', 'metric': 'hvp', 'kind': 'ratio', 'numpy_seconds': 2e-5,
+        'seconds': {'cotangent': 1e-4}, 'ratios': {'cotangent': 5.0}, 'errors': {}}]}
+    jax = {'side': 'jax', 'records': [{
+        'workload': 'W3', 'metric': 'hvp', 'kind': 'ratio', 'numpy_seconds': 2e-5,
+        'seconds': {'jax_jit': 2.5e-5}, 'ratios': {'jax_jit': 1.25},
+        'errors': {'jax': 'ValueError: boom'}}]}
+    torch = report.placeholder('W3', 'torch', 'not installed (torch)')
+    rows = report.build_rows([cot, jax, torch])
+    assert len(rows) == 1 and rows[0]['status'] == 'PASS' and rows[0]['measured'] == 5.0
+    lines = report.format_table(rows).splitlines()
+    assert lines[0].split()[:3] == ['workload', 'metric', 'cotangent']
+    cells = lines[2].split()
+    assert cells[-9:] == ['5.00', '1.00', 'ERR', '1.25', '—', '—', '<=', '6x', 'PASS']
+    notes = report.format_notes(rows)
+    assert 'ValueError: boom' in notes and 'not installed (shown as —): torch' in notes
+
+
+def test_w5_rows_compare_with_jax():
+    cot = {'side': 'cotangent', 'records': [{
+        'workload': 'W5', 'metric': 'make_jaxpr', 'kind': 'w5', 'n_ops': 2000,
+        'seconds': {'f': 0.01, 'grad': 0.1, 'hvp': 0.5},
+        'counts': {'f': (2001, 2001), 'grad': (4000, 4000), 'hvp': (13000, 13000)},
+        'errors': {}}]}
+    jax = {'side': 'jax', 'records': [{
+        'workload': 'W5', 'metric': 'make_jaxpr', 'kind': 'w5', 'n_ops': 2000,
+        'seconds': {'f': 0.05, 'grad': 0.4, 'hvp': 0.8},
+        'counts': {'f': (2001, 2001), 'grad': (6202, 6202), 'hvp': (19602, 19602)},
+        'errors': {}}]}
+    rows = {r['key']: r for r in report.build_rows([cot, jax])}
+    assert rows['time_f']['measured'] == pytest.approx(5.0) and rows['time_f']['status'] == 'PASS'
+    assert rows['time_grad']['measured'] == pytest.approx(0.25)
+    assert rows['time_hvp']['status'] == 'MISS'            # 0.625x JAX > 0.3x
+    assert rows['eqns_grad']['status'] == 'PASS'           # 4000 / 6202 = 0.645
+    assert rows['eqns_hvp']['status'] == 'MISS'            # 13000 / 19602 = 0.663
+    assert rows['eqns_f']['status'] == ''
