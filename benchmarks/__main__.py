@@ -1,7 +1,9 @@
-"""`python -m benchmarks [--quick] [--only W1,W3] [--json PATH] [--cpu N]`
+"""`python -m benchmarks [--quick] [--only W1,W3] [--json PATH] [--cpu N] [--wall]
+[--system-malloc]`
 
 Runs the workloads of BENCHMARKS.md and prints one table: per workload and metric,
-the ratio of each implementation's median time to the hand-written NumPy version's
+each implementation's time as a ratio to the hand-written NumPy version's (the
+median, over sampling rounds, of the ratio of two samples taken back to back)
 (W5: microseconds per op and equation counts, compared with JAX's), the target and
 PASS/MISS.
 
@@ -10,6 +12,10 @@ own process pinned to one core with every thread pool limited to one thread; eve
 process also times the hand-written NumPy version, interleaved with its own, so
 each ratio compares two figures taken in the same process at the same time.
 Peers that are not installed are skipped (shown as —).
+
+Times are process CPU time by default (all threads of the process; on a machine
+shared with other work, time the core spends elsewhere is not counted), `--wall`
+for the wall clock; both are in the JSON output.
 """
 import argparse
 import importlib.util
@@ -44,7 +50,7 @@ def _installed(side):
     return mod is None or importlib.util.find_spec(mod) is not None
 
 
-def _run(job, side, quick, cpu, timeout, steady_malloc=True):
+def _run(job, side, quick, cpu, timeout, steady_malloc=True, clock='cpu'):
     env = single_core_env(steady_malloc=steady_malloc)
     env['PYTHONPATH'] = REPO + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,6 +58,7 @@ def _run(job, side, quick, cpu, timeout, steady_malloc=True):
         cmd = [sys.executable, '-m', 'benchmarks.runner', job, '--side', side, '--out', out]
         if quick:
             cmd.append('--quick')
+        cmd += ['--clock', clock]
         if cpu is not None:
             cmd += ['--cpu', str(cpu)]
         t0 = time.perf_counter()
@@ -79,6 +86,8 @@ def main(argv=None):
     ap.add_argument('--json', metavar='PATH', help='also write all results as JSON here')
     ap.add_argument('--cpu', type=int, default=None,
                     help='the core each runner is pinned to (default: the highest allowed)')
+    ap.add_argument('--wall', action='store_true',
+                    help='time with the wall clock instead of process CPU time')
     ap.add_argument('--system-malloc', action='store_true',
                     help="keep glibc malloc's default thresholds (see harness.MALLOC_ENV)")
     ap.add_argument('--timeout', type=float, default=1800,
@@ -95,7 +104,7 @@ def main(argv=None):
                 continue
             print(f"running {job} [{side}] ...", file=sys.stderr, flush=True)
             results.append(_run(job, side, args.quick, cpu, args.timeout,
-                                not args.system_malloc))
+                                not args.system_malloc, 'wall' if args.wall else 'cpu'))
     total = time.perf_counter() - t0
     rows = report.build_rows(results)
     versions = {}
@@ -103,10 +112,11 @@ def main(argv=None):
         versions.update(r.get('versions', {}))
     print(f"cotangent benchmarks: {'quick' if args.quick else 'full'} run, {total:.0f} s; "
           f"each process pinned to cpu {cpu}, one thread, "
-          f"{'system' if args.system_malloc else 'steady'} malloc thresholds")
+          f"{'system' if args.system_malloc else 'steady'} malloc thresholds, "
+          f"{'wall-clock' if args.wall else 'process CPU'} time")
     print(', '.join(f"{k} {v}" for k, v in versions.items()))
-    print("W1-W4: median time / median time of the hand-written NumPy version in the "
-          "same process (lower is better).")
+    print("W1-W4: time / time of the hand-written NumPy version, sampled alternately in "
+          "the same process (median of the paired ratios; lower is better).")
     print("W5: us per forward op (cotangent/JAX in brackets) and jaxpr equation counts "
           "(nested jaxprs included); scale: seconds.")
     print()
@@ -126,6 +136,7 @@ def main(argv=None):
         with open(args.json, 'w') as fh:
             json.dump({'total_seconds': total, 'quick': args.quick, 'cpu': cpu,
                        'system_malloc': args.system_malloc,
+                       'clock': 'wall' if args.wall else 'cpu',
                        'versions': versions, 'rows': rows, 'runs': results},
                       fh, indent=1, default=str)
         print(f"results written to {args.json}")

@@ -63,11 +63,22 @@ def pin_to_core(cpu):
     return cpu
 
 
-class Settings:
-    """How much to sample. `quick` is for smoke runs; figures from it are noisy."""
+CLOCKS = {
+    # CPU time of the whole process (all its threads): on a shared machine, time
+    # the pinned core spends on other processes is not counted. Single-threaded work
+    # on an idle machine gives the same figure as the wall clock.
+    'cpu': time.process_time,
+    'wall': time.perf_counter,
+}
 
-    def __init__(self, quick=False):
+
+class Settings:
+    """How much to sample, and with which clock. `quick` is for smoke runs; figures
+    from it are noisy."""
+
+    def __init__(self, quick=False, clock='cpu'):
         self.quick = quick
+        self.clock = clock
         self.samples = 5 if quick else 15       # timed samples per implementation
         self.sample_time = 0.01 if quick else 0.05   # seconds a sample should last
         self.warmup = 1 if quick else 3         # untimed calls first
@@ -84,6 +95,16 @@ def _calls_per_sample(fn, settings):
     return max(1, min(settings.max_calls, int(settings.sample_time / dt)))
 
 
+def _sample(fn, number):
+    """(cpu seconds, wall seconds) per call over `number` calls."""
+    gc.collect()
+    c0, w0 = time.process_time(), time.perf_counter()
+    for _ in range(number):
+        fn()
+    w1, c1 = time.perf_counter(), time.process_time()
+    return (c1 - c0) / number, (w1 - w0) / number
+
+
 def time_interleaved(fns, settings):
     """Median seconds per call of each zero-argument function in `fns` (a dict).
 
@@ -92,7 +113,9 @@ def time_interleaved(fns, settings):
     in machine load affects all of them alike. Each sample times a batch of calls
     long enough to be measured reliably; the garbage collector stays enabled (its
     cost is part of what a user pays) but is run before each batch.
-    Returns {name: seconds or None}, and {name: error text} for those that raised.
+    Returns ({name: seconds or None} on settings.clock, {name: error text} for
+    those that raised, {name: seconds} on the other clock, {name: [seconds per call
+    of each sample, in round order]} on settings.clock).
     """
     errors = {}
     live = {}
@@ -105,28 +128,40 @@ def time_interleaved(fns, settings):
             errors[name] = f"{type(e).__name__}: {e}"
     samples = {name: [] for name in live}
     for _ in range(settings.samples):
-        for name, (fn, number) in live.items():
-            gc.collect()
-            t0 = time.perf_counter()
-            for _ in range(number):
-                fn()
-            samples[name].append((time.perf_counter() - t0) / number)
-    times = {name: (statistics.median(s) if s else None) for name, s in samples.items()}
+        for name, (fn, number) in list(live.items()):
+            try:
+                samples[name].append(_sample(fn, number))
+            except Exception as e:
+                errors[name] = f"{type(e).__name__}: {e}"
+                del live[name]
+    primary = 0 if settings.clock == 'cpu' else 1
+    times, other, rounds = {}, {}, {}
+    for name, s in samples.items():
+        if s and name not in errors:
+            rounds[name] = [x[primary] for x in s]
+            times[name] = statistics.median(rounds[name])
+            other[name] = statistics.median(x[1 - primary] for x in s)
     for name in errors:
-        times[name] = None
-    return times, errors
+        times[name] = other[name] = None
+    return times, errors, other, rounds
 
 
-def time_once_each(fn, n_samples, warmup=1):
-    """Median seconds of `fn()` for slow functions (each call a sample)."""
+def paired_ratio(rounds, name, base):
+    """Median over rounds of (name's sample / base's sample of the same round): the
+    two samples were taken back to back, so slow drifts in machine speed cancel."""
+    a, b = rounds.get(name), rounds.get(base)
+    if not a or not b:
+        return None
+    return statistics.median(x / y for x, y in zip(a, b) if y > 0)
+
+
+def time_once_each(fn, n_samples, warmup=1, clock='cpu'):
+    """Median seconds of `fn()` for slow functions (each call a sample), on `clock`."""
     for _ in range(warmup):
         fn()
     out = []
     for _ in range(n_samples):
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
+        out.append(_sample(fn, 1)[0 if clock == 'cpu' else 1])
     return statistics.median(out)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import workloads as W
 from . import peers as P
-from .harness import Settings, time_interleaved, time_once_each, log
+from .harness import Settings, time_interleaved, time_once_each, paired_ratio, log
 
 SIDE_COLUMNS = {'cotangent': ('cotangent',), 'jax': ('jax', 'jax_jit'),
                 'autograd': ('autograd',), 'torch': ('torch',)}
@@ -89,13 +89,15 @@ def ratio_record(wid, metric, numpy_fn, impls, errors, settings, rtol, atol):
         else:
             errors[name] = why
     log(f"[{wid} {metric}] timing {', '.join(ok)}")
-    times, terr = time_interleaved(ok, settings)
+    times, terr, other, rounds = time_interleaved(ok, settings)
     errors.update(terr)
     base = times.pop('numpy')
     return {'workload': wid, 'metric': metric, 'kind': 'ratio', 'numpy_seconds': base,
-            'seconds': times, 'errors': errors,
-            'ratios': {k: (None if t is None or not base else t / base)
-                       for k, t in times.items()}}
+            'seconds': times, 'errors': errors, 'clock': settings.clock,
+            'other_clock_seconds': other,
+            'ratios': {k: paired_ratio(rounds, k, 'numpy') for k in times},
+            'ratios_of_medians': {k: (None if t is None or not base else t / base)
+                                  for k, t in times.items()}}
 
 
 def _build(errors, columns, build):
@@ -234,10 +236,11 @@ def run_w5(settings, side, ctx):
             errors[what] = _err(e)
             log(f"[W5] {side} {what} failed:\n{traceback.format_exc(limit=8)}")
     log(f"[W5] timing {side}: {', '.join(fns)}")
-    times, terr = time_interleaved(fns, settings)
+    times, terr, other, _ = time_interleaved(fns, settings)
     errors.update(terr)
     return [{'workload': 'W5', 'metric': 'make_jaxpr', 'kind': 'w5', 'n_ops': n,
-             'seconds': times, 'counts': counts, 'errors': errors}]
+             'seconds': times, 'counts': counts, 'errors': errors, 'clock': settings.clock,
+             'other_clock_seconds': other}]
 
 
 def run_w5_scale(settings, side, ctx):
@@ -264,9 +267,9 @@ def run_w5_scale(settings, side, ctx):
         warm = 1 if n == 10_000 else 0   # the 100k runs reuse the warm 10k code paths
         try:
             t0 = time.perf_counter()
-            tf = time_once_each(tr_f, samples, warm)
-            tg = time_once_each(tr_grad, samples, warm)
-            ts = time_once_each(to_str, samples, warm)
+            tf = time_once_each(tr_f, samples, warm, settings.clock)
+            tg = time_once_each(tr_grad, samples, warm, settings.clock)
+            ts = time_once_each(to_str, samples, warm, settings.clock)
             res[n] = {'make_jaxpr_f': tf, 'make_jaxpr_grad': tg, 'str_grad': ts,
                       'total': tf + tg + ts, 'grad_eqns': W.count_eqns(state['jaxpr'])[1],
                       'recursion_limit': sys.getrecursionlimit()}
@@ -286,8 +289,8 @@ RUNNERS = {'W1': run_w1, 'W2': run_w2, 'W3': run_w3, 'W4': run_w4, 'W5': run_w5,
            'W5-scale': run_w5_scale}
 
 
-def run_job(job, side='cotangent', quick=False):
-    settings = Settings(quick)
+def run_job(job, side='cotangent', quick=False, clock='cpu'):
+    settings = Settings(quick, clock)
     if side == 'cotangent':
         ctx = Cotangent()
         versions = {}
@@ -303,6 +306,6 @@ def run_job(job, side='cotangent', quick=False):
         'wall_seconds': time.perf_counter() - t0,
         'versions': {'python': sys.version.split()[0], 'numpy': np.__version__,
                      'platform': platform.platform(), **versions},
-        'settings': {'samples': settings.samples, 'sample_time': settings.sample_time,
+        'settings': {'clock': settings.clock, 'samples': settings.samples, 'sample_time': settings.sample_time,
                      'warmup': settings.warmup, 'slow_samples': settings.slow_samples},
     }

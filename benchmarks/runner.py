@@ -1,6 +1,7 @@
 """Measure one workload in this process and write its result rows as JSON.
 
     python -m benchmarks.runner W1 --side cotangent --out result.json [--quick] [--cpu N]
+        [--clock cpu|wall]
 
 `python -m benchmarks` starts one runner process per workload and side (cotangent,
 jax, autograd, torch) with every thread pool limited to one thread; the runner
@@ -32,13 +33,14 @@ def main(argv=None):
     ap.add_argument('--side', choices=SIDES, default='cotangent')
     ap.add_argument('--out', required=True)
     ap.add_argument('--quick', action='store_true')
+    ap.add_argument('--clock', choices=('cpu', 'wall'), default='cpu')
     ap.add_argument('--cpu', type=int, default=None)
     args = ap.parse_args(argv)
     cpu = _prepare(args.cpu)
 
     import json
     from . import measure
-    result = measure.run_job(args.job, args.side, quick=args.quick)
+    result = measure.run_job(args.job, args.side, quick=args.quick, clock=args.clock)
     result['cpu'] = cpu
     with open(args.out, 'w') as fh:
         json.dump(result, fh, indent=1, default=str)

@@ -149,9 +149,16 @@ add_any_p = Primitive('add_any')
 add_any_p.impl = _add_any_impl
 add_any_p.abstract_eval = lambda *avals, coeffs=None: elementwise_aval('add_any', list(avals))
 deflinear(add_any_p, _add_any_transpose)
-add_any_p.scale_transpose = lambda *xs, coeffs=None: (
-    None if any(is_undefined(x) and x.aval.shape != xs[0].aval.shape for x in xs)
-    else list(coeffs or [1.0] * len(xs)))
+def _add_any_scale_transpose(*xs, coeffs=None):
+    shapes = [x.aval.shape if is_undefined(x) else shape_of(x) for x in xs]
+    out = np.broadcast_shapes(*shapes)
+    if any(is_undefined(x) and s != out for x, s in zip(xs, shapes)):
+        return None   # some cotangent needs summing down: run the rule
+    return [c if is_undefined(x) else None
+            for x, c in zip(xs, coeffs or (1.0,) * len(xs))]
+
+
+add_any_p.scale_transpose = _add_any_scale_transpose
 
 
 def add_any(*xs):

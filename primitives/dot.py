@@ -72,35 +72,36 @@ def _dot_checked_impl(x, y, dimension_numbers, preferred_element_type=None):
 
 def _dot_abstract(a, b, dimension_numbers, preferred_element_type=None):
     (lc, rc), (lb, rb) = dimension_numbers
-    desc = (f"dot_general of {a.str_short()} and {b.str_short()} with dimension_numbers="
-            f"{_pp_dn(dimension_numbers)}")
+    def desc():   # built only when an error is raised
+        return (f"dot_general of {a.str_short()} and {b.str_short()} with "
+                f"dimension_numbers={_pp_dn(dimension_numbers)}")
     if len(lc) != len(rc):
-        raise ValueError(f"{desc}: lhs and rhs must list the same number of contracting "
+        raise ValueError(f"{desc()}: lhs and rhs must list the same number of contracting "
                          f"dimensions ({len(lc)} vs {len(rc)}).")
     if len(lb) != len(rb):
-        raise ValueError(f"{desc}: lhs and rhs must list the same number of batch "
+        raise ValueError(f"{desc()}: lhs and rhs must list the same number of batch "
                          f"dimensions ({len(lb)} vs {len(rb)}).")
     for side, aval, dims in (('lhs', a, lc + lb), ('rhs', b, rc + rb)):
         nd = len(aval.shape)
         for d in dims:
             if not 0 <= d < nd:
-                raise ValueError(f"{desc}: {side} dimension {d} is out of range for a "
+                raise ValueError(f"{desc()}: {side} dimension {d} is out of range for a "
                                  f"rank-{nd} operand.")
         if len(set(dims)) != len(dims):
-            raise ValueError(f"{desc}: {side} dimensions repeat; a dimension can be "
+            raise ValueError(f"{desc()}: {side} dimensions repeat; a dimension can be "
                              f"contracting or batch, once.")
     for kind, ldims, rdims in (('contracting', lc, rc), ('batch', lb, rb)):
         for dl, dr in zip(ldims, rdims):
             if a.shape[dl] != b.shape[dr]:
-                raise ValueError(f"{desc}: {kind} dimensions have different sizes "
+                raise ValueError(f"{desc()}: {kind} dimensions have different sizes "
                                  f"(lhs dim {dl} is {a.shape[dl]}, rhs dim {dr} is "
                                  f"{b.shape[dr]}). Fix: transpose or reshape an operand so "
                                  f"paired dimensions match.")
     if a.dtype != b.dtype:
-        raise TypeError(f"{desc}: operands must have the same dtype. Fix: convert with "
+        raise TypeError(f"{desc()}: operands must have the same dtype. Fix: convert with "
                         f"convert_element_type (primitives.numpy promotes automatically).")
     if a.dtype.kind not in 'fciub':
-        raise TypeError(f"{desc}: unsupported dtype {a.dtype.name}")
+        raise TypeError(f"{desc()}: unsupported dtype {a.dtype.name}")
     shape = (tuple(a.shape[d] for d in lb)
              + tuple(a.shape[d] for d in _free(len(a.shape), lc, lb))
              + tuple(b.shape[d] for d in _free(len(b.shape), rc, rb)))

@@ -17,7 +17,7 @@ from ._base import unary, binary, defjvp, defjvp2, dtype_of, shape_of, FLOAT, NU
 from .arith import (neg, add, sub, mul, div, pow, integer_pow, max, min, abs, sign,
                     add_any, safe_mul, coerce, mul_p, add_p, sub_p, div_p, neg_p)
 from .unary import (exp, log, log1p, expm1, sin, cos, tan, tanh, logistic, sqrt, rsqrt,
-                    erf, floor, ceil, round, sqrt_p, rsqrt_p, exp_p)
+                    erf, floor, ceil, round, rsqrt_p)
 from .logical import (eq, ne, lt, le, gt, ge, bitwise_and, bitwise_or, bitwise_xor,
                       bitwise_not, select_n)
 from .convert import convert_element_type, stop_gradient, iota, broadcasted_iota

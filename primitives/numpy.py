@@ -18,6 +18,7 @@ import numpy as _np
 
 from tracer import Tracer, get_aval, register_array_api
 from tracer.avals import result_dtype, ShapedArray
+from tracer.errors import with_user_line
 from . import arith, unary, logical, convert, reductions, shape_ops, slicing
 from . import dot as _dotmod
 from . import lax
@@ -131,11 +132,12 @@ def _is_traced(x):
 
 
 def _astype(x, dt):
+    """x in dtype dt (a no-op when it has it; weakly typed tracers stay weak)."""
     dt = _np.dtype(dt)
-    if _dt(x) == dt and not _weak(x):
-        return x
     if type(x) in _PY:
         return dt.type(x)
+    if _dt(x) == dt:
+        return x
     return convert.convert_element_type(x, dt)
 
 
@@ -291,12 +293,17 @@ def log10(x, /):
     return divide(unary.log(x), _LN10)
 
 
+def _bool_as_int8(x):
+    x = _arr_or_scalar(x)
+    return _astype(x, int8) if _dt(x) == _BOOL and type(x) is not bool else x
+
+
 def square(x, /):
-    return arith.integer_pow(_arr_or_scalar(x), 2)
+    return arith.integer_pow(_bool_as_int8(x), 2)
 
 
 def reciprocal(x, /):
-    return arith.div(1, _arr_or_scalar(x))     # integer operands divide as NumPy's do
+    return arith.div(1, _bool_as_int8(x))      # integer operands divide as NumPy's do
 
 
 def negative(x, /):
@@ -314,7 +321,10 @@ def abs(x, /):
 
 
 absolute = abs
-fabs = abs
+
+
+def fabs(x, /):
+    return arith.abs(_float_operand(x))
 
 
 def sign(x, /):
@@ -346,9 +356,11 @@ def round(a, decimals=0, out=None):
     """Round half to even to `decimals` places (NumPy's algorithm: scale, rint, unscale)."""
     _no_out(out, 'round')
     a = _arr_or_scalar(a)
+    if _dt(a) == _BOOL:
+        a = _float_operand(a)                   # NumPy rounds booleans in float16
     dt = _dt(a)
     decimals = operator.index(decimals)
-    if dt.kind in 'iub':
+    if dt.kind in 'iu':
         if decimals >= 0:
             return a
         f = 10 ** (-decimals)
@@ -379,18 +391,20 @@ radians, degrees = deg2rad, rad2deg
 def conj(x, /):
     if _dt(x).kind == 'c':
         raise TypeError("pnp.conj: complex arrays are not supported by cotangent's primitives")
-    return x
+    return _bool_as_int8(x)
 
 
 conjugate = conj
 
 
 def real(val, /):
-    return conj(val)
+    if _dt(val).kind == 'c':
+        raise TypeError("pnp.real: complex arrays are not supported by cotangent's primitives")
+    return val
 
 
 def imag(val, /):
-    conj(val)
+    real(val)
     return zeros_like(val)
 
 
@@ -413,14 +427,14 @@ def isfinite(x, /):
 
 
 def signbit(x, /):
-    """True where the sign bit is set (negative numbers, -0.0 and negative NaNs)."""
+    """True for negative numbers and -0.0 (NaNs count as positive here)."""
     if _dt(x).kind not in 'fc':
         return less(x, 0)
-    # -0.0 and 0.0 compare equal; 1/x tells them apart (-inf vs +inf)
-    neg_ = logical.lt(x, _dt(x).type(0))
-    zero = logical.eq(x, _dt(x).type(0))
-    negzero = logical.bitwise_and(zero, logical.lt(arith.div(_dt(x).type(1), x),
-                                                   _dt(x).type(0)))
+    # -0.0 and 0.0 compare equal; atan2(x, -1) tells them apart (-pi vs +pi)
+    dt = _dt(x)
+    neg_ = logical.lt(x, dt.type(0))
+    zero = logical.eq(x, dt.type(0))
+    negzero = logical.bitwise_and(zero, logical.lt(lax.atan2(x, dt.type(-1)), dt.type(0)))
     return logical.bitwise_or(neg_, negzero)
 
 
@@ -452,8 +466,6 @@ greater_equal = _binary(logical.ge_p, 'greater_equal')
 bitwise_and = _binary(logical.and_p, 'bitwise_and')
 bitwise_or = _binary(logical.or_p, 'bitwise_or')
 bitwise_xor = _binary(logical.xor_p, 'bitwise_xor')
-_atan2 = _binary(lax.atan2_p, 'arctan2')
-_rem = _binary(lax.rem_p, 'fmod')
 
 
 def _bool_or(prim_bool, prim_num, name):
@@ -486,20 +498,45 @@ def divide(x, y, /):
 true_divide = divide
 
 
+def _float_pair(x1, x2):
+    """Operands of NumPy's float-only binary ufuncs (arctan2, hypot, logaddexp, ...):
+    each integer operand is taken to the smallest float holding it (int8 and uint8
+    meet in float16); weak Python scalars promote first, as NEP 50 says."""
+    if not (_weak(x1) or _weak(x2)):
+        x1, x2 = _arr_or_scalar(x1), _arr_or_scalar(x2)
+        d1, d2 = _dt(x1), _dt(x2)
+        if d1.kind not in 'fc' or d2.kind not in 'fc':
+            f = _np.promote_types(_float_dtype(d1), _float_dtype(d2))
+            return _astype(x1, f), _astype(x2, f)
+    x1, x2 = promote(x1, x2)
+    dt = _dt(x1)
+    if dt.kind not in 'fc':
+        f = _float_dtype(dt)
+        x1, x2 = _astype(x1, f), _astype(x2, f)
+    return x1, x2
+
+
+def _int8_if_bool(x1, x2):
+    x1, x2 = promote(x1, x2)
+    if _dt(x1) == _BOOL:        # NumPy's integer loops take booleans as int8
+        x1, x2 = _astype(x1, int8), _astype(x2, int8)
+    return x1, x2
+
+
 def arctan2(x1, x2, /):
-    return _atan2(_float_operand(x1), _float_operand(x2))
+    return lax.atan2_p.bind(*_float_pair(x1, x2))
 
 
 atan2 = arctan2
 
 
 def fmod(x1, x2, /):
-    return _rem(x1, x2)
+    return lax.rem_p.bind(*_int8_if_bool(x1, x2))
 
 
 def remainder(x1, x2, /):
     """x1 mod x2 with the sign of x2 (Python's %), NumPy's algorithm from fmod."""
-    x1, x2 = promote(x1, x2)
+    x1, x2 = _int8_if_bool(x1, x2)
     mod = lax.rem_p.bind(x1, x2)
     zero = _dt(mod).type(0)
     fix_ = logical.bitwise_and(logical.ne(mod, zero),
@@ -512,10 +549,8 @@ mod = remainder
 
 def floor_divide(x1, x2, /):
     """Floor of x1 / x2, consistent with remainder: x1 == floor_divide * x2 + remainder."""
-    x1, x2 = promote(x1, x2)
+    x1, x2 = _int8_if_bool(x1, x2)
     dt = _dt(x1)
-    if dt == _BOOL:
-        raise TypeError("numpy.floor_divide does not support booleans")
     zero, one = dt.type(0), dt.type(1)
     r = lax.rem_p.bind(x1, x2)
     fix_ = logical.bitwise_and(logical.ne(r, zero),
@@ -583,7 +618,7 @@ def fmin(x1, x2, /):
 
 def logaddexp(x1, x2, /):
     """log(exp(x1) + exp(x2)) without overflow: max + log1p(exp(-|x1 - x2|))."""
-    x1, x2 = promote(_float_operand(x1), _float_operand(x2))
+    x1, x2 = _float_pair(x1, x2)
     amax = arith.max_p.bind(x1, x2)
     delta = arith.sub(x1, x2)
     stable = arith.add(amax, unary.log1p(unary.exp(arith.neg(arith.abs(delta)))))
@@ -592,13 +627,13 @@ def logaddexp(x1, x2, /):
 
 
 def logaddexp2(x1, x2, /):
-    x1, x2 = promote(_float_operand(x1), _float_operand(x2))
+    x1, x2 = _float_pair(x1, x2)
     return multiply(logaddexp(multiply(x1, _LN2), multiply(x2, _LN2)), 1.0 / _LN2)
 
 
 def hypot(x1, x2, /):
     """sqrt(x1**2 + x2**2), scaled by the larger magnitude so it does not overflow."""
-    x1, x2 = promote(_float_operand(x1), _float_operand(x2))
+    x1, x2 = _float_pair(x1, x2)
     dt = _dt(x1)
     a, b = arith.abs(x1), arith.abs(x2)
     big = arith.max_p.bind(a, b)
@@ -611,8 +646,15 @@ def hypot(x1, x2, /):
     return logical.select_n(inf_, r, dt.type(_np.inf))
 
 
+def copysign(x1, x2, /):
+    """|x1| with the sign (bit) of x2."""
+    x1, x2 = _float_pair(x1, x2)
+    a = arith.abs(x1)
+    return logical.select_n(signbit(x2), a, arith.neg(a))
+
+
 def heaviside(x1, x2, /):
-    x1, x2 = promote(x1, x2)
+    x1, x2 = _float_pair(x1, x2)
     dt = _dt(x1)
     out = logical.select_n(logical.gt(x1, dt.type(0)), dt.type(0), dt.type(1))
     out = logical.select_n(logical.eq(x1, dt.type(0)), out, x2)
@@ -647,6 +689,38 @@ def where(condition, x=None, y=None, /):
     if _dt(cond) != _BOOL:
         cond = not_equal(cond, 0)
     return logical.select_n(cond, y, x)
+
+
+def select(condlist, choicelist, default=0):
+    """choicelist[i] where condlist[i] is the first true condition, else default."""
+    condlist, choicelist = list(condlist), list(choicelist)
+    if len(condlist) != len(choicelist):
+        raise ValueError("list of cases must be same length as list of conditions")
+    if not condlist:
+        raise ValueError("select with an empty condition list is not possible")
+    choices = _common(choicelist + [default])
+    dt = _dt(choices[0])
+    out = choices[-1]
+    for c, v in zip(reversed(condlist), reversed(choices[:-1])):
+        c = _arr(c)
+        if _dt(c) != _BOOL:
+            raise TypeError(f"invalid entry in condlist: should be boolean ndarray, got "
+                            f"{_dt(c)}")
+        out = logical.select_n(c, out, v)
+    return _astype(out, dt)
+
+
+def polyval(p, x):
+    """p[0] * x**(n-1) + ... + p[n-1] by Horner's rule (p a sequence or 1-D array)."""
+    x = _arr_or_scalar(x)
+    coeffs = [p[i] for i in range(shape_of(p)[0])] if isinstance(p, (Tracer, _np.ndarray)) \
+        else list(p)
+    y = zeros_like(x) if not coeffs else None
+    for c in coeffs:
+        y = c if y is None else add(multiply(y, x), c)
+    if isinstance(x, (Tracer, _np.ndarray)) and shape_of(y) != shape_of(x):
+        y = broadcast_to(y, _np.broadcast_shapes(shape_of(y), shape_of(x)))
+    return y
 
 
 def _to_bool(x):
@@ -814,19 +888,27 @@ def any(a, axis=None, out=None, keepdims=False, *, where=None):
 
 
 def _count(in_shape, axes, where_):
+    """How many elements each reduction over `axes` sees (an int, or an array when
+    a `where` mask selects them)."""
     if where_ is None or where_ is True:
         n = 1
         for ax in axes:
             n *= in_shape[ax]
         return n
     w = broadcast_to(asarray(where_), in_shape)
-    return sum(w, axis=axes, keepdims=True)
+    return sum(w, axis=axes)
 
 
 def _mean_dtype(dt, dtype):
     if dtype is not None:
         return _np.dtype(dtype)
     return dt if dt.kind in 'fc' else _np.dtype(_np.float64)
+
+
+def _divide_by_count(s, n, dt):
+    if type(n) is int:
+        return _astype(divide(s, float(n)), dt)
+    return _astype(divide(s, _astype(n, dt)), dt)
 
 
 def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
@@ -836,14 +918,9 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
     a = _astype(a, dt)
     in_shape = shape_of(a)
     axes = _axes(axis, len(in_shape))
-    s = sum(a, axis=axes, dtype=dt, keepdims=True, where=where)
-    n = _count(in_shape, axes, where)
-    if type(n) is int:
-        y = divide(s, float(n))
-    else:
-        y = divide(s, _astype(n, dt))
-    y = _astype(y, dt)
-    return y if keepdims else squeeze(y, axes)
+    s = sum(a, axis=axes, dtype=dt, where=where)
+    y = _divide_by_count(s, _count(in_shape, axes, where), dt)
+    return _keep(y, in_shape, axes, keepdims)
 
 
 def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None,
@@ -858,14 +935,13 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
     axes = _axes(axis, len(in_shape))
     m = _mean_fn(a, axis=axes, dtype=dt, keepdims=True, where=where) if mean is None else mean
     c = subtract(a, m)
-    ss = sum(multiply(c, c), axis=axes, dtype=dt, keepdims=True, where=where)
+    ss = sum(multiply(c, c), axis=axes, dtype=dt, where=where)
     n = _count(in_shape, axes, where)
     if type(n) is int:
-        y = divide(ss, float(builtins.max(n - ddof, 0)))
+        y = _astype(divide(ss, float(builtins.max(n - ddof, 0))), dt)
     else:
-        y = divide(ss, maximum(subtract(_astype(n, dt), ddof), 0))
-    y = _astype(y, dt)
-    return y if keepdims else squeeze(y, axes)
+        y = _astype(divide(ss, maximum(subtract(_astype(n, dt), ddof), 0)), dt)
+    return _keep(y, in_shape, axes, keepdims)
 
 
 _mean_fn = mean
@@ -1311,6 +1387,88 @@ def vsplit(ary, indices_or_sections):
     return split(ary, indices_or_sections, axis=0)
 
 
+def append(arr, values, axis=None):
+    if axis is None:
+        return concatenate([ravel(arr), ravel(values)], axis=0)
+    return concatenate([arr, values], axis=axis)
+
+
+def delete(arr, obj, axis=None):
+    """arr without the entries `obj` (concrete indices, a slice or a boolean mask)."""
+    arr = _arr(arr)
+    if axis is None:
+        arr = ravel(arr)
+        axis = 0
+    ax = _axis(axis, _nd(arr))
+    if isinstance(obj, Tracer):
+        obj = obj._concrete()            # the output shape depends on it
+    keep = _np.delete(_np.arange(shape_of(arr)[ax]), obj)
+    return take(arr, keep, axis=ax)
+
+
+def diff(a, n=1, axis=-1, prepend=None, append=None):
+    a = _arr(a)
+    ax = _axis(axis, _nd(a))
+    parts = []
+    for extra in (prepend, a, append):
+        if extra is None:
+            continue
+        if extra is a:
+            parts.append(a)
+            continue
+        e_ = _arr(extra)
+        if _nd(e_) == 0:
+            s = list(shape_of(a))
+            s[ax] = 1
+            e_ = broadcast_to(e_, tuple(s))
+        parts.append(e_)
+    if len(parts) > 1:
+        a = concatenate(parts, axis=ax)
+    if n < 0:
+        raise ValueError(f"order must be non-negative but got {n}")
+    for _ in range(n):
+        m = shape_of(a)[ax]
+        hi = _split(a, [1], ax, False)[1]
+        lo = _split(a, [builtins.max(m - 1, 0)], ax, False)[0]
+        a = not_equal(hi, lo) if _dt(a) == _BOOL else subtract(hi, lo)
+    return a
+
+
+def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
+    """Cross product of 3-vectors (or the z component for 2-vectors), as numpy.cross."""
+    if axis is not None:
+        axisa = axisb = axisc = axis
+    a, b = _prep2(a, b)
+    a, b = moveaxis(a, axisa, -1), moveaxis(b, axisb, -1)
+    na, nb = shape_of(a)[-1], shape_of(b)[-1]
+    if na not in (2, 3) or nb not in (2, 3):
+        raise ValueError("incompatible dimensions for cross product\n(dimension must be 2 or 3)")
+    from .indexing import getitem
+    comp = lambda x, i: getitem(x, (Ellipsis, i))          # noqa: E731
+    a0, a1, b0, b1 = comp(a, 0), comp(a, 1), comp(b, 0), comp(b, 1)
+    if na == 2 and nb == 2:
+        return subtract(multiply(a0, b1), multiply(a1, b0))
+    a2 = comp(a, 2) if na == 3 else _dt(a).type(0)
+    b2 = comp(b, 2) if nb == 3 else _dt(b).type(0)
+    c = stack(broadcast_arrays(subtract(multiply(a1, b2), multiply(a2, b1)),
+                               subtract(multiply(a2, b0), multiply(a0, b2)),
+                               subtract(multiply(a0, b1), multiply(a1, b0))), axis=-1)
+    return moveaxis(c, -1, axisc)
+
+
+def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
+    x = _arr(x)
+    dt = _dt(x)
+    if dt.kind not in 'fc':
+        return x
+    info = _np.finfo(dt)
+    posinf = info.max if posinf is None else posinf
+    neginf = info.min if neginf is None else neginf
+    x = where(isnan(x), dt.type(nan), x)
+    x = where(logical.eq(x, dt.type(_np.inf)), dt.type(posinf), x)
+    return where(logical.eq(x, dt.type(-_np.inf)), dt.type(neginf), x)
+
+
 def broadcast_to(array, shape, subok=False):
     array = _arr_or_scalar(array)
     shape = (operator.index(shape),) if isinstance(shape, (int, _np.integer)) else \
@@ -1699,6 +1857,17 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
     return (y, step) if retstep else y
 
 
+def logspace(start, stop, num=50, endpoint=True, base=10.0, dtype=None, axis=0):
+    if not builtins.any(_is_traced(v) for v in (start, stop, base)):
+        return _np.logspace(start, stop, num, endpoint=endpoint, base=base, dtype=dtype,
+                            axis=axis)
+    y = linspace(start, stop, num, endpoint=endpoint, axis=axis)
+    if _is_traced(base) and _nd(base):
+        base = expand_dims(base, axis)
+    out = power(base, y)
+    return out if dtype is None else _astype(out, dtype)
+
+
 def eye(N, M=None, k=0, dtype=float, order='C', *, device=None, like=None):
     return _np.eye(N, M, k, dtype=dtype)
 
@@ -1738,7 +1907,7 @@ def dot(a, b, out=None):
 
 def vdot(a, b, /):
     a, b = _prep2(a, b)
-    a, b = ravel(conj(a)), ravel(b)
+    a, b = ravel(a), ravel(b)          # real dtypes only: conj is the identity
     if shape_of(a) != shape_of(b):
         raise ValueError("cannot reshape array: vdot needs operands of equal size")
     return _dot_general(a, b, ((0,), (0,)))
@@ -1802,7 +1971,7 @@ def matmul(x1, x2, /, out=None, *, dtype=None):
 
 def vecdot(x1, x2, /, *, axis=-1):
     a, b = _prep2(x1, x2)
-    return sum(multiply(conj(a), b), axis=axis)
+    return sum(multiply(a, b), axis=axis)     # real dtypes: conj is the identity
 
 
 def tensordot(a, b, axes=2):
@@ -2159,7 +2328,8 @@ def _unsupported(qualname, short):
     hint = (f" ({hint})" if hint else
             "; rewrite it with supported primitives.numpy functions (see dir(primitives.numpy)),"
             " or apply it outside the transformed function")
-    return TypeError(f"{qualname} has no traced implementation in cotangent{hint}.")
+    return TypeError(with_user_line(
+        f"{qualname} has no traced implementation in cotangent{hint}."))
 
 
 def _ufunc_fn(name):
@@ -2174,9 +2344,10 @@ def _array_ufunc(ufunc, method, inputs, kwargs):
     kwargs = dict(kwargs)
     out = kwargs.pop('out', None)
     if out is not None and not (isinstance(out, tuple) and builtins.all(o is None for o in out)):
-        raise TypeError(f"numpy.{name} was called with out=... on a traced array: traced "
-                        f"arrays are immutable, so results cannot be written into an existing "
-                        f"array. Fix: use the returned value (y = numpy.{name}(...)).")
+        raise TypeError(with_user_line(
+            f"numpy.{name} was called with out=... on a traced array: traced arrays are "
+            f"immutable, so results cannot be written into an existing array. Fix: use the "
+            f"returned value (y = numpy.{name}(...))."))
     if method == '__call__':
         fn = _ufunc_fn(name)
         if fn is None:
@@ -2367,7 +2538,7 @@ _NOT_NUMPY = {'promote'}
 _PUBLIC = {n for n, v in list(globals().items())
            if not n.startswith('_') and callable(v) and not isinstance(v, type)
            and getattr(v, '__module__', None) == __name__}
-_PUBLIC |= {'abs', 'absolute', 'fabs', 'conjugate', 'true_divide', 'amax', 'amin', 'around',
+_PUBLIC |= {'abs', 'absolute', 'conjugate', 'true_divide', 'amax', 'amin', 'around',
             'fix', 'mod', 'pow', 'concat', 'permute_dims', 'row_stack', 'empty', 'empty_like',
             'asin', 'acos', 'atan', 'asinh', 'acosh', 'atanh', 'atan2', 'radians', 'degrees',
             'bitwise_not', 'bitwise_invert', 'round'}

@@ -180,15 +180,16 @@ def dynamic_slice(x, start_indices, slice_sizes):
 
 def _dus_abstract(a, u, *starts):
     nd = len(a.shape)
-    desc = f"dynamic_update_slice of operand {a.str_short()} with update {u.str_short()}"
+    def desc():   # built only when an error is raised
+        return f"dynamic_update_slice of operand {a.str_short()} with update {u.str_short()}"
     if len(u.shape) != nd or len(starts) != nd:
-        raise ValueError(f"{desc}: the update must have the operand's rank and one start "
+        raise ValueError(f"{desc()}: the update must have the operand's rank and one start "
                          f"index per dimension (got {len(starts)}).")
     if builtins.any(k > n for k, n in zip(u.shape, a.shape)):
-        raise ValueError(f"{desc}: the update is larger than the operand. Fix: slice the "
+        raise ValueError(f"{desc()}: the update is larger than the operand. Fix: slice the "
                          f"update first.")
     if u.dtype != a.dtype:
-        raise TypeError(f"{desc}: the update must have the operand's dtype. Fix: convert it.")
+        raise TypeError(f"{desc()}: the update must have the operand's dtype. Fix: convert it.")
     _check_index_scalars('dynamic_update_slice', starts)
     return ShapedArray(a.shape, a.dtype, a.weak_type)
 
@@ -250,16 +251,17 @@ def dynamic_update_slice(x, update, start_indices):
 
 def _gather_out_shape(name, a, idx, axes):
     nd = len(a.shape)
-    desc = (f"{name} of operand {a.str_short()} with indices {idx.str_short()} and "
-            f"axes={axes}")
+    def desc():   # built only when an error is raised
+        return (f"{name} of operand {a.str_short()} with indices {idx.str_short()} and "
+                f"axes={axes}")
     if idx.dtype.kind not in 'iu':
-        raise TypeError(f"{desc}: indices must be integers. Fix: convert them with "
+        raise TypeError(f"{desc()}: indices must be integers. Fix: convert them with "
                         f"convert_element_type(indices, int).")
     if len(set(axes)) != len(axes) or builtins.any(not 0 <= d < nd for d in axes):
-        raise ValueError(f"{desc}: axes must be distinct dimensions of the operand "
+        raise ValueError(f"{desc()}: axes must be distinct dimensions of the operand "
                          f"(0..{nd - 1}).")
     if not idx.shape or idx.shape[-1] != len(axes):
-        raise ValueError(f"{desc}: indices must have shape batch + ({len(axes)},), one "
+        raise ValueError(f"{desc()}: indices must have shape batch + ({len(axes)},), one "
                          f"index per entry of axes; got {idx.shape}.")
     return idx.shape[:-1] + tuple(s for d, s in enumerate(a.shape) if d not in axes)
 

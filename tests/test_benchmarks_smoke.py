@@ -153,3 +153,21 @@ def test_w5_rows_compare_with_jax():
     assert rows['eqns_grad']['status'] == 'PASS'           # 4000 / 6202 = 0.645
     assert rows['eqns_hvp']['status'] == 'MISS'            # 13000 / 19602 = 0.663
     assert rows['eqns_f']['status'] == ''
+
+
+def test_paired_ratio_and_interleaved_sampling():
+    from benchmarks.harness import Settings, time_interleaved, paired_ratio
+    assert paired_ratio({'a': [2.0, 9.0, 2.5], 'n': [1.0, 3.0, 1.0]}, 'a', 'n') == 2.5
+    assert paired_ratio({'n': [1.0]}, 'a', 'n') is None
+    calls = []
+    settings = Settings(quick=True)
+    settings.samples, settings.max_calls = 3, 2
+
+    def boom():
+        raise ValueError('boom')
+    times, errors, other, rounds = time_interleaved(
+        {'ok': lambda: calls.append(1), 'bad': boom}, settings)
+    assert errors == {'bad': 'ValueError: boom'} and times['bad'] is None
+    assert len(rounds['ok']) == 3 and times['ok'] >= 0 and other['ok'] >= 0
+    # warm-up, calibration, then 3 samples of at most max_calls calls each
+    assert settings.warmup + 1 + 3 <= len(calls) <= settings.warmup + 1 + 3 * 2

@@ -186,10 +186,10 @@ class new_trace:
 
 
 def _raise_leak(tracer, primitive):
-    where = f" passed to {primitive.name}" if primitive is not None else ""
+    where = f", passed to {primitive.name}," if primitive is not None else ""
     raise UnexpectedTracerError(with_user_line(
-        f"Encountered a tracer of {tracer.aval.str_short()} created by {tracer._trace.name}, "
-        f"used after that transformation returned{where}. A traced value leaked out of "
+        f"Encountered a tracer of {tracer.aval.str_short()} created by {tracer._trace.name}"
+        f"{where} used after that transformation returned. A traced value leaked out of "
         f"the function being transformed (stored in a global, an attribute or a "
         f"closure that outlived it). Return it as an output instead."))
 

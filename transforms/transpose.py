@@ -108,7 +108,10 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
         if len(lst) == 1:
             value, scale = lst[0]
         else:
-            scale = lst[0][1]
+            # the common scale: 1 if any contribution has it, else the most frequent,
+            # so the fewest values need multiplying (in add_any's coeffs)
+            scales = [s for _, s in lst]
+            scale = 1.0 if 1.0 in scales else max(set(scales), key=scales.count)
             values = [c for c, _ in lst]
             if all(c is ONES for c in values):
                 return ONES, sum(s for _, s in lst)
