@@ -14,12 +14,12 @@ from . import pytree
 
 
 class JaxprTracer(Tracer):
-    __slots__ = ('_aval', 'var')
+    __slots__ = ('_aval', '_var')
 
     def __init__(self, trace, aval, var):
         self._trace = trace
         self._aval = aval
-        self.var = var
+        self._var = var
 
     @property
     def aval(self):
@@ -66,7 +66,7 @@ class JaxprTrace(Trace):
         avals = []
         for x in args:
             if type(x) is JaxprTracer and x._trace is self:
-                v = x.var
+                v = x._var
             else:
                 if isinstance(x, Tracer):
                     self.full_raise(x)   # checks levels and liveness
@@ -98,7 +98,7 @@ class JaxprTrace(Trace):
     def to_jaxpr(self, out_tracers):
         """The jaxpr computing `out_tracers` from the args, dead code removed.
         Returns (jaxpr, consts)."""
-        outvars = [self.full_raise(t).var for t in out_tracers]
+        outvars = [self.full_raise(t)._var for t in out_tracers]
         return dce(self.constvars, self.constvals, self.invars, outvars, self.eqns)
 
 
