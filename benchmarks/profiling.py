@@ -61,8 +61,13 @@ def main(argv=None):
     ap.add_argument('--seconds', type=float, default=2.0, help='profiled run time, roughly')
     ap.add_argument('--cpu', type=int, default=None)
     args = ap.parse_args(argv)
-    for k, v in {**THREAD_ENV, **MALLOC_ENV}.items():
-        os.environ.setdefault(k, v)   # MALLOC_* only take effect when set before start
+    want = {**THREAD_ENV, **MALLOC_ENV}
+    if any(os.environ.get(k) != v for k, v in want.items()):
+        # thread counts and malloc thresholds only take effect when set before the
+        # process starts: start again with them, as the benchmark runners are
+        env = {**os.environ, **want}
+        os.execve(sys.executable, [sys.executable, '-m', 'benchmarks.profiling'] +
+                  (sys.argv[1:] if argv is None else list(argv)), env)
     pin_to_core(default_cpu() if args.cpu is None else args.cpu)
 
     import cProfile

@@ -4,7 +4,7 @@ safe_mul (a product that is 0 wherever its first factor is 0, even against inf/n
 """
 import numpy as np
 
-from tracer import Primitive, Zero, is_undefined, ShapedArray
+from tracer import Primitive, Zero, is_undefined, ShapedArray, Tracer
 from ._base import (unary, binary, defjvp, defjvp2, deflinear, unbroadcast, shape_of,
                     dtype_of, elementwise_aval, FLOAT, NUMERIC, zero_like_out,
                     broadcast_to_shape)
@@ -360,9 +360,16 @@ def _div_transpose(ct, x, y):
     return [unbroadcast(div_p.bind(ct, y), x.aval), None]
 
 
-defjvp2(div_p,
-        lambda g, ans, x, y: safe_mul(g, div_p.bind(np.ones((), dtype_of(y)), y)),
-        lambda g, ans, x, y: neg(safe_mul(g, div_p.bind(ans, y))))
+def _div_jvp_x(g, ans, x, y):
+    if not isinstance(y, Tracer) and np.ndim(y) == 0:
+        c = 1.0 / float(y) if np.isrealobj(y) else None
+        if c is not None and np.isfinite(c) and c != 0.0:
+            # x / constant: a scaling by a literal, which transposition folds
+            return mul_p.bind(g, dtype_of(g).type(c))
+    return safe_mul(g, div_p.bind(np.ones((), dtype_of(y)), y))
+
+
+defjvp2(div_p, _div_jvp_x, lambda g, ans, x, y: neg(safe_mul(g, div_p.bind(ans, y))))
 div_p.transpose = _div_transpose
 
 

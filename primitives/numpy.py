@@ -54,10 +54,23 @@ def _weak(x):
     return type(x) in _PY or (isinstance(x, Tracer) and x.aval.weak_type)
 
 
+_F64 = _np.dtype(_np.float64)
+
+
 def promote(*args):
     """Cast operands to their NumPy 2 result dtype (weak Python scalars adapt)."""
     if len(args) == 2:
         x, y = args
+        tx, ty = type(x), type(y)
+        # fast path: an inexact array with a Python int/float takes the array's dtype
+        if (ty is float or ty is int) and tx not in _PY and tx is not list and tx is not tuple:
+            dx = x.dtype
+            if dx.kind in 'fc' and not (isinstance(x, Tracer) and x.aval.weak_type):
+                return x, (y if dx is _F64 and ty is float else dx.type(y))
+        elif (tx is float or tx is int) and ty not in _PY and ty is not list and ty is not tuple:
+            dy = y.dtype
+            if dy.kind in 'fc' and not (isinstance(y, Tracer) and y.aval.weak_type):
+                return (x if dy is _F64 and tx is float else dy.type(x)), y
         dx, dy = getattr(x, 'dtype', None), getattr(y, 'dtype', None)
         if dx is not None and dx == dy and type(x) not in _PY and type(y) not in _PY:
             if not (isinstance(x, Tracer) or isinstance(y, Tracer)):
