@@ -113,30 +113,37 @@ def zero_like_out(out):
 def defjvp(prim, *rules):
     """One rule per operand: rule(g, *primals, **params) -> that operand's
     contribution to the output tangent. Zero tangents are skipped symbolically."""
-    def jvp(primals, tangents, **params):
-        out = prim.bind(*primals, **params)
-        t = None
-        for rule, g in zip(rules, tangents):
-            if type(g) is Zero or rule is None:
-                continue
-            c = rule(g, *primals, **params)
-            t = c if t is None else add_tangents(t, c)
-        if t is None:
-            return out, zero_like_out(out)
-        return out, broadcast_to_shape(t, shape_of(out))
-    prim.jvp = jvp
-    return jvp
+    return _defjvp(prim, rules, with_ans=False)
 
 
 def defjvp2(prim, *rules):
     """Like defjvp, with the output available: rule(g, ans, *primals, **params)."""
+    return _defjvp(prim, rules, with_ans=True)
+
+
+def _defjvp(prim, rules, with_ans):
+    bind = prim.bind
+    if len(rules) == 1:
+        rule, = rules
+        # one operand: the JVP trace only calls this with a nonzero tangent, and the
+        # output has the operand's shape
+        if with_ans:
+            def jvp(primals, tangents, **params):
+                out = bind(*primals, **params)
+                return out, rule(tangents[0], out, *primals, **params)
+        else:
+            def jvp(primals, tangents, **params):
+                return bind(*primals, **params), rule(tangents[0], *primals, **params)
+        prim.jvp = jvp
+        return jvp
+
     def jvp(primals, tangents, **params):
-        out = prim.bind(*primals, **params)
+        out = bind(*primals, **params)
         t = None
         for rule, g in zip(rules, tangents):
             if type(g) is Zero or rule is None:
                 continue
-            c = rule(g, out, *primals, **params)
+            c = rule(g, out, *primals, **params) if with_ans else rule(g, *primals, **params)
             t = c if t is None else add_tangents(t, c)
         if t is None:
             return out, zero_like_out(out)

@@ -2,9 +2,11 @@
 plus add_any (the n-ary sum that accumulates tangents and cotangents) and
 safe_mul (a product that is 0 wherever its first factor is 0, even against inf/nan).
 """
+import math
+
 import numpy as np
 
-from tracer import Primitive, Zero, is_undefined, ShapedArray, Tracer
+from tracer import Primitive, Zero, is_undefined, ShapedArray, Tracer, UndefinedPrimal
 from ._base import (unary, binary, defjvp, defjvp2, deflinear, unbroadcast, shape_of,
                     dtype_of, elementwise_aval, FLOAT, NUMERIC, zero_like_out,
                     broadcast_to_shape)
@@ -202,13 +204,15 @@ mul_p.jvp = _mul_jvp
 mul_p.transpose = _mul_transpose
 
 
+_SCALAR_TYPES = (float, int, np.float64, np.float32, np.float16, np.int64, np.int32)
+
+
 def _mul_scale_transpose(x, y):
-    lin, other = (x, y) if is_undefined(x) else (y, x)
-    if is_undefined(other) or not isinstance(other, (float, int, np.floating, np.integer)) \
-            or isinstance(other, (bool, np.bool_)):
+    lin, other = (x, y) if type(x) is UndefinedPrimal else (y, x)
+    if type(other) not in _SCALAR_TYPES:
         return None
     c = float(other)
-    if not np.isfinite(c) or c == 0.0:
+    if not math.isfinite(c) or c == 0.0:
         return None
     return [c, None] if lin is x else [None, c]
 

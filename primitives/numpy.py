@@ -259,8 +259,18 @@ def _axes(axis, nd):
 # --- elementwise: unary -----------------------------------------------------------------------
 
 def _unary_float(prim_fn, name):
-    def f(x, /):
-        return prim_fn(_float_operand(x))
+    prim = getattr(prim_fn, 'primitive', None)
+    if prim is not None:
+        bind = prim.bind
+
+        def f(x, /):
+            # fast path: a floating array or tracer goes straight to the primitive
+            if (type(x) is _np.ndarray or isinstance(x, Tracer)) and x.dtype.kind in 'fc':
+                return bind(x)
+            return bind(_float_operand(x))
+    else:
+        def f(x, /):
+            return prim_fn(_float_operand(x))
     f.__name__ = name
     f.__qualname__ = name
     f.__doc__ = f"Elementwise {name}, as numpy.{name}."

@@ -120,6 +120,7 @@ defjvp_zero(round_p)
 def _fn(p):
     def f(x):
         return p.bind(x)
+    f.primitive = p
     f.__name__ = p.name
     f.__doc__ = f"Elementwise {p.name} (the `{p.name}` primitive)."
     return f

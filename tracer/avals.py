@@ -27,8 +27,8 @@ class ShapedArray:
     __slots__ = ('shape', 'dtype', 'weak_type')
 
     def __init__(self, shape, dtype, weak_type=False):
-        self.shape = tuple(shape)
-        self.dtype = np.dtype(dtype)
+        self.shape = shape if type(shape) is tuple else tuple(shape)
+        self.dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
         self.weak_type = weak_type
 
     @property
@@ -67,6 +67,8 @@ class ShapedArray:
                            self.weak_type if weak_type is None else weak_type)
 
 
+_new = object.__new__
+
 _python_scalar_dtypes = {bool: np.dtype(bool), int: np.dtype(np.int64),
                          float: np.dtype(np.float64), complex: np.dtype(np.complex128)}
 
@@ -79,7 +81,11 @@ def concrete_aval(x):
     """The aval of a concrete (non-tracer) value."""
     t = type(x)
     if t is np.ndarray:
-        return ShapedArray(x.shape, x.dtype)
+        a = _new(ShapedArray)   # the hot path: skip __init__'s conversions
+        a.shape = x.shape
+        a.dtype = x.dtype
+        a.weak_type = False
+        return a
     dt = _python_scalar_dtypes.get(t)
     if dt is not None:
         return ShapedArray((), dt, weak_type=t is not bool)

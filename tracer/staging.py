@@ -6,6 +6,8 @@ trace to stage the tangent (linear) half of a computation while the primal half
 runs eagerly below it. Building is O(1) per equation: identical equations are
 shared (CSE) as they are emitted, and dead ones dropped (DCE) in one backward sweep.
 """
+import numpy as np
+
 from .avals import ShapedArray, concrete_aval
 from .core import Trace, Tracer, new_trace, get_aval
 from .errors import with_user_line
@@ -44,8 +46,9 @@ class JaxprTrace(Trace):
 
     def _atom(self, val):
         """The Var (or Literal) standing for a value from outside this trace."""
-        if not isinstance(val, Tracer) and is_literal_scalar(val):
-            return literal(val)
+        if type(val) is not np.ndarray or val.ndim == 0:
+            if not isinstance(val, Tracer) and is_literal_scalar(val):
+                return literal(val)
         var = self._const_ids.get(id(val))
         if var is None:
             aval = get_aval(val)
