@@ -825,38 +825,29 @@ def _masked(a, where_, fill):
     return where(where_, a, fill)
 
 
-def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
-    _no_out(out, 'sum')
+def _sum_or_prod(name, a, axis, dtype, out, keepdims, initial, where, identity,
+                 reduce_bool, reduce, combine):
+    _no_out(out, name)
     a = _arr(a)
     dt = _np.dtype(dtype) if dtype is not None else _sum_dtype(_dt(a))
     a = _astype(a, dt)
-    a = _masked(a, where, dt.type(0))
+    a = _masked(a, where, dt.type(identity))
     in_shape = shape_of(a)
     axes = _axes(axis, len(in_shape))
-    if dt == _BOOL:
-        y = reductions.reduce_max(a, axes) if axes else a
-    else:
-        y = reductions.reduce_sum(a, axes) if axes else a
+    y = (reduce_bool if dt == _BOOL else reduce)(a, axes) if axes else a
     if initial is not None:
-        y = add(y, _astype(initial, dt))
+        y = combine(y, _astype(initial, dt))
     return _keep(y, in_shape, axes, keepdims)
+
+
+def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    return _sum_or_prod('sum', a, axis, dtype, out, keepdims, initial, where, 0,
+                        reductions.reduce_max, reductions.reduce_sum, add)
 
 
 def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
-    _no_out(out, 'prod')
-    a = _arr(a)
-    dt = _np.dtype(dtype) if dtype is not None else _sum_dtype(_dt(a))
-    a = _astype(a, dt)
-    a = _masked(a, where, dt.type(1))
-    in_shape = shape_of(a)
-    axes = _axes(axis, len(in_shape))
-    if dt == _BOOL:
-        y = reductions.reduce_min(a, axes) if axes else a
-    else:
-        y = reductions.reduce_prod(a, axes) if axes else a
-    if initial is not None:
-        y = multiply(y, _astype(initial, dt))
-    return _keep(y, in_shape, axes, keepdims)
+    return _sum_or_prod('prod', a, axis, dtype, out, keepdims, initial, where, 1,
+                        reductions.reduce_min, reductions.reduce_prod, multiply)
 
 
 def _minmax(red, combine, name):

@@ -132,6 +132,14 @@ def _vjp_flat(fun, flat_p, in_tree, has_aux, name='vjp'):
     return out_primals, lin, store
 
 
+def _flat_cotangent(name, ct, out_tree):
+    ct_flat, ct_tree = tree_flatten(ct)
+    if ct_tree != out_tree:
+        raise TypeError(f"{name}: the cotangent must have the output's structure "
+                        f"{out_tree}, got {ct_tree}")
+    return ct_flat
+
+
 def _cts_from_backward(lin, ct_flat):
     cts_out = [c for c, nz in zip(ct_flat, lin.nonzero) if nz]
     cts_in = backward_pass(lin.jaxpr, lin.residuals, cts_out, all_linear=True)
@@ -145,10 +153,7 @@ def vjp(fun, *primals, has_aux=False):
     out_tree = store['tree']
 
     def vjp_fn(ct):
-        ct_flat, ct_tree = tree_flatten(ct)
-        if ct_tree != out_tree:
-            raise TypeError(f"vjp_fn: the cotangent must have the output's structure "
-                            f"{out_tree}, got {ct_tree}")
+        ct_flat = _flat_cotangent('vjp_fn', ct, out_tree)
         for i, (c, a) in enumerate(zip(ct_flat, lin.out_avals)):
             ca = get_aval(c)
             if ca.shape != a.shape:
@@ -174,6 +179,20 @@ def _argnums_tuple(argnums, nargs, name):
     return single, tuple(a % nargs for a in nums)
 
 
+def split_args(name, fun, argnums, args, kwargs):
+    """-> (single, dyn_args, f_dyn): f_dyn(*dyn_args) calls fun(*args, **kwargs) with
+    args[argnums] replaced by dyn_args; `single` when argnums is an int."""
+    single, nums = _argnums_tuple(argnums, len(args), name)
+
+    def f_dyn(*dyn_args):
+        full = list(args)
+        for i, v in zip(nums, dyn_args):
+            full[i] = v
+        return fun(*full, **kwargs)
+
+    return single, tuple(args[i] for i in nums), f_dyn
+
+
 def _check_inexact(name, flat):
     for x in flat:
         a = get_aval(x)
@@ -187,16 +206,9 @@ def _check_inexact(name, flat):
 def value_and_grad(fun, argnums=0, has_aux=False):
     """f -> (f(*args), gradient of f with respect to args[argnums])."""
     def value_and_grad_f(*args, **kwargs):
-        single, nums = _argnums_tuple(argnums, len(args), 'grad')
-        dyn = tuple(args[i] for i in nums)
+        single, dyn, partial = split_args('grad', fun, argnums, args, kwargs)
         flat_p, in_tree = tree_flatten(dyn)
         _check_inexact('grad', flat_p)
-
-        def partial(*dyn_args):
-            full = list(args)
-            for i, v in zip(nums, dyn_args):
-                full[i] = v
-            return fun(*full, **kwargs)
 
         out_primals, lin, store = _vjp_flat(partial, flat_p, in_tree, has_aux, 'grad')
         if len(out_primals) != 1 or store['tree'].kind is not None:
@@ -255,10 +267,7 @@ def linear_transpose(fun, *primals):
     out_tree = store['tree']
 
     def f_transpose(ct):
-        ct_flat, ct_tree = tree_flatten(ct)
-        if ct_tree != out_tree:
-            raise TypeError(f"linear_transpose: the cotangent must have the output's "
-                            f"structure {out_tree}, got {ct_tree}")
+        ct_flat = _flat_cotangent('linear_transpose', ct, out_tree)
         cts = backward_pass(jaxpr, consts, ct_flat)
         return tree_unflatten(in_tree, [_zeros(a) if type(c) is Zero else _own(c)
                                         for c, a in zip(cts, in_avals)])

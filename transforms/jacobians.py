@@ -7,7 +7,7 @@ nested as the output pytree of input pytrees, as in JAX.
 import numpy as np
 
 from tracer import tree_flatten, tree_unflatten, get_aval
-from .ad import jvp, vjp, _argnums_tuple, _check_inexact
+from .ad import jvp, vjp, split_args, _check_inexact
 
 
 def _basis(aval):
@@ -28,24 +28,15 @@ def _stack_first(rows, out_shape, in_shape):
     return pnp.reshape(pnp.stack(rows, axis=0), out_shape + in_shape)
 
 
-def _select(args, nums):
-    return tuple(args[i] for i in nums)
-
-
 def jacfwd(fun, argnums=0, has_aux=False):
     """Jacobian by forward mode: one JVP per input element."""
     def jac(*args, **kwargs):
-        single, nums = _argnums_tuple(argnums, len(args), 'jacfwd')
-        dyn = _select(args, nums)
+        single, dyn, f_dyn = split_args('jacfwd', fun, argnums, args, kwargs)
         flat_in, in_tree = tree_flatten(dyn)
         _check_inexact('jacfwd', flat_in)
 
         def f_flat(*leaves):
-            full = list(args)
-            for i, v in zip(nums, tree_unflatten(in_tree, list(leaves))):
-                full[i] = v
-            out = fun(*full, **kwargs)
-            return out
+            return f_dyn(*tree_unflatten(in_tree, list(leaves)))
 
         in_avals = [get_aval(x) for x in flat_in]
         cols = [[] for _ in flat_in]   # per input leaf: list of flat outputs per basis vector
@@ -84,16 +75,9 @@ def jacfwd(fun, argnums=0, has_aux=False):
 def jacrev(fun, argnums=0, has_aux=False):
     """Jacobian by reverse mode: one VJP per output element."""
     def jac(*args, **kwargs):
-        single, nums = _argnums_tuple(argnums, len(args), 'jacrev')
-        dyn = _select(args, nums)
+        single, dyn, f_dyn = split_args('jacrev', fun, argnums, args, kwargs)
         flat_in, in_tree = tree_flatten(dyn)
         _check_inexact('jacrev', flat_in)
-
-        def f_dyn(*dyn_args):
-            full = list(args)
-            for i, v in zip(nums, dyn_args):
-                full[i] = v
-            return fun(*full, **kwargs)
 
         res = vjp(f_dyn, *dyn, has_aux=has_aux)
         out, vjp_fn = res[0], res[1]
