@@ -21,7 +21,7 @@ from tracer.avals import result_dtype, ShapedArray
 from tracer.errors import with_user_line
 from . import arith, unary, logical, convert, reductions, shape_ops, slicing
 from . import dot as _dotmod
-from . import lax
+from . import lax, trig
 from ._base import shape_of, dtype_of
 
 _PY = (int, float, complex, bool)
@@ -547,20 +547,20 @@ def _int8_if_bool(x1, x2):
 
 
 def arctan2(x1, x2, /):
-    return lax.atan2_p.bind(*_float_pair(x1, x2))
+    return trig.atan2_p.bind(*_float_pair(x1, x2))
 
 
 atan2 = arctan2
 
 
 def fmod(x1, x2, /):
-    return lax.rem_p.bind(*_int8_if_bool(x1, x2))
+    return trig.rem_p.bind(*_int8_if_bool(x1, x2))
 
 
 def remainder(x1, x2, /):
     """x1 mod x2 with the sign of x2 (Python's %), NumPy's algorithm from fmod."""
     x1, x2 = _int8_if_bool(x1, x2)
-    mod = lax.rem_p.bind(x1, x2)
+    mod = trig.rem_p.bind(x1, x2)
     zero = _dt(mod).type(0)
     fix_ = logical.bitwise_and(logical.ne(mod, zero),
                                logical.ne(logical.lt(x2, zero), logical.lt(mod, zero)))
@@ -575,7 +575,7 @@ def floor_divide(x1, x2, /):
     x1, x2 = _int8_if_bool(x1, x2)
     dt = _dt(x1)
     zero, one = dt.type(0), dt.type(1)
-    r = lax.rem_p.bind(x1, x2)
+    r = trig.rem_p.bind(x1, x2)
     fix_ = logical.bitwise_and(logical.ne(r, zero),
                                logical.ne(logical.lt(x2, zero), logical.lt(r, zero)))
     if dt.kind in 'iu':

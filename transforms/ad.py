@@ -37,6 +37,8 @@ def _check_tangent(p, t, i):
     if ta.dtype != pa.dtype and not (ta.weak_type or pa.weak_type):
         raise TypeError(f"jvp: primal {i} has dtype {pa.dtype.name} but its tangent has dtype "
                         f"{ta.dtype.name}; tangent dtypes must match their primals'.")
+    if not isinstance(t, Tracer) and not np.any(t):
+        return Zero(want)   # a concrete zero tangent stays symbolic: nothing is computed for it
     return t
 
 
