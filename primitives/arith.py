@@ -152,11 +152,20 @@ add_any_p.impl = _add_any_impl
 add_any_p.abstract_eval = lambda *avals, coeffs=None: elementwise_aval('add_any', list(avals))
 deflinear(add_any_p, _add_any_transpose)
 def _add_any_scale_transpose(*xs, coeffs=None):
-    shapes = [x.aval.shape if is_undefined(x) else shape_of(x) for x in xs]
-    out = np.broadcast_shapes(*shapes)
-    if any(is_undefined(x) and s != out for x, s in zip(xs, shapes)):
-        return None   # some cotangent needs summing down: run the rule
-    return [c if is_undefined(x) else None
+    shape = None
+    same = True
+    for x in xs:
+        xshape = x.aval.shape if type(x) is UndefinedPrimal else shape_of(x)
+        if shape is None:
+            shape = xshape
+        elif xshape != shape:
+            same = False
+    if not same:
+        out = np.broadcast_shapes(*[x.aval.shape if is_undefined(x) else shape_of(x)
+                                    for x in xs])
+        if any(is_undefined(x) and x.aval.shape != out for x in xs):
+            return None   # some cotangent needs summing down: run the rule
+    return [c if type(x) is UndefinedPrimal else None
             for x, c in zip(xs, coeffs or (1.0,) * len(xs))]
 
 
@@ -179,10 +188,10 @@ mul_p = binary('mul', np.multiply)
 
 
 def _mul_transpose(ct, x, y):
-    if is_undefined(x) and is_undefined(y):
-        raise TypeError(f"mul of two linear operands ({x.aval.str_short()}, "
-                        f"{y.aval.str_short()}) is not linear: cannot transpose it")
-    if is_undefined(x):
+    if type(x) is UndefinedPrimal:
+        if type(y) is UndefinedPrimal:
+            raise TypeError(f"mul of two linear operands ({x.aval.str_short()}, "
+                            f"{y.aval.str_short()}) is not linear: cannot transpose it")
         return [unbroadcast(mul_p.bind(ct, y), x.aval), None]
     return [None, unbroadcast(mul_p.bind(x, ct), y.aval)]
 

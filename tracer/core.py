@@ -34,6 +34,8 @@ class Primitive:
         self.transpose = None
         self.batch = None
         self.lowering = None
+        self.scale_transpose = None   # optional shortcuts for transposition
+        self.ones_transpose = None    # (see transforms/transpose.py)
         self.effectful = False   # effectful equations survive dead-code elimination
         self.cse = True          # identical applications may be shared
 

@@ -86,42 +86,54 @@ def _backward_pass(jaxpr, consts, cts_out, all_linear):
     return _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out)
 
 
+_LO, _HI = 2.0 ** -_MAX_EXP, 2.0 ** _MAX_EXP
+
+
+def _combine(v, contributions):
+    """Sum several (value, scale) contributions to v into one (value, scale)."""
+    scales = [s for _, s in contributions]
+    # the common scale: 1 if any contribution has it, else the most frequent, so the
+    # fewest values need multiplying (in add_any's coeffs)
+    scale = 1.0 if 1.0 in scales else max(set(scales), key=scales.count)
+    values = [c for c, _ in contributions]
+    if all(c is ONES for c in values):
+        return ONES, sum(scales)
+    one = v.aval.dtype.type(1)
+    values = [one if c is ONES else c for c in values]   # add_any broadcasts
+    if all(s == scale for s in scales):
+        return add_any_p.bind(*values), scale
+    return add_any_p.bind(*values, coeffs=tuple(s / scale for s in scales)), scale
+
+
 def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
-    """linear: the set of linear vars, or None when every non-constant var is."""
-    cts = {}   # var -> list of (value, scale)
-    is_linear = (lambda v: v not in env) if linear is None else linear.__contains__
+    """linear: the set of linear vars, or None when every non-constant var is.
+
+    Cotangents live in `cts`: var -> (value, scale), or a list of such pairs once
+    a second contribution arrives. The loop below is the hot path of reverse mode,
+    so it is written out flat."""
+    cts = {}
+    all_linear = linear is None
 
     def write(v, ct, scale):
-        if ct is None or type(ct) is Zero or type(v) is Literal or not is_linear(v):
+        if ct is None or type(ct) is Zero or type(v) is Literal:
             return
-        lst = cts.get(v)
-        if lst is None:
-            cts[v] = [(ct, scale)]
+        if (v in env) if all_linear else (v not in linear):
+            return
+        e = cts.get(v)
+        if e is None:
+            cts[v] = (ct, scale)
+        elif type(e) is tuple:
+            cts[v] = [e, (ct, scale)]
         else:
-            lst.append((ct, scale))
+            e.append((ct, scale))
 
     def read(v):
         """-> (value, scale), or (Zero, 1.0)."""
-        lst = cts.pop(v, None)
-        if lst is None:
+        e = cts.pop(v, None)
+        if e is None:
             return Zero(v.aval), 1.0
-        if len(lst) == 1:
-            value, scale = lst[0]
-        else:
-            # the common scale: 1 if any contribution has it, else the most frequent,
-            # so the fewest values need multiplying (in add_any's coeffs)
-            scales = [s for _, s in lst]
-            scale = 1.0 if 1.0 in scales else max(set(scales), key=scales.count)
-            values = [c for c, _ in lst]
-            if all(c is ONES for c in values):
-                return ONES, sum(s for _, s in lst)
-            one = v.aval.dtype.type(1)
-            values = [one if c is ONES else c for c in values]   # add_any broadcasts
-            if all(s == scale for _, s in lst):
-                value = add_any_p.bind(*values)
-            else:
-                value = add_any_p.bind(*values, coeffs=tuple(s / scale for _, s in lst))
-        if value is not ONES and not 2.0 ** -_MAX_EXP < abs(scale) < 2.0 ** _MAX_EXP:
+        value, scale = e if type(e) is tuple else _combine(v, e)
+        if scale != 1.0 and value is not ONES and not _LO < abs(scale) < _HI:
             value, scale = _scaled(value, scale), 1.0
         return value, scale
 
@@ -143,35 +155,63 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                   _scaled(_materialize(c, v.aval), s / scale) if s != scale else
                   _materialize(c, v.aval) for (c, s), v in zip(pairs, eqn.outvars)]
         else:
-            ct, scale = read(eqn.outvars[0])
-            if type(ct) is Zero:
+            e = cts.pop(eqn.outvars[0], None)
+            if e is None:
                 continue
-        args = [v.val if type(v) is Literal else
-                (UndefinedPrimal(v.aval) if is_linear(v) else env[v]) for v in eqn.invars]
-        fold = getattr(prim, 'scale_transpose', None)
-        factors = fold(*args, **eqn.params) if fold is not None else None
-        if factors is not None:
-            for v, f in zip(eqn.invars, factors):
-                if f is not None:
-                    write(v, ct, scale * f)
-            continue
+            if type(e) is tuple:
+                ct, scale = e
+            else:
+                ct, scale = _combine(eqn.outvars[0], e)
+            if scale != 1.0 and ct is not ONES and not _LO < abs(scale) < _HI:
+                ct, scale = _scaled(ct, scale), 1.0
+        invars = eqn.invars
+        params = eqn.params
+        if all_linear:
+            args = [v.val if type(v) is Literal else
+                    (env[v] if v in env else UndefinedPrimal(v.aval)) for v in invars]
+        else:
+            args = [v.val if type(v) is Literal else
+                    (UndefinedPrimal(v.aval) if v in linear else env[v]) for v in invars]
+        fold = prim.scale_transpose
+        if fold is not None:
+            factors = fold(*args, **params)
+            if factors is not None:
+                for v, f in zip(invars, factors):
+                    if f is not None:
+                        write(v, ct, scale * f)
+                continue
         if ct is ONES:
-            hook = getattr(prim, 'ones_transpose', None)
+            hook = prim.ones_transpose
             if hook is not None:
-                for v, c in zip(eqn.invars, hook(*args, **eqn.params)):
-                    write(v, c, scale)
+                outs = hook(*args, **params)
+            else:
+                outs = _rule(prim)(_materialize(ct, eqn.outvars[0].aval), *args, **params)
+        else:
+            outs = _rule(prim)(ct, *args, **params)
+        for v, c in zip(invars, outs):
+            if c is None or type(v) is Literal or type(c) is Zero:
                 continue
-            ct = _materialize(ct, eqn.outvars[0].aval)
-        rule = prim.transpose
-        if rule is None:
-            raise TypeError(with_user_line(
-                f"cannot transpose '{prim.name}': the function is not linear in its inputs "
-                f"({prim.name} is applied to a value that depends on them, and {prim.name} "
-                f"is not linear)."))
-        for v, c in zip(eqn.invars, rule(ct, *args, **eqn.params)):
-            write(v, c, scale)
+            if (v in env) if all_linear else (v not in linear):
+                continue
+            e = cts.get(v)
+            if e is None:
+                cts[v] = (c, scale)
+            elif type(e) is tuple:
+                cts[v] = [e, (c, scale)]
+            else:
+                e.append((c, scale))
     out = []
     for v in jaxpr.invars:
         value, scale = read(v)
         out.append(value if type(value) is Zero else _scaled(_materialize(value, v.aval), scale))
     return out
+
+
+def _rule(prim):
+    rule = prim.transpose
+    if rule is None:
+        raise TypeError(with_user_line(
+            f"cannot transpose '{prim.name}': the function is not linear in its inputs "
+            f"({prim.name} is applied to a value that depends on them, and {prim.name} "
+            f"is not linear)."))
+    return rule
