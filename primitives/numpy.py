@@ -496,7 +496,8 @@ def _bool_or(prim_bool, prim_num, name):
 
     def f(x, y, /):
         x, y = promote(x, y)
-        if _dt(x) == _BOOL:
+        tx = type(x)
+        if tx is bool or (tx not in _PY and x.dtype.kind == 'b'):
             return bind_b(x, y)
         return bind_n(x, y)
     f.__name__ = name

@@ -24,6 +24,13 @@ class JVPTracer(Tracer):
             a = self._aval = get_aval(self.primal)
         return a
 
+    @property
+    def dtype(self):   # hot in dtype promotion: skip a property hop
+        a = self._aval
+        if a is None:
+            a = self._aval = get_aval(self.primal)
+        return a.dtype
+
 
 class JVPTrace(Trace):
     def __init__(self, name='jvp'):
