@@ -172,9 +172,9 @@ def _doc_path(name):
 @pytest.mark.parametrize('name', DOCS)
 def test_doc_runs_and_prints_what_it_shows(name):
     ran, checked = run_doc(_doc_path(name))
-    expected = 1 if name.endswith('README.md') else 10   # the README has one example
-    assert ran >= expected, f"{name}: only {ran} python blocks ran"
-    assert checked >= 3, f"{name}: only {checked} printed outputs were checked"
+    readme = name.endswith('README.md')   # the README has one example, no shown output
+    assert ran >= (1 if readme else 10), f"{name}: only {ran} python blocks ran"
+    assert checked >= (0 if readme else 3), f"{name}: only {checked} printed outputs were checked"
 
 
 def test_architecture_shows_each_stage_of_the_ir():
