@@ -19,9 +19,13 @@ def _zeros(aval):
 
 
 def _own(x):
-    """Outputs handed to the user: never a read-only broadcast view."""
-    if type(x) is np.ndarray and not x.flags.writeable:
-        return x.copy()
+    """Outputs handed to the user: NumPy values (not Python scalars), and never a
+    read-only broadcast view."""
+    t = type(x)
+    if t is np.ndarray:
+        return x.copy() if not x.flags.writeable else x
+    if t is float or t is int or t is complex or t is bool:
+        return np.asarray(x)[()]
     return x
 
 
