@@ -9,7 +9,6 @@ from tracer.core import ONES
 
 from tracer import Primitive, ShapedArray, Zero, get_aval
 from ._base import deflinear, defjvp2, defjvp_zero, shape_of, dtype_of, zero_like_out
-from .shape_ops import _explained
 
 
 def _check_axes(name, aval, axes):
@@ -54,7 +53,7 @@ def _reduce_sum_impl(x, axes):
 
 
 reduce_sum_p = Primitive('reduce_sum')
-reduce_sum_p.impl = _explained(reduce_sum_p, _reduce_sum_impl)
+reduce_sum_p.impl = _reduce_sum_impl
 reduce_sum_p.abstract_eval = lambda a, axes: _reduce_aval('reduce_sum', a, axes)
 
 
@@ -122,12 +121,12 @@ def _minmax_jvp(g, ans, x, axes):
 
 
 reduce_max_p = Primitive('reduce_max')
-reduce_max_p.impl = _explained(reduce_max_p, _make_minmax_impl(np.maximum, True))
+reduce_max_p.impl = _make_minmax_impl(np.maximum, True)
 reduce_max_p.abstract_eval = _minmax_abstract('reduce_max')
 defjvp2(reduce_max_p, _minmax_jvp)
 
 reduce_min_p = Primitive('reduce_min')
-reduce_min_p.impl = _explained(reduce_min_p, _make_minmax_impl(np.minimum, False))
+reduce_min_p.impl = _make_minmax_impl(np.minimum, False)
 reduce_min_p.abstract_eval = _minmax_abstract('reduce_min')
 defjvp2(reduce_min_p, _minmax_jvp)
 
@@ -150,7 +149,7 @@ def _reduce_prod_impl(x, axes):
 
 
 reduce_prod_p = Primitive('reduce_prod')
-reduce_prod_p.impl = _explained(reduce_prod_p, _reduce_prod_impl)
+reduce_prod_p.impl = _reduce_prod_impl
 reduce_prod_p.abstract_eval = lambda a, axes: _reduce_aval('reduce_prod', a, axes)
 
 
@@ -236,12 +235,12 @@ def _make_arg_impl(np_fn):
 
 
 argmax_p = Primitive('argmax')
-argmax_p.impl = _explained(argmax_p, _make_arg_impl(np.argmax))
+argmax_p.impl = _make_arg_impl(np.argmax)
 argmax_p.abstract_eval = _arg_abstract('argmax')
 defjvp_zero(argmax_p)
 
 argmin_p = Primitive('argmin')
-argmin_p.impl = _explained(argmin_p, _make_arg_impl(np.argmin))
+argmin_p.impl = _make_arg_impl(np.argmin)
 argmin_p.abstract_eval = _arg_abstract('argmin')
 defjvp_zero(argmin_p)
 
@@ -291,7 +290,7 @@ def _cumsum_abstract(a, axis, reverse):
 
 
 cumsum_p = Primitive('cumsum')
-cumsum_p.impl = _explained(cumsum_p, _cumsum_impl)
+cumsum_p.impl = _cumsum_impl
 cumsum_p.abstract_eval = _cumsum_abstract
 # y_i = sum_{j<=i} x_j, so x_j's cotangent is sum_{i>=j} ct_i: the reverse cumsum.
 deflinear(cumsum_p, lambda ct, x, axis, reverse: [

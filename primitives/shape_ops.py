@@ -98,19 +98,6 @@ def reshape(x, new_sizes):
 
 # --- shared helpers ---------------------------------------------------------------------------
 
-def _explained(prim, impl):
-    """impl, except that a NumPy error on bad input is replaced by the primitive's own
-    clear shape-rule error (eager evaluation does not run abstract_eval first)."""
-    def f(*args, **params):
-        try:
-            return impl(*args, **params)
-        except (ValueError, TypeError, IndexError):
-            prim.abstract_eval(*[get_aval(a) for a in args], **params)
-            raise
-    f.__name__ = getattr(impl, '__name__', prim.name)
-    return f
-
-
 def _norm_dims(x, dims, extra=0):
     """Static dimension list as a tuple of ints, negatives counted from the end of a
     rank len(shape)+extra array."""
@@ -155,7 +142,7 @@ def _inverse_perm(perm):
 
 
 transpose_p = Primitive('transpose')
-transpose_p.impl = _explained(transpose_p, lambda x, permutation: np.transpose(x, permutation))
+transpose_p.impl = lambda x, permutation: np.transpose(x, permutation)
 transpose_p.abstract_eval = _transpose_abstract
 deflinear(transpose_p, lambda ct, x, permutation: [transpose(ct, _inverse_perm(permutation))])
 
@@ -191,7 +178,7 @@ def _squeeze_impl(x, dimensions):
 
 
 squeeze_p = Primitive('squeeze')
-squeeze_p.impl = _explained(squeeze_p, _squeeze_impl)
+squeeze_p.impl = _squeeze_impl
 squeeze_p.abstract_eval = _squeeze_abstract
 deflinear(squeeze_p, lambda ct, x, dimensions: [reshape(ct, x.aval.shape)])
 
@@ -275,7 +262,7 @@ def _concat_impl(*xs, dimension):
     return np.concatenate(xs, axis=dimension)
 
 
-concatenate_p.impl = _explained(concatenate_p, _concat_impl)
+concatenate_p.impl = _concat_impl
 concatenate_p.abstract_eval = _concat_abstract
 deflinear(concatenate_p, _concat_transpose)
 concatenate_p.jvp = _linear_jvp(concatenate_p)
@@ -374,7 +361,7 @@ def _pad_transpose(ct, x, pv, padding_config):
 
 
 pad_p = Primitive('pad')
-pad_p.impl = _explained(pad_p, _pad_impl)
+pad_p.impl = _pad_impl
 pad_p.abstract_eval = _pad_abstract
 deflinear(pad_p, _pad_transpose)
 pad_p.jvp = _linear_jvp(pad_p)
@@ -400,7 +387,7 @@ def _rev_abstract(a, dimensions):
 
 
 rev_p = Primitive('rev')
-rev_p.impl = _explained(rev_p, lambda x, dimensions: np.flip(x, dimensions))
+rev_p.impl = lambda x, dimensions: np.flip(x, dimensions)
 rev_p.abstract_eval = _rev_abstract
 deflinear(rev_p, lambda ct, x, dimensions: [rev_p.bind(ct, dimensions=dimensions)])
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from tracer import Primitive, ShapedArray, Zero, get_aval, is_undefined
 from ._base import dtype_of, shape_of, zero_like_out
-from .shape_ops import _explained, broadcast_in_dim, pad
+from .shape_ops import broadcast_in_dim, pad
 
 _slice = builtins.slice
 
@@ -83,7 +83,7 @@ def _slice_transpose(ct, x, start_indices, limit_indices, strides):
 
 
 slice_p = Primitive('slice')
-slice_p.impl = _explained(slice_p, _slice_impl)
+slice_p.impl = _slice_impl
 slice_p.abstract_eval = _slice_abstract
 
 
@@ -146,7 +146,7 @@ def _dynamic_slice_impl(x, *starts, slice_sizes):
 
 
 dynamic_slice_p = Primitive('dynamic_slice')
-dynamic_slice_p.impl = _explained(dynamic_slice_p, _dynamic_slice_impl)
+dynamic_slice_p.impl = _dynamic_slice_impl
 dynamic_slice_p.abstract_eval = _dynamic_slice_abstract
 
 
@@ -206,7 +206,7 @@ def _dus_impl(x, u, *starts):
 
 
 dynamic_update_slice_p = Primitive('dynamic_update_slice')
-dynamic_update_slice_p.impl = _explained(dynamic_update_slice_p, _dus_impl)
+dynamic_update_slice_p.impl = _dus_impl
 dynamic_update_slice_p.abstract_eval = _dus_abstract
 
 
@@ -292,7 +292,7 @@ def _gather_impl(x, indices, axes):
 
 
 gather_p = Primitive('gather')
-gather_p.impl = _explained(gather_p, _gather_impl)
+gather_p.impl = _gather_impl
 gather_p.abstract_eval = _gather_abstract
 
 
@@ -424,7 +424,7 @@ def _inverse(perm):
 
 
 scatter_add_p = Primitive('scatter_add')
-scatter_add_p.impl = _explained(scatter_add_p, _scatter_impl)
+scatter_add_p.impl = _scatter_impl
 scatter_add_p.abstract_eval = _scatter_abstract
 
 
