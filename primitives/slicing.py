@@ -13,7 +13,7 @@ import numpy as np
 
 from tracer import Primitive, ShapedArray, Zero, get_aval, is_undefined
 from ._base import dtype_of, shape_of, zero_like_out
-from .shape_ops import broadcast_in_dim, pad
+from .shape_ops import broadcast_in_dim, pad, _inverse_perm
 
 _slice = builtins.slice
 
@@ -413,14 +413,7 @@ def _scatter_impl(x, indices, updates, axes):
             raise IndexError("scatter_add: index out of range")
     if identity:
         return out
-    return np.transpose(out, _inverse(perm))
-
-
-def _inverse(perm):
-    inv = [0] * len(perm)
-    for i, p in enumerate(perm):
-        inv[p] = i
-    return tuple(inv)
+    return np.transpose(out, _inverse_perm(perm))
 
 
 scatter_add_p = Primitive('scatter_add')
