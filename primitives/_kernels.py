@@ -40,8 +40,7 @@ def lincomb(xs, coeffs, out):
     elif n == 3:
         _lincomb3(xs[0], xs[1], xs[2], coeffs[0], coeffs[1], coeffs[2], out)
     else:
-        _lincomb4(xs[0], xs[1], xs[2], xs[3], coeffs[0], coeffs[1], coeffs[2], coeffs[3], out) \
-            if n >= 4 else None
+        _lincomb4(xs[0], xs[1], xs[2], xs[3], coeffs[0], coeffs[1], coeffs[2], coeffs[3], out)
         for k in range(4, n):
             _axpy(xs[k], coeffs[k], out)
     return out

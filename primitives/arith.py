@@ -343,18 +343,11 @@ def safe_mul(g, c):
     return safe_mul_p.bind(g, coerce(c, g))
 
 
-div_p = binary('div', np.true_divide)  # integer operands: NumPy true division rules apply
+div_p = binary('div', np.true_divide)
 
 
-def _div_abstract(a, b):
-    out = elementwise_aval('div', [a, b], allowed=NUMERIC)
-    if out.dtype.kind in 'iub':
-        # lax.div of integers rounds toward zero and keeps the dtype
-        return out
-    return out
-
-
-div_p.abstract_eval = lambda a, b: _div_abstract(a, b)
+# Integer operands divide like lax.div: rounded toward zero, in the operands' dtype.
+div_p.abstract_eval = lambda a, b: elementwise_aval('div', [a, b], allowed=NUMERIC)
 
 
 def _div_impl(x, y):
