@@ -434,19 +434,6 @@ def get_aval(x):
     return concrete_aval(x)
 
 
-def full_lower(x):
-    """Unbox a tracer whose trace adds nothing (used by outputs of transforms)."""
-    return x
-
-
-def top_trace_level():
-    return len(_trace_stack)
-
-
-def dynamic_trace():
-    return _dynamic_trace
-
-
 __all__ = ['Primitive', 'Trace', 'Tracer', 'new_trace', 'Zero', 'UndefinedPrimal',
            'is_undefined', 'instantiate', 'zeros_value', 'get_aval', 'register_array_api',
            'array_api', 'ShapedArray', 'float0', 'tangent_aval']

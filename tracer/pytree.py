@@ -230,9 +230,5 @@ def tree_map(f, tree, *rest, is_leaf=None):
     return tree_unflatten(treedef, [f(*xs) for xs in zip(leaves, *others)])
 
 
-def treedef_is_leaf(treedef):
-    return treedef.kind is None
-
-
 __all__ = ['tree_flatten', 'tree_unflatten', 'tree_map', 'tree_leaves', 'tree_structure',
            'register_pytree_node', 'PyTreeDef']

@@ -99,11 +99,6 @@ def jvp(fun, primals, tangents, has_aux=False):
     return primals_out, tangents_out
 
 
-def _in_avals_check(name, flat, allow_int=True):
-    for x in flat:
-        get_aval(x)
-
-
 def linearize(fun, *primals, has_aux=False):
     """(fun(*primals), f_jvp) where f_jvp(*tangents) evaluates the linearized jaxpr
     (no re-tracing of fun)."""
