@@ -89,14 +89,17 @@ def _backward_pass(jaxpr, consts, cts_out, all_linear):
 _LO, _HI = 2.0 ** -_MAX_EXP, 2.0 ** _MAX_EXP
 
 
-def _combine(v, contributions):
-    """Sum several (value, scale) contributions to v into one (value, scale)."""
+def _combine(v, contributions, absolute=False):
+    """Sum several (value, scale) contributions to v into one (value, scale).
+    absolute: fold every scale into the sum (the result's scale is 1)."""
     scales = [s for _, s in contributions]
     # the common scale: 1 if any contribution has it, else the most frequent, so the
     # fewest values need multiplying (in add_any's coeffs)
-    scale = 1.0 if 1.0 in scales else max(set(scales), key=scales.count)
+    scale = 1.0 if absolute or 1.0 in scales else max(set(scales), key=scales.count)
     values = [c for c, _ in contributions]
     if all(c is ONES for c in values):
+        if absolute:
+            return broadcast_to(v.aval.dtype.type(sum(scales)), v.aval.shape), 1.0
         return ONES, sum(scales)
     one = v.aval.dtype.type(1)
     values = [one if c is ONES else c for c in values]   # add_any broadcasts
@@ -202,8 +205,14 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                 e.append((c, scale))
     out = []
     for v in jaxpr.invars:
-        value, scale = read(v)
-        out.append(value if type(value) is Zero else _scaled(_materialize(value, v.aval), scale))
+        e = cts.pop(v, None)
+        if e is None:
+            out.append(Zero(v.aval))
+        elif type(e) is tuple:
+            out.append(_scaled(_materialize(e[0], v.aval), e[1]))
+        else:
+            # leaving the pass: the scales go into add_any's coeffs, not a final mul
+            out.append(_scaled(*_combine(v, e, absolute=True)))
     return out
 
 
