@@ -1,6 +1,5 @@
 """The printed jaxpr, pinned character for character (JAX's text form)."""
 import re
-import time
 
 import numpy as np
 import pytest
@@ -215,41 +214,16 @@ def _chain(n):
     return Jaxpr([], [x], [v], eqns)
 
 
-def _time_print(jaxpr, repeat):
-    """Best-of-`repeat` time of printing `jaxpr` (garbage collection paused, so
-    collector passes over the many live objects do not add noise)."""
-    import gc
-    best = float('inf')
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            s = pp_jaxpr(jaxpr)
-            best = min(best, time.perf_counter() - t0)
-    finally:
-        gc.enable()
-    return best, s
-
-
-def test_big_jaxpr_prints_in_linear_time():
-    small, big = _chain(10_000), _chain(100_000)
-    _, s_big = _time_print(big, 1)     # no RecursionError
-    lines = s_big.splitlines()
+def test_big_jaxpr_prints():
+    # 100,000 equations print (no RecursionError) in the exact format. That printing
+    # takes linear time is measured by the benchmarks (W5's 10k vs 100k check), not
+    # asserted here: timings do not belong in tests.
+    big = _chain(100_000)
+    lines = pp_jaxpr(big).splitlines()
     assert len(lines) == 100_000 + 2
     assert lines[0] == "{ lambda ; a:f64[3]. let"
     assert lines[1] == "    b:f64[3] = neg a"
     assert lines[-1].startswith("  in (") and lines[-1].endswith(",) }")
-    # Linear time: 10x the equations take ~10x as long (quadratic would be ~100x).
-    # Timing is noisy on a shared machine, so a few measurements are allowed.
-    ratios = []
-    for _ in range(3):
-        t_small, _ = _time_print(small, 2)
-        t_big, _ = _time_print(big, 1)
-        ratios.append(t_big / t_small)
-        if ratios[-1] < 15:
-            break
-    assert min(ratios) < 15, ratios
 
 
 def test_big_traced_jaxpr_prints():
