@@ -623,21 +623,23 @@ def float_power(x1, x2, /):
     return arith.pow_p.bind(_astype(x1, dt), _astype(x2, dt))
 
 
-def fmax(x1, x2, /):
-    """Elementwise maximum ignoring NaNs (NaN only if both are NaN)."""
+def _nan_ignoring(prim, plain, x1, x2):
+    """prim elementwise, ignoring NaNs (NaN only where both operands are NaN)."""
     x1, x2 = promote(x1, x2)
     if _dt(x1).kind not in 'fc':
-        return maximum(x1, x2)
-    m = arith.max_p.bind(x1, x2)
+        return plain(x1, x2)
+    m = prim.bind(x1, x2)
     return logical.select_n(isnan(x2), logical.select_n(isnan(x1), m, x2), x1)
+
+
+def fmax(x1, x2, /):
+    """Elementwise maximum ignoring NaNs (NaN only if both are NaN)."""
+    return _nan_ignoring(arith.max_p, maximum, x1, x2)
 
 
 def fmin(x1, x2, /):
-    x1, x2 = promote(x1, x2)
-    if _dt(x1).kind not in 'fc':
-        return minimum(x1, x2)
-    m = arith.min_p.bind(x1, x2)
-    return logical.select_n(isnan(x2), logical.select_n(isnan(x1), m, x2), x1)
+    """Elementwise minimum ignoring NaNs (NaN only if both are NaN)."""
+    return _nan_ignoring(arith.min_p, minimum, x1, x2)
 
 
 def logaddexp(x1, x2, /):

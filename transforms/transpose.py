@@ -112,8 +112,7 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
     """linear: the set of linear vars, or None when every non-constant var is.
 
     Cotangents live in `cts`: var -> (value, scale), or a list of such pairs once
-    a second contribution arrives. The loop below is the hot path of reverse mode,
-    so it is written out flat."""
+    a second contribution arrives (no list is built for the common single use)."""
     cts = {}
     all_linear = linear is None
 
@@ -192,17 +191,7 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
         else:
             outs = _rule(prim)(ct, *args, **params)
         for v, c in zip(invars, outs):
-            if c is None or type(v) is Literal or type(c) is Zero:
-                continue
-            if (v in env) if all_linear else (v not in linear):
-                continue
-            e = cts.get(v)
-            if e is None:
-                cts[v] = (c, scale)
-            elif type(e) is tuple:
-                cts[v] = [e, (c, scale)]
-            else:
-                e.append((c, scale))
+            write(v, c, scale)
     out = []
     for v in jaxpr.invars:
         e = cts.pop(v, None)
