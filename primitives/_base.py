@@ -214,11 +214,6 @@ def unbroadcast(x, aval):
     return y
 
 
-def check_float_dtype(name, aval):
-    if aval.dtype.kind not in 'fc':
-        raise TypeError(f"{name} needs a floating-point operand, got {aval.str_short()}")
-
-
 __all__ = ['Primitive', 'Zero', 'ShapedArray', 'unary', 'binary', 'defjvp', 'defjvp2',
            'defjvp_zero', 'deflinear', 'unbroadcast', 'broadcast_to_shape', 'shape_of',
            'dtype_of', 'elementwise_aval', 'add_tangents', 'instantiate_zero', 'short_dtype']
