@@ -23,6 +23,8 @@ class Primitive:
     jvp(primals, tangents, **params) -> (out, t_out)   forward-mode rule
     transpose(ct, *args, **params)   -> cts            for linear primitives
     batch(...)                       -> ...            vmap rule
+    partial_eval(trace, args, params) -> outs          how a staging trace splits a
+        higher-order primitive whose inputs are partly known (see tracer/staging.py)
     """
 
     def __init__(self, name, multiple_results=False):
@@ -34,6 +36,7 @@ class Primitive:
         self.transpose = None
         self.batch = None
         self.lowering = None
+        self.partial_eval = None
         self.scale_transpose = None   # optional shortcuts for transposition
         self.ones_transpose = None    # (see transforms/transpose.py)
         self.effectful = False   # effectful equations survive dead-code elimination

@@ -9,6 +9,7 @@ shared (CSE) as they are emitted, and dead ones dropped (DCE) in one backward sw
 import numpy as np
 
 from .avals import ShapedArray, concrete_aval
+from . import core as _core
 from .core import Trace, Tracer, new_trace, get_aval
 from .errors import with_user_line
 from .ir import Var, DropVar, Literal, JaxprEqn, Jaxpr, ClosedJaxpr, is_literal_scalar, literal
@@ -65,6 +66,17 @@ class JaxprTrace(Trace):
     lift = pure
 
     def process_primitive(self, primitive, args, params):
+        pe = primitive.partial_eval
+        if pe is not None and self is not _core._dynamic_trace and not all(
+                type(x) is JaxprTracer and x._trace is self for x in args):
+            # Some inputs are known (values from below, as in linearize): a
+            # higher-order primitive splits itself, running its known part now and
+            # staging the rest. (The dynamic trace of make_jaxpr stages everything.)
+            return pe(self, args, params)
+        return self.stage(primitive, args, params)
+
+    def stage(self, primitive, args, params):
+        """Record `primitive` applied to `args` as one equation."""
         invars = []
         avals = []
         for x in args:
