@@ -196,3 +196,37 @@ def dot_general(x, y, dimension_numbers, preferred_element_type=None):
         return dot_general_p.bind(x, y, dimension_numbers=dn)
     return dot_general_p.bind(x, y, dimension_numbers=dn,
                               preferred_element_type=np.dtype(preferred_element_type))
+
+
+# --- batching rules ---
+
+def _dot_general_batch(args, dims, dimension_numbers, preferred_element_type=None):
+    """Batched dot_general. Both operands batched: the batch axis becomes one more
+    pair of batch dimensions (output batch axis 0). One operand batched: its batch
+    axis is a free dimension, which lands in the output after the batch dimensions
+    and the free dimensions before it, so nothing is moved (a matrix times a batch
+    of vectors stays one BLAS matrix product)."""
+    from ._batching import phys_axes
+    (x, y), (bx, by) = args, dims
+    (lc, rc), (lb, rb) = dimension_numbers
+    params = {} if preferred_element_type is None else {
+        'preferred_element_type': preferred_element_type}
+    if bx is not None and by is not None:
+        lc, lb = phys_axes(lc, bx), phys_axes(lb, bx)
+        rc, rb = phys_axes(rc, by), phys_axes(rb, by)
+        dn = ((lc, rc), ((bx,) + lb, (by,) + rb))
+        return dot_general_p.bind(x, y, dimension_numbers=dn, **params), 0
+    if bx is not None:
+        lc, lb = phys_axes(lc, bx), phys_axes(lb, bx)
+        free = [d for d in range(len(shape_of(x))) if d not in lc and d not in lb]
+        out_d = len(lb) + free.index(bx)
+    else:
+        rc, rb = phys_axes(rc, by), phys_axes(rb, by)
+        nx = len(shape_of(x))
+        free = [d for d in range(len(shape_of(y))) if d not in rc and d not in rb]
+        out_d = nx - len(lc) + free.index(by)
+    dn = ((lc, rc), (lb, rb))
+    return dot_general_p.bind(x, y, dimension_numbers=dn, **params), out_d
+
+
+dot_general_p.batch = _dot_general_batch

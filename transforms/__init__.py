@@ -3,3 +3,4 @@ user API built on them."""
 from .ad import (jvp, linearize, vjp, grad, value_and_grad, linear_transpose)
 from .jacobians import jacfwd, jacrev, hessian
 from tracer import make_jaxpr
+from .vmap import vmap

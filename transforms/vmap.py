@@ -1,0 +1,359 @@
+"""Vectorizing map: a batching trace carries (value, batch axis) pairs.
+
+A `BatchTracer` stands for a whole batch of logical values: its `val` holds all of
+them stacked along axis `bdim`. Each primitive applied to batched operands runs its
+batching rule (`primitive.batch`, defined beside the primitive; see
+primitives/_batching.py), which applies the primitive (or a few) once to the whole
+batch. Operands that are not batched (closed-over arrays, in_axes=None arguments,
+values computed only from those) are never boxed: they stay plain values of the
+trace below, so they keep their shapes and cost nothing extra.
+
+`vmap(f, in_axes, out_axes, axis_size)` follows JAX's semantics; `batch_jaxpr`
+batches a closed jaxpr, for the rules of higher-order primitives.
+"""
+import inspect
+
+import numpy as np
+
+from tracer import (Trace, Tracer, new_trace, get_aval, ShapedArray, tree_flatten,
+                    tree_unflatten, tree_structure, ClosedJaxpr, trace_to_jaxpr)
+from tracer.errors import ConcretizationTypeError, with_user_line
+from tracer.hooks import register_interpreter
+
+
+class BatchTracer(Tracer):
+    __slots__ = ('val', 'bdim', '_aval')
+
+    def __init__(self, trace, val, bdim):
+        self._trace = trace
+        self.val = val
+        self.bdim = bdim
+        self._aval = None
+
+    @property
+    def aval(self):
+        a = self._aval
+        if a is None:
+            a = get_aval(self.val)
+            if self.bdim is not None:
+                shape = a.shape
+                b = self.bdim
+                a = ShapedArray(shape[:b] + shape[b + 1:], a.dtype, a.weak_type)
+            self._aval = a
+        return a
+
+    @property
+    def dtype(self):
+        return self.aval.dtype
+
+
+class BatchTrace(Trace):
+    def __init__(self, axis_size, name='vmap'):
+        super().__init__()
+        self.axis_size = axis_size
+        self.name = name
+
+    def pure(self, val):
+        return BatchTracer(self, val, None)
+
+    lift = pure
+
+    def process_primitive(self, primitive, args, params):
+        vals = []
+        dims = []
+        batched = False
+        for x in args:
+            if type(x) is BatchTracer and x._trace is self:
+                vals.append(x.val)
+                d = x.bdim
+                dims.append(d)
+                if d is not None:
+                    batched = True
+            else:
+                vals.append(x)
+                dims.append(None)
+        if not batched:
+            # nothing here is batched: the result is a value of the trace below
+            return primitive.bind(*vals, **params)
+        rule = primitive.batch
+        if rule is None:
+            raise TypeError(with_user_line(
+                f"vmap: primitive '{primitive.name}' has no batching rule, so it cannot "
+                f"be applied to batched operands."))
+        out, out_dim = rule(vals, dims, **params)
+        if primitive.multiple_results:
+            return [o if d is None else BatchTracer(self, o, d) for o, d in zip(out, out_dim)]
+        if out_dim is None:
+            return out
+        return BatchTracer(self, out, out_dim)
+
+    def concrete(self, tracer):
+        raise ConcretizationTypeError(with_user_line(
+            f"A value {tracer.aval.str_short()} batched by vmap (axis size "
+            f"{self.axis_size}) has no single concrete value: it holds one value per "
+            f"batch element, so Python cannot branch on it or convert it to a number.\n"
+            f"Fix: express the choice elementwise with pnp.where (or lax.select_n / "
+            f"lax.cond) instead of Python control flow, or pass the argument unbatched "
+            f"(in_axes=None) if it does not vary over the batch."))
+
+
+# --- in_axes / out_axes: tree prefixes -------------------------------------------------------
+
+def _children(x):
+    """(kind, aux, children, keys) of a pytree node, or None for a leaf."""
+    leaves, td = tree_flatten(x, is_leaf=lambda y: y is not x)
+    if td.kind is None:
+        return None
+    if td.kind is dict:
+        keys = [f"[{k!r}]" for k in td.aux]
+    elif hasattr(td.kind, '_fields') and len(td.kind._fields) == len(leaves):
+        keys = [f".{f}" for f in td.kind._fields]
+    else:
+        keys = [f"[{i}]" for i in range(len(leaves))]
+    return td.kind, td.aux, leaves, keys
+
+
+def _is_axis_spec(spec):
+    return spec is None or (isinstance(spec, (int, np.integer)) and not isinstance(spec, bool))
+
+
+def _match_prefix(spec, value, path, out, what):
+    """Append (leaf, axis, path) for every leaf of `value`, `spec` being a tree prefix
+    of it whose leaves are axes (int) or None."""
+    if _is_axis_spec(spec):
+        _spread(None if spec is None else int(spec), value, path, out)
+        return
+    node_s = _children(spec)
+    node_v = _children(value)
+    if node_s is None or node_v is None or node_s[0] is not node_v[0] \
+            or node_s[1] != node_v[1] or len(node_s[2]) != len(node_v[2]):
+        raise ValueError(
+            f"vmap {what} specification must be a tree prefix of the corresponding value: "
+            f"for {path} the specification is {spec!r} (structure "
+            f"{tree_structure(spec, is_leaf=_is_axis_spec)}) but the value has structure "
+            f"{tree_structure(value)}. Fix: give one axis (int or None) per leaf, or one "
+            f"for the whole subtree.")
+    for s, v, k in zip(node_s[2], node_v[2], node_v[3]):
+        _match_prefix(s, v, path + k, out, what)
+
+
+def _spread(axis, value, path, out):
+    node = _children(value)
+    if node is None:
+        out.append((value, axis, path))
+        return
+    for v, k in zip(node[2], node[3]):
+        _spread(axis, v, path + k, out)
+
+
+def _arg_names(fun, nargs):
+    try:
+        params = list(inspect.signature(fun).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    names = []
+    for i in range(nargs):
+        if i < len(params) and params[i].kind in (params[i].POSITIONAL_ONLY,
+                                                    params[i].POSITIONAL_OR_KEYWORD):
+            names.append(params[i].name)
+        else:
+            names.append(f"args[{i}]")
+    return names
+
+
+def _shape_str(x):
+    try:
+        return get_aval(x).str_short()
+    except TypeError:
+        return type(x).__name__
+
+
+def _flat_in_axes(fun, in_axes, args, kwargs):
+    if isinstance(in_axes, list):
+        in_axes = tuple(in_axes)   # as JAX does
+    names = _arg_names(fun, len(args))
+    out = []
+    if _is_axis_spec(in_axes):
+        for a, n in zip(args, names):
+            _match_prefix(in_axes, a, n, out, 'in_axes')
+    elif isinstance(in_axes, tuple):
+        if len(in_axes) != len(args):
+            raise ValueError(
+                f"vmap in_axes must be an int, None, or a tuple of entries corresponding "
+                f"to the positional arguments passed to the function, but got "
+                f"len(in_axes)={len(in_axes)} for {len(args)} positional arguments.")
+        for s, a, n in zip(in_axes, args, names):
+            _match_prefix(s, a, n, out, 'in_axes')
+    else:
+        raise TypeError(f"vmap in_axes must be an int, None, or a tuple (a pytree prefix "
+                        f"of the positional arguments), got {type(in_axes).__name__}: "
+                        f"{in_axes!r}")
+    for k in sorted(kwargs):    # keyword arguments are mapped over axis 0, as in JAX
+        _match_prefix(0, kwargs[k], k, out, 'in_axes')
+    return out
+
+
+def _normalize_in(triples, axis_size):
+    """-> (leaves, axes (normalized, or None), size)."""
+    leaves, axes = [], []
+    sizes = []
+    for x, a, path in triples:
+        leaves.append(x)
+        if a is None:
+            axes.append(None)
+            continue
+        shape = np.shape(x) if not isinstance(x, Tracer) else x.shape
+        nd = len(shape)
+        if not -nd <= a < nd:
+            raise ValueError(
+                f"vmap was requested to map argument {path} ({_shape_str(x)}) along axis "
+                f"{a}, which implies that its rank should be at least "
+                f"{a + 1 if a >= 0 else -a}, but it is only {nd} (its shape is "
+                f"{tuple(shape)}). Fix: choose an in_axes entry within its rank, or None "
+                f"to leave it unbatched.")
+        a = a + nd if a < 0 else a
+        axes.append(a)
+        sizes.append((path, a, shape[a], x))
+    if axis_size is not None:
+        axis_size = int(axis_size)
+    distinct = {s for _, _, s, _ in sizes}
+    if axis_size is not None:
+        distinct.add(axis_size)
+    if len(distinct) > 1:
+        lines = [f"  * argument {p} ({_shape_str(x)}) has size {s} along axis {a}"
+                 for p, a, s, x in sizes]
+        if axis_size is not None:
+            lines.append(f"  * axis_size={axis_size} was given")
+        raise ValueError("vmap got inconsistent sizes for the mapped axis:\n"
+                         + '\n'.join(lines)
+                         + "\nFix: map arguments of one batch size (check in_axes).")
+    if not sizes and axis_size is None:
+        raise ValueError("vmap must have at least one non-None value in in_axes (no "
+                         "argument is batched), or be given axis_size=... to fix the "
+                         "batch size.")
+    size = axis_size if axis_size is not None else sizes[0][2]
+    return leaves, axes, size
+
+
+def _move_out(trace, x, axis, size, path):
+    """A result leaf with its batch axis at `axis` (None: must be unbatched)."""
+    from primitives._batching import moveaxis, broadcast_batch
+    if type(x) is BatchTracer and x._trace is trace:
+        val, d = x.val, x.bdim
+        if d is None:
+            return _move_out(trace, val, axis, size, path)
+        if axis is None:
+            raise ValueError(
+                f"vmap has mapped output but out_axes is None: output {path} "
+                f"({x.aval.str_short()}) varies along the batch (axis size {size}). Fix: "
+                f"give it an out_axes entry (an int), or make it independent of the "
+                f"batched inputs.")
+        nd = len(x.aval.shape) + 1
+        if not -nd <= axis < nd:
+            raise ValueError(f"vmap out_axes entry {axis} for output {path} "
+                             f"({x.aval.str_short()}) is out of range: the batched output "
+                             f"has rank {nd}.")
+        return moveaxis(val, d, axis % nd)
+    if axis is None:
+        return x
+    nd = len(np.shape(x) if not isinstance(x, Tracer) else x.shape) + 1
+    if not -nd <= axis < nd:
+        raise ValueError(f"vmap out_axes entry {axis} for output {path} "
+                         f"({_shape_str(x)}) is out of range: the batched output has "
+                         f"rank {nd}.")
+    # an output that does not depend on the batched inputs is broadcast along the batch
+    return broadcast_batch(x, size, axis % nd)
+
+
+def _own(x):
+    from .ad import _own as own
+    return own(x)
+
+
+def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
+    """Vectorize `fun` over a batch axis of its arguments.
+
+    in_axes: an int, None or a tuple (a pytree prefix of the positional arguments) of
+    ints / None: the axis of each argument leaf that is mapped (negative counts from
+    the end), None for arguments shared by every batch element. Keyword arguments
+    are mapped over axis 0. out_axes: likewise for the outputs; outputs that do not
+    depend on the batch are broadcast (out_axes None keeps them as they are).
+    axis_size: the batch size, required when no argument is mapped."""
+    if not callable(fun):
+        raise TypeError(f"vmap: expected a callable, got {type(fun).__name__}")
+    if isinstance(out_axes, list):
+        out_axes = tuple(out_axes)
+
+    def batched(*args, **kwargs):
+        triples = _flat_in_axes(fun, in_axes, args, kwargs)
+        leaves, axes, size = _normalize_in(triples, axis_size)
+        _, in_tree = tree_flatten((args, kwargs))
+        trace = BatchTrace(size)
+        with new_trace(trace):
+            boxed = [x if a is None else BatchTracer(trace, x, a)
+                     for x, a in zip(leaves, axes)]
+            a, kw = tree_unflatten(in_tree, boxed)
+            out = fun(*a, **kw)
+            out_triples = []
+            _match_prefix(out_axes, out, 'output' if _is_axis_spec(out_axes)
+                          or not isinstance(out_axes, tuple) else 'output', out_triples,
+                          'out_axes')
+            flat = [_move_out(trace, x, ax, size, p) for x, ax, p in out_triples]
+        out_tree = tree_structure(out)
+        return tree_unflatten(out_tree, [_own(x) for x in flat])
+
+    batched.__name__ = f"vmap({getattr(fun, '__name__', 'fun')})"
+    batched.__wrapped__ = fun
+    return batched
+
+
+# --- batching a jaxpr (for higher-order primitives) ---------------------------------------
+
+def batch_jaxpr(closed, axis_size, in_dims, out_dims=None):
+    """-> (closed_batched, out_dims): a closed jaxpr computing `closed` on a batch.
+    Its inputs are batched at in_dims (None: unbatched); outputs come batched at the
+    returned out_dims (None: unbatched), or at the given out_dims when these are
+    given (a None there asks for an unbatched output, which must be one)."""
+    from tracer import eval_jaxpr
+    jaxpr, consts = closed.jaxpr, closed.consts
+    in_avals = []
+    for v, d in zip(jaxpr.invars, in_dims):
+        a = v.aval
+        if d is not None:
+            shape = list(a.shape)
+            shape.insert(d, axis_size)
+            a = ShapedArray(tuple(shape), a.dtype, a.weak_type)
+        in_avals.append(a)
+    found = []
+
+    def fun(*args):
+        trace = BatchTrace(axis_size)
+        with new_trace(trace):
+            boxed = [x if d is None else BatchTracer(trace, x, d)
+                     for x, d in zip(args, in_dims)]
+            outs = eval_jaxpr(jaxpr, consts, *boxed)
+            res = []
+            for i, o in enumerate(outs):
+                want = None if out_dims is None else out_dims[i]
+                if type(o) is BatchTracer and o._trace is trace and o.bdim is not None:
+                    if out_dims is None:
+                        found.append(o.bdim)
+                        res.append(o.val)
+                    else:
+                        res.append(_move_out(trace, o, want, axis_size, f"output {i}"))
+                else:
+                    if type(o) is BatchTracer and o._trace is trace:
+                        o = o.val
+                    found.append(None) if out_dims is None else None
+                    res.append(o if want is None else _move_out(trace, o, want, axis_size,
+                                                                 f"output {i}"))
+            return res
+
+    new_jaxpr, new_consts = trace_to_jaxpr(fun, in_avals, name='vmap')
+    return ClosedJaxpr(new_jaxpr, new_consts), (list(out_dims) if out_dims is not None
+                                                 else found)
+
+
+register_interpreter('batch_jaxpr', batch_jaxpr)
+
+__all__ = ['vmap', 'BatchTrace', 'BatchTracer', 'batch_jaxpr']
