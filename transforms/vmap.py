@@ -19,6 +19,8 @@ from tracer import (Trace, Tracer, new_trace, get_aval, ShapedArray, tree_flatte
                     tree_unflatten, tree_structure, ClosedJaxpr, trace_to_jaxpr)
 from tracer.errors import ConcretizationTypeError, with_user_line
 from tracer.hooks import register_interpreter
+import primitives._batching as _B
+from .ad import _own
 
 
 class BatchTracer(Tracer):
@@ -98,9 +100,23 @@ class BatchTrace(Trace):
 
 
 # --- in_axes / out_axes: tree prefixes -------------------------------------------------------
+#
+# Paths name argument leaves in error messages: a tuple whose first entry is the
+# positional index (or the keyword's name) and whose others are keys like "['w']" or
+# "[0]"; they are turned into text (with the function's parameter names) only when an
+# error is raised.
+
+_SCALARS = (int, float, complex, bool)
+
+
+def _is_leaf(x):
+    return type(x) is np.ndarray or isinstance(x, (Tracer, np.generic)) or type(x) in _SCALARS
+
 
 def _children(x):
     """(kind, aux, children, keys) of a pytree node, or None for a leaf."""
+    if _is_leaf(x):
+        return None
     leaves, td = tree_flatten(x, is_leaf=lambda y: y is not x)
     if td.kind is None:
         return None
@@ -117,7 +133,17 @@ def _is_axis_spec(spec):
     return spec is None or (isinstance(spec, (int, np.integer)) and not isinstance(spec, bool))
 
 
-def _match_prefix(spec, value, path, out, what):
+def _fmt_path(fun, path):
+    head, rest = path[0], ''.join(path[1:])
+    if isinstance(head, str):
+        return head + rest
+    if head == 'output':
+        return 'output' + rest
+    names = _arg_names(fun, head + 1)
+    return names[head] + rest
+
+
+def _match_prefix(spec, value, path, out, what, fun):
     """Append (leaf, axis, path) for every leaf of `value`, `spec` being a tree prefix
     of it whose leaves are axes (int) or None."""
     if _is_axis_spec(spec):
@@ -129,12 +155,12 @@ def _match_prefix(spec, value, path, out, what):
             or node_s[1] != node_v[1] or len(node_s[2]) != len(node_v[2]):
         raise ValueError(
             f"vmap {what} specification must be a tree prefix of the corresponding value: "
-            f"for {path} the specification is {spec!r} (structure "
+            f"for {_fmt_path(fun, path)} the specification is {spec!r} (structure "
             f"{tree_structure(spec, is_leaf=_is_axis_spec)}) but the value has structure "
             f"{tree_structure(value)}. Fix: give one axis (int or None) per leaf, or one "
             f"for the whole subtree.")
     for s, v, k in zip(node_s[2], node_v[2], node_v[3]):
-        _match_prefix(s, v, path + k, out, what)
+        _match_prefix(s, v, path + (k,), out, what, fun)
 
 
 def _spread(axis, value, path, out):
@@ -143,7 +169,7 @@ def _spread(axis, value, path, out):
         out.append((value, axis, path))
         return
     for v, k in zip(node[2], node[3]):
-        _spread(axis, v, path + k, out)
+        _spread(axis, v, path + (k,), out)
 
 
 def _arg_names(fun, nargs):
@@ -169,31 +195,34 @@ def _shape_str(x):
 
 
 def _flat_in_axes(fun, in_axes, args, kwargs):
+    """[(leaf, axis or None, path)] over the positional then keyword arguments."""
     if isinstance(in_axes, list):
         in_axes = tuple(in_axes)   # as JAX does
-    names = _arg_names(fun, len(args))
-    out = []
     if _is_axis_spec(in_axes):
-        for a, n in zip(args, names):
-            _match_prefix(in_axes, a, n, out, 'in_axes')
+        specs = (in_axes,) * len(args)
     elif isinstance(in_axes, tuple):
         if len(in_axes) != len(args):
             raise ValueError(
                 f"vmap in_axes must be an int, None, or a tuple of entries corresponding "
                 f"to the positional arguments passed to the function, but got "
                 f"len(in_axes)={len(in_axes)} for {len(args)} positional arguments.")
-        for s, a, n in zip(in_axes, args, names):
-            _match_prefix(s, a, n, out, 'in_axes')
+        specs = in_axes
     else:
         raise TypeError(f"vmap in_axes must be an int, None, or a tuple (a pytree prefix "
                         f"of the positional arguments), got {type(in_axes).__name__}: "
                         f"{in_axes!r}")
+    out = []
+    for i, (s, a) in enumerate(zip(specs, args)):
+        if _is_leaf(a) and _is_axis_spec(s):
+            out.append((a, None if s is None else int(s), (i,)))
+        else:
+            _match_prefix(s, a, (i,), out, 'in_axes', fun)
     for k in sorted(kwargs):    # keyword arguments are mapped over axis 0, as in JAX
-        _match_prefix(0, kwargs[k], k, out, 'in_axes')
+        _match_prefix(0, kwargs[k], (k,), out, 'in_axes', fun)
     return out
 
 
-def _normalize_in(triples, axis_size):
+def _normalize_in(fun, triples, axis_size):
     """-> (leaves, axes (normalized, or None), size)."""
     leaves, axes = [], []
     sizes = []
@@ -202,72 +231,67 @@ def _normalize_in(triples, axis_size):
         if a is None:
             axes.append(None)
             continue
-        shape = np.shape(x) if not isinstance(x, Tracer) else x.shape
+        shape = x.shape if type(x) is np.ndarray or isinstance(x, Tracer) else np.shape(x)
         nd = len(shape)
         if not -nd <= a < nd:
             raise ValueError(
-                f"vmap was requested to map argument {path} ({_shape_str(x)}) along axis "
-                f"{a}, which implies that its rank should be at least "
-                f"{a + 1 if a >= 0 else -a}, but it is only {nd} (its shape is "
+                f"vmap was requested to map argument {_fmt_path(fun, path)} "
+                f"({_shape_str(x)}) along axis {a}, which implies that its rank should be "
+                f"at least {a + 1 if a >= 0 else -a}, but it is only {nd} (its shape is "
                 f"{tuple(shape)}). Fix: choose an in_axes entry within its rank, or None "
                 f"to leave it unbatched.")
-        a = a + nd if a < 0 else a
+        if a < 0:
+            a += nd
         axes.append(a)
         sizes.append((path, a, shape[a], x))
     if axis_size is not None:
         axis_size = int(axis_size)
-    distinct = {s for _, _, s, _ in sizes}
-    if axis_size is not None:
-        distinct.add(axis_size)
-    if len(distinct) > 1:
-        lines = [f"  * argument {p} ({_shape_str(x)}) has size {s} along axis {a}"
-                 for p, a, s, x in sizes]
-        if axis_size is not None:
-            lines.append(f"  * axis_size={axis_size} was given")
-        raise ValueError("vmap got inconsistent sizes for the mapped axis:\n"
-                         + '\n'.join(lines)
-                         + "\nFix: map arguments of one batch size (check in_axes).")
-    if not sizes and axis_size is None:
+    if sizes:
+        size = sizes[0][2] if axis_size is None else axis_size
+        if any(s != size for _, _, s, _ in sizes):
+            lines = [f"  * argument {_fmt_path(fun, p)} ({_shape_str(x)}) has size {s} "
+                     f"along axis {a}" for p, a, s, x in sizes]
+            if axis_size is not None:
+                lines.append(f"  * axis_size={axis_size} was given")
+            raise ValueError("vmap got inconsistent sizes for the mapped axis:\n"
+                             + '\n'.join(lines)
+                             + "\nFix: map arguments of one batch size (check in_axes).")
+    elif axis_size is None:
         raise ValueError("vmap must have at least one non-None value in in_axes (no "
                          "argument is batched), or be given axis_size=... to fix the "
                          "batch size.")
-    size = axis_size if axis_size is not None else sizes[0][2]
+    else:
+        size = axis_size
     return leaves, axes, size
 
 
-def _move_out(trace, x, axis, size, path):
+def _move_out(trace, x, axis, size, path, fun=None):
     """A result leaf with its batch axis at `axis` (None: must be unbatched)."""
-    from primitives._batching import moveaxis, broadcast_batch
     if type(x) is BatchTracer and x._trace is trace:
         val, d = x.val, x.bdim
         if d is None:
-            return _move_out(trace, val, axis, size, path)
+            return _move_out(trace, val, axis, size, path, fun)
         if axis is None:
             raise ValueError(
-                f"vmap has mapped output but out_axes is None: output {path} "
-                f"({x.aval.str_short()}) varies along the batch (axis size {size}). Fix: "
-                f"give it an out_axes entry (an int), or make it independent of the "
-                f"batched inputs.")
+                f"vmap has mapped output but out_axes is None: output "
+                f"{_fmt_path(fun, path)} ({x.aval.str_short()}) varies along the batch "
+                f"(axis size {size}). Fix: give it an out_axes entry (an int), or make it "
+                f"independent of the batched inputs.")
         nd = len(x.aval.shape) + 1
         if not -nd <= axis < nd:
-            raise ValueError(f"vmap out_axes entry {axis} for output {path} "
-                             f"({x.aval.str_short()}) is out of range: the batched output "
+            raise ValueError(f"vmap out_axes entry {axis} for output {_fmt_path(fun, path)}"
+                             f" ({x.aval.str_short()}) is out of range: the batched output "
                              f"has rank {nd}.")
-        return moveaxis(val, d, axis % nd)
+        return _B.moveaxis(val, d, axis % nd)
     if axis is None:
         return x
-    nd = len(np.shape(x) if not isinstance(x, Tracer) else x.shape) + 1
+    nd = len(x.shape if type(x) is np.ndarray or isinstance(x, Tracer) else np.shape(x)) + 1
     if not -nd <= axis < nd:
-        raise ValueError(f"vmap out_axes entry {axis} for output {path} "
+        raise ValueError(f"vmap out_axes entry {axis} for output {_fmt_path(fun, path)} "
                          f"({_shape_str(x)}) is out of range: the batched output has "
                          f"rank {nd}.")
     # an output that does not depend on the batched inputs is broadcast along the batch
-    return broadcast_batch(x, size, axis % nd)
-
-
-def _own(x):
-    from .ad import _own as own
-    return own(x)
+    return _B.broadcast_batch(x, size, axis % nd)
 
 
 def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
@@ -286,21 +310,23 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
 
     def batched(*args, **kwargs):
         triples = _flat_in_axes(fun, in_axes, args, kwargs)
-        leaves, axes, size = _normalize_in(triples, axis_size)
-        _, in_tree = tree_flatten((args, kwargs))
+        leaves, axes, size = _normalize_in(fun, triples, axis_size)
         trace = BatchTrace(size)
         with new_trace(trace):
             boxed = [x if a is None else BatchTracer(trace, x, a)
                      for x, a in zip(leaves, axes)]
-            a, kw = tree_unflatten(in_tree, boxed)
-            out = fun(*a, **kw)
+            if not kwargs and len(boxed) == len(args):
+                out = fun(*boxed)
+            else:
+                _, in_tree = tree_flatten((args, kwargs))
+                a, kw = tree_unflatten(in_tree, boxed)
+                out = fun(*a, **kw)
+            if _is_leaf(out) and _is_axis_spec(out_axes):
+                return _own(_move_out(trace, out, out_axes, size, ('output',), fun))
             out_triples = []
-            _match_prefix(out_axes, out, 'output' if _is_axis_spec(out_axes)
-                          or not isinstance(out_axes, tuple) else 'output', out_triples,
-                          'out_axes')
-            flat = [_move_out(trace, x, ax, size, p) for x, ax, p in out_triples]
-        out_tree = tree_structure(out)
-        return tree_unflatten(out_tree, [_own(x) for x in flat])
+            _match_prefix(out_axes, out, ('output',), out_triples, 'out_axes', fun)
+            flat = [_own(_move_out(trace, x, ax, size, p, fun)) for x, ax, p in out_triples]
+        return tree_unflatten(tree_structure(out), flat)
 
     batched.__name__ = f"vmap({getattr(fun, '__name__', 'fun')})"
     batched.__wrapped__ = fun
@@ -340,13 +366,13 @@ def batch_jaxpr(closed, axis_size, in_dims, out_dims=None):
                         found.append(o.bdim)
                         res.append(o.val)
                     else:
-                        res.append(_move_out(trace, o, want, axis_size, f"output {i}"))
+                        res.append(_move_out(trace, o, want, axis_size, ('output', f"[{i}]")))
                 else:
                     if type(o) is BatchTracer and o._trace is trace:
                         o = o.val
                     found.append(None) if out_dims is None else None
-                    res.append(o if want is None else _move_out(trace, o, want, axis_size,
-                                                                 f"output {i}"))
+                    res.append(o if want is None else _move_out(
+                        trace, o, want, axis_size, ('output', f"[{i}]")))
             return res
 
     new_jaxpr, new_consts = trace_to_jaxpr(fun, in_avals, name='vmap')
