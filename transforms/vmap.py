@@ -273,13 +273,13 @@ def _move_out(trace, x, axis, size, path, fun=None):
             return _move_out(trace, val, axis, size, path, fun)
         if axis is None:
             raise ValueError(
-                f"vmap has mapped output but out_axes is None: output "
+                f"vmap has mapped output but out_axes is None: "
                 f"{_fmt_path(fun, path)} ({x.aval.str_short()}) varies along the batch "
                 f"(axis size {size}). Fix: give it an out_axes entry (an int), or make it "
                 f"independent of the batched inputs.")
         nd = len(x.aval.shape) + 1
         if not -nd <= axis < nd:
-            raise ValueError(f"vmap out_axes entry {axis} for output {_fmt_path(fun, path)}"
+            raise ValueError(f"vmap out_axes entry {axis} for {_fmt_path(fun, path)}"
                              f" ({x.aval.str_short()}) is out of range: the batched output "
                              f"has rank {nd}.")
         return _B.moveaxis(val, d, axis % nd)
@@ -287,7 +287,7 @@ def _move_out(trace, x, axis, size, path, fun=None):
         return x
     nd = len(x.shape if type(x) is np.ndarray or isinstance(x, Tracer) else np.shape(x)) + 1
     if not -nd <= axis < nd:
-        raise ValueError(f"vmap out_axes entry {axis} for output {_fmt_path(fun, path)} "
+        raise ValueError(f"vmap out_axes entry {axis} for {_fmt_path(fun, path)} "
                          f"({_shape_str(x)}) is out of range: the batched output has "
                          f"rank {nd}.")
     # an output that does not depend on the batched inputs is broadcast along the batch
@@ -315,8 +315,9 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
         with new_trace(trace):
             boxed = [x if a is None else BatchTracer(trace, x, a)
                      for x, a in zip(leaves, axes)]
-            if not kwargs and len(boxed) == len(args):
-                out = fun(*boxed)
+            if not kwargs and all(len(t[2]) == 1 for t in triples) \
+                    and len(boxed) == len(args):
+                out = fun(*boxed)       # every argument is a leaf
             else:
                 _, in_tree = tree_flatten((args, kwargs))
                 a, kw = tree_unflatten(in_tree, boxed)
