@@ -7,7 +7,8 @@ from .core import (Primitive, Trace, Tracer, new_trace, Zero, UndefinedPrimal,
                    is_undefined, instantiate, zeros_value, get_aval, register_array_api)
 from .errors import (ConcretizationTypeError, TracerArrayConversionError,
                      TracerBoolConversionError, UnexpectedTracerError)
-from .staging import JaxprTrace, JaxprTracer, make_jaxpr, trace_to_jaxpr, dce
+from .staging import (JaxprTrace, JaxprTracer, make_jaxpr, trace_to_jaxpr, dce,
+                      dce_jaxpr)
 from .eval import eval_jaxpr
 from .pytree import (tree_flatten, tree_unflatten, tree_map, tree_leaves, tree_structure,
                      register_pytree_node, PyTreeDef)

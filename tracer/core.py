@@ -37,6 +37,8 @@ class Primitive:
         self.batch = None
         self.lowering = None
         self.partial_eval = None
+        self.takes_ones = False  # a multiple-result transpose rule accepts ONES cotangents
+        self.dce_rule = None     # (eqn, used_outputs) -> eqn, for higher-order primitives
         self.scale_transpose = None   # optional shortcuts for transposition
         self.ones_transpose = None    # (see transforms/transpose.py)
         self.effectful = False   # effectful equations survive dead-code elimination

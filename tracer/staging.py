@@ -150,7 +150,11 @@ def dce(constvars, constvals, invars, outvars, eqns):
         elif not any(v in live for v in outs) and not eqn.primitive.effectful:
             continue
         elif not all(v in live for v in outs):
-            eqn = eqn.replace(outvars=[v if v in live else DropVar(v.aval) for v in outs])
+            rule = eqn.primitive.dce_rule
+            if rule is not None:   # a higher-order primitive prunes its sub-jaxpr
+                eqn = rule(eqn, [v in live for v in outs])
+            else:
+                eqn = eqn.replace(outvars=[v if v in live else DropVar(v.aval) for v in outs])
         kept.append(eqn)
         for v in eqn.invars:
             if type(v) is not Literal:
@@ -162,6 +166,21 @@ def dce(constvars, constvals, invars, outvars, eqns):
             cvars.append(v)
             cvals.append(c)
     return Jaxpr(cvars, invars, outvars, kept), cvals
+
+
+def dce_jaxpr(closed, used_outputs):
+    """`closed` computing only the outputs flagged in `used_outputs`, and taking
+    only the inputs those need. Returns (closed, used_inputs)."""
+    jaxpr = closed.jaxpr
+    outvars = [v for v, u in zip(jaxpr.outvars, used_outputs) if u]
+    pruned, consts = dce(jaxpr.constvars, closed.consts, jaxpr.invars, outvars, jaxpr.eqns)
+    read = set(v for v in outvars if type(v) is not Literal)
+    for eqn in pruned.eqns:
+        read.update(v for v in eqn.invars if type(v) is not Literal)
+    used_inputs = [v in read for v in jaxpr.invars]
+    invars = [v for v, u in zip(jaxpr.invars, used_inputs) if u]
+    return (ClosedJaxpr(Jaxpr(pruned.constvars, invars, outvars, pruned.eqns), consts),
+            used_inputs)
 
 
 def trace_to_jaxpr(fun, in_avals, name='make_jaxpr'):

@@ -153,8 +153,10 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                 continue
             # one scale for all outputs: fold the others in
             scale = next(s for c, s in pairs if type(c) is not Zero)
+            keep_ones = prim.takes_ones
             ct = [c if type(c) is Zero else
                   _scaled(_materialize(c, v.aval), s / scale) if s != scale else
+                  c if keep_ones and c is ONES else
                   _materialize(c, v.aval) for (c, s), v in zip(pairs, eqn.outvars)]
         else:
             e = cts.pop(eqn.outvars[0], None)
