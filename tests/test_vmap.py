@@ -458,3 +458,73 @@ def test_jacobian_dtypes(dtype):
         J = jac(lambda v: pnp.sin(v) * 2.0)(x)
         assert J.dtype == dtype
         np.testing.assert_allclose(J, np.diag(2 * np.cos(x)), rtol=1e-6)
+
+
+# --- jit and the jaxpr-level batching interpreter ---------------------------------------------
+
+def test_vmap_of_jit_and_jit_of_vmap():
+    from transforms import jit
+    W = rand(4, 3)
+    f = lambda x, s: pnp.tanh(W @ x) * s
+    xs, ss = rand(5, 3), rand(5)
+    want = np.stack([np.tanh(W @ xs[i]) * ss[i] for i in range(5)])
+    np.testing.assert_allclose(vmap(jit(f))(xs, ss), want, rtol=1e-12)
+    np.testing.assert_allclose(jit(vmap(f))(xs, ss), want, rtol=1e-12)
+    np.testing.assert_allclose(vmap(jit(f), in_axes=(0, None))(xs, 2.0),
+                               np.tanh(xs @ W.T) * 2.0, rtol=1e-12)
+    np.testing.assert_allclose(vmap(jit(f), in_axes=(1, 0), out_axes=1)(xs.T, ss), want.T,
+                               rtol=1e-12)
+    # derivatives through both orders
+    loss = lambda x, s: pnp.sum(jit(f)(x, s) ** 2)
+    per_ex = vmap(grad(loss))(xs, ss)
+    loop = np.stack([grad(loss)(xs[i], ss[i]) for i in range(5)])
+    np.testing.assert_allclose(per_ex, loop, rtol=1e-12)
+    g = grad(lambda x: pnp.sum(vmap(jit(f))(x, ss)))(xs)
+    np.testing.assert_allclose(g, np.stack([grad(lambda v: pnp.sum(f(v, ss[i])))(xs[i])
+                                            for i in range(5)]), rtol=1e-12)
+    np.testing.assert_allclose(jit(vmap(grad(loss)))(xs, ss), loop, rtol=1e-12)
+    for fn in (vmap(jit(f)), jit(vmap(f)), vmap(grad(loss)), jit(vmap(grad(loss)))):
+        check_jaxpr(make_jaxpr(fn)(xs, ss))
+    check_jaxpr(make_jaxpr(grad(lambda x: pnp.sum(vmap(jit(f))(x, ss))))(xs))
+
+
+def test_printed_jaxpr_of_vmap_of_jit():
+    from transforms import jit
+    W = W43
+
+    def layer(x):
+        return pnp.tanh(W @ x)
+    closed = make_jaxpr(vmap(jit(layer)))(np.ones((5, 3)))
+    check_jaxpr(closed)
+    assert str(closed) == """\
+{ lambda ; a:f64[5,3]. let
+    b:f64[4,5] = jit[jaxpr={ lambda c:f64[4,3]; d:f64[5,3]. let
+          e:f64[4,5] = dot_general[dimension_numbers=(([1], [1]), ([], []))] c d
+          f:f64[4,5] = tanh e
+        in (f,) } name=vmap(layer)] a
+    g:f64[5,4] = transpose[permutation=(1, 0)] b
+  in (g,) }"""
+
+
+def test_batch_jaxpr_interpreter_is_registered_and_memoised():
+    from tracer.hooks import interpreters
+    from transforms.vmap import batch_jaxpr
+    assert interpreters.batch_jaxpr is batch_jaxpr
+    closed = make_jaxpr(lambda x, y: (pnp.sin(x) * y, y + 1.0, 2.0 * x.sum()))(rand(3), rand(3))
+    b1, dims = batch_jaxpr(closed, 4, (0, None))
+    assert dims == [0, None, 0]
+    assert batch_jaxpr(closed, 4, (0, None))[0] is b1
+    check_jaxpr(b1)
+    x, y = rand(4, 3), rand(3)
+    outs = eval_jaxpr(b1.jaxpr, b1.consts, x, y)
+    np.testing.assert_allclose(outs[0], np.sin(x) * y)
+    np.testing.assert_allclose(outs[1], y + 1.0)
+    np.testing.assert_allclose(outs[2], 2 * x.sum(1))
+    # forced output dims: broadcast the unbatched output, move the others
+    b2, dims2 = batch_jaxpr(closed, 4, (1, None), (1, 0, 0))
+    assert dims2 == [1, 0, 0]
+    outs = eval_jaxpr(b2.jaxpr, b2.consts, x.T, y)
+    np.testing.assert_allclose(outs[0], (np.sin(x) * y).T)
+    np.testing.assert_allclose(outs[1], np.broadcast_to(y + 1.0, (4, 3)))
+    with pytest.raises(ValueError, match="out_axes is None"):
+        batch_jaxpr(closed, 4, (0, None), (None, None, None))

@@ -21,6 +21,9 @@ from tracer.errors import ConcretizationTypeError, with_user_line
 from tracer.hooks import register_interpreter
 import primitives._batching as _B
 from .ad import _own
+from .jaxpr_transforms import Memo
+
+_batch_memo = Memo()
 
 
 class BatchTracer(Tracer):
@@ -340,7 +343,15 @@ def batch_jaxpr(closed, axis_size, in_dims, out_dims=None):
     """-> (closed_batched, out_dims): a closed jaxpr computing `closed` on a batch.
     Its inputs are batched at in_dims (None: unbatched); outputs come batched at the
     returned out_dims (None: unbatched), or at the given out_dims when these are
-    given (a None there asks for an unbatched output, which must be one)."""
+    given (None there asks for an unbatched output; a batched one is an error).
+    Memoised per jaxpr object, so a jit called in a loop is batched once."""
+    in_dims = tuple(in_dims)
+    key = (int(axis_size), in_dims, None if out_dims is None else tuple(out_dims))
+    return _batch_memo.get(closed, key, lambda: _batch_jaxpr(closed, int(axis_size),
+                                                             in_dims, out_dims))
+
+
+def _batch_jaxpr(closed, axis_size, in_dims, out_dims):
     from tracer import eval_jaxpr
     jaxpr, consts = closed.jaxpr, closed.consts
     in_avals = []
@@ -361,24 +372,21 @@ def batch_jaxpr(closed, axis_size, in_dims, out_dims=None):
             outs = eval_jaxpr(jaxpr, consts, *boxed)
             res = []
             for i, o in enumerate(outs):
-                want = None if out_dims is None else out_dims[i]
-                if type(o) is BatchTracer and o._trace is trace and o.bdim is not None:
-                    if out_dims is None:
-                        found.append(o.bdim)
-                        res.append(o.val)
-                    else:
-                        res.append(_move_out(trace, o, want, axis_size, ('output', f"[{i}]")))
+                if type(o) is BatchTracer and o._trace is trace and o.bdim is None:
+                    o = o.val
+                batched = type(o) is BatchTracer and o._trace is trace
+                if out_dims is None:
+                    found.append(o.bdim if batched else None)
+                    res.append(o.val if batched else o)
                 else:
-                    if type(o) is BatchTracer and o._trace is trace:
-                        o = o.val
-                    found.append(None) if out_dims is None else None
-                    res.append(o if want is None else _move_out(
-                        trace, o, want, axis_size, ('output', f"[{i}]")))
+                    res.append(_move_out(trace, o, out_dims[i], axis_size,
+                                         ('output', f"[{i}]")))
             return res
 
     new_jaxpr, new_consts = trace_to_jaxpr(fun, in_avals, name='vmap')
-    return ClosedJaxpr(new_jaxpr, new_consts), (list(out_dims) if out_dims is not None
-                                                 else found)
+    dims = list(out_dims) if out_dims is not None else found
+    return ClosedJaxpr(new_jaxpr, new_consts), [None if d is None else d % (
+        len(a.shape) + 1) for d, a in zip(dims, closed.out_avals)]
 
 
 register_interpreter('batch_jaxpr', batch_jaxpr)
