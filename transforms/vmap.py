@@ -117,7 +117,13 @@ def _is_leaf(x):
 
 
 def _children(x):
-    """(kind, aux, children, keys) of a pytree node, or None for a leaf."""
+    """(kind, aux, children, keys) of a pytree node, or None for a leaf. Keys are
+    path entries: an int (a position) or the text of a key."""
+    t = type(x)
+    if t is tuple or t is list:
+        return t, None, x, range(len(x))
+    if x is None:
+        return t, None, (), ()
     if _is_leaf(x):
         return None
     leaves, td = tree_flatten(x, is_leaf=lambda y: y is not x)
@@ -128,7 +134,7 @@ def _children(x):
     elif hasattr(td.kind, '_fields') and len(td.kind._fields) == len(leaves):
         keys = [f".{f}" for f in td.kind._fields]
     else:
-        keys = [f"[{i}]" for i in range(len(leaves))]
+        keys = range(len(leaves))
     return td.kind, td.aux, leaves, keys
 
 
@@ -137,13 +143,11 @@ def _is_axis_spec(spec):
 
 
 def _fmt_path(fun, path):
-    head, rest = path[0], ''.join(path[1:])
+    head = path[0]
+    rest = ''.join(f"[{k}]" if isinstance(k, int) else k for k in path[1:])
     if isinstance(head, str):
         return head + rest
-    if head == 'output':
-        return 'output' + rest
-    names = _arg_names(fun, head + 1)
-    return names[head] + rest
+    return _arg_names(fun, head + 1)[head] + rest
 
 
 def _match_prefix(spec, value, path, out, what, fun):
@@ -380,7 +384,7 @@ def _batch_jaxpr(closed, axis_size, in_dims, out_dims):
                     res.append(o.val if batched else o)
                 else:
                     res.append(_move_out(trace, o, out_dims[i], axis_size,
-                                         ('output', f"[{i}]")))
+                                         ('output', i)))
             return res
 
     new_jaxpr, new_consts = trace_to_jaxpr(fun, in_avals, name='vmap')
