@@ -26,6 +26,9 @@ from .jaxpr_transforms import Memo
 _batch_memo = Memo()
 
 
+_new = object.__new__
+
+
 class BatchTracer(Tracer):
     __slots__ = ('val', 'bdim', '_aval')
 
@@ -39,17 +42,25 @@ class BatchTracer(Tracer):
     def aval(self):
         a = self._aval
         if a is None:
-            a = get_aval(self.val)
-            if self.bdim is not None:
-                shape = a.shape
-                b = self.bdim
-                a = ShapedArray(shape[:b] + shape[b + 1:], a.dtype, a.weak_type)
+            v, b = self.val, self.bdim
+            if type(v) is np.ndarray and b is not None:
+                s = v.shape
+                a = _new(ShapedArray)     # the hot path: skip __init__'s conversions
+                a.shape = s[:b] + s[b + 1:]
+                a.dtype = v.dtype
+                a.weak_type = False
+            else:
+                a = get_aval(v)
+                if b is not None:
+                    s = a.shape
+                    a = ShapedArray(s[:b] + s[b + 1:], a.dtype, a.weak_type)
             self._aval = a
         return a
 
     @property
     def dtype(self):
-        return self.aval.dtype
+        a = self._aval
+        return a.dtype if a is not None else self.aval.dtype
 
 
 class BatchTrace(Trace):
