@@ -162,6 +162,23 @@ def _arg_names(fun, args, static, leaves_per_arg):
     return names
 
 
+_SCALARS = (float, int, bool, complex)
+
+
+def _fast_key(args):
+    """A hashable signature of positional NumPy arrays / scalars, or None."""
+    key = []
+    for a in args:
+        t = type(a)
+        if t is np.ndarray:
+            key.append((a.shape, a.dtype))
+        elif t in _SCALARS or isinstance(a, np.generic):
+            key.append(t)
+        else:
+            return None
+    return tuple(key)
+
+
 def _as_array(x):
     t = type(x)
     if t is float or t is int or t is bool or t is complex:
@@ -179,6 +196,7 @@ class Jitted:
         self.static_argnums = tuple(static_argnums)
         self.name = getattr(fun, '__name__', 'fun')
         self._cache = OrderedDict()
+        self._fast = {}   # signature of plain positional arrays -> cache entry
         self._cache_size = cache_size
         self.__name__ = f"jit({self.name})"
         self.__doc__ = getattr(fun, '__doc__', None)
@@ -263,7 +281,23 @@ class Jitted:
         return entry, flat
 
     def __call__(self, *args, **kwargs):
+        key = None
+        if not kwargs and not self.static_argnums:
+            # fast path: positional arrays and scalars, keyed without flattening
+            key = _fast_key(args)
+            if key is not None:
+                hit = self._fast.get(key)
+                if hit is not None:
+                    closed, out_tree, single = hit
+                    outs = jit_p.bind(*args, jaxpr=closed, name=self.name)
+                    if single:
+                        return _as_array(outs[0])
+                    return tree_unflatten(out_tree, [_as_array(o) for o in outs])
         (closed, out_tree, lifted), flat = self._lookup(args, kwargs)
+        if not lifted and not kwargs and not self.static_argnums and key is not None:
+            self._fast[key] = (closed, out_tree, out_tree.kind is None)
+            if len(self._fast) > self._cache_size:
+                self._fast.pop(next(iter(self._fast)))
         outs = jit_p.bind(*lifted, *flat, jaxpr=closed, name=self.name)
         return tree_unflatten(out_tree, [_as_array(o) for o in outs])
 
