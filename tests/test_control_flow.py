@@ -374,11 +374,11 @@ def test_printed_scan():
     txt = str(make_jaxpr(lambda xs: lax.scan(lambda c, x: (c + x, c * x), 0.0, xs))(np.ones(5)))
     assert txt == """\
 { lambda ; a:f64[5]. let
-    f:f64[] g:f64[5] = scan[jaxpr={ lambda ; b:f64[] c:f64[]. let
-          d:f64[] = add b c
-          e:f64[] = mul b c
-        in (d, e) } length=5 num_carry=1 num_consts=0 reverse=False unroll=1] 0.0:f64[] a
-  in (f, g) }"""
+    b:f64[] c:f64[5] = scan[jaxpr={ lambda ; d:f64[] e:f64[]. let
+          f:f64[] = add d e
+          g:f64[] = mul d e
+        in (f, g) } length=5 num_carry=1 num_consts=0 reverse=False unroll=1] 0.0:f64[] a
+  in (b, c) }"""
 
 
 def test_printed_cond_and_while():
@@ -386,16 +386,20 @@ def test_printed_cond_and_while():
     assert txt == """\
 { lambda ; a:bool[] b:f64[]. let
     c:i32[] = convert_element_type[new_dtype=int32 weak_type=False] a
-    h:f64[] = cond[branches=(
-      { lambda ; d:f64[]. let e:f64[] = mul d 2.0:f64[] in (e,) }
-      { lambda ; f:f64[]. let g:f64[] = sin f in (g,) }
+    d:f64[] = cond[branches=(
+      { lambda ; e:f64[]. let f:f64[] = mul e 2.0:f64[] in (f,) }
+      { lambda ; g:f64[]. let h:f64[] = sin g in (h,) }
     )] c b
-  in (h,) }"""
+  in (d,) }"""
     txt = str(make_jaxpr(lambda x: lax.while_loop(lambda c: c < 10.0, lambda c: c * 2, x))(1.0))
     assert txt == """\
 { lambda ; a:f64[]. let
-    f:f64[] = while[body_jaxpr={ lambda ; b:f64[]. let c:f64[] = mul b 2.0:f64[] in (c,) } body_nconsts=0 cond_jaxpr={ lambda ; d:f64[]. let e:bool[] = lt d 10.0:f64[] in (e,) } cond_nconsts=0] a
-  in (f,) }"""
+    b:f64[] = while[body_jaxpr={ lambda ; c:f64[]. let
+          d:f64[] = mul c 2.0:f64[]
+        in (d,) } body_nconsts=0 cond_jaxpr={ lambda ; e:f64[]. let
+          f:bool[] = lt e 10.0:f64[]
+        in (f,) } cond_nconsts=0] a
+  in (b,) }"""
 
 
 def test_closed_over_tracers_become_consts():
