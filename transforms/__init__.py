@@ -5,3 +5,4 @@ from .jacobians import jacfwd, jacrev, hessian
 from .jit import jit
 from . import jaxpr_transforms as _jaxpr_transforms   # registers tracer.hooks interpreters
 from tracer import make_jaxpr
+from .custom_derivatives import custom_jvp, custom_vjp
