@@ -516,3 +516,12 @@ defjvp(abs_p, lambda g, x: mul_p.bind(g, sign_p.bind(x)))
 
 def abs(x):
     return abs_p.bind(x)
+
+
+# --- batching rules ---
+from ._batching import elementwise as _bew  # noqa: E402
+
+for _p in (neg_p, add_p, sub_p, add_any_p, mul_p, add_products_p, safe_mul_p, div_p,
+           integer_pow_p, pow_p, max_p, min_p, sign_p, abs_p):
+    _p.batch = _bew(_p)
+del _p

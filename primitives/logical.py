@@ -114,3 +114,12 @@ def select_n(which, *cases):
         ref = next((c for c in cases if type(c) not in (int, float, bool, complex)), cases[0])
         cases = [coerce(c, ref) for c in cases]
     return select_n_p.bind(which, *cases)
+
+
+# --- batching rules ---
+from ._batching import elementwise as _bew  # noqa: E402
+
+# select_n broadcasts its selector and cases like NumPy: elementwise too
+for _p in (eq_p, ne_p, lt_p, le_p, gt_p, ge_p, and_p, or_p, xor_p, not_p, select_n_p):
+    _p.batch = _bew(_p)
+del _p

@@ -105,3 +105,12 @@ def atan2(y, x):
 def rem(x, y):
     """Elementwise remainder with the sign of the dividend (C's fmod, like lax.rem)."""
     return rem_p.bind(coerce(x, y), coerce(y, x))
+
+
+# --- batching rules ---
+from ._batching import elementwise as _bew  # noqa: E402
+
+for _p in (sinh_p, cosh_p, asinh_p, acosh_p, atanh_p, asin_p, acos_p, atan_p, atan2_p,
+           cbrt_p, rem_p):
+    _p.batch = _bew(_p)
+del _p
