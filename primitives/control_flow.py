@@ -910,3 +910,139 @@ def fori_loop(lower, upper, body_fun, init_val, unroll=1):
         return i + np.ones((), dtype), n, body_fun(i, x)
     _, _, out = while_loop(cond_fun, body, (as_index(lower), as_index(upper), init_val))
     return out
+
+
+# ======================================================================================
+# batching (vmap)
+# ======================================================================================
+
+def _to_front(x, d):
+    from ._batching import moveaxis
+    return x if d is None else moveaxis(x, d, 0)
+
+
+def _batched_aval(aval, size):
+    return ShapedArray((size,) + aval.shape, aval.dtype, aval.weak_type)
+
+
+def _cond_batch(args, dims, *, branches):
+    from ._batching import axis_size
+    from .shape_ops import broadcast_in_dim
+    from .logical import select_n
+    from .arith import max as max_, min as min_
+    size = axis_size(args, dims)
+    index, ops = args[0], [_to_front(x, d) for x, d in zip(args[1:], dims[1:])]
+    in_dims = [None if d is None else 0 for d in dims[1:]]
+    bj = interpreters.batch_jaxpr
+    n_out = len(branches[0].out_avals)
+    if dims[0] is not None:
+        # a batched predicate: every branch runs on the whole batch, then a select
+        # picks each element's result
+        idx = min_(max_(_to_front(index, dims[0]), np.int32(0)), np.int32(len(branches) - 1))
+        results = []
+        for b in branches:
+            bb, _ = bj(b, size, in_dims, [0] * n_out)
+            results.append(eval_jaxpr(bb.jaxpr, bb.consts, *ops))
+        outs = []
+        for k, a in enumerate(branches[0].out_avals):
+            which = broadcast_in_dim(idx, (size,) + a.shape, (0,))
+            outs.append(select_n(which, *[r[k] for r in results]))
+        return outs, [0] * n_out
+    batched = [False] * n_out
+    for b in branches:
+        _, od = bj(b, size, in_dims)
+        batched = [x or d is not None for x, d in zip(batched, od)]
+    out_dims = [0 if x else None for x in batched]
+    new = tuple(bj(b, size, in_dims, out_dims)[0] for b in branches)
+    return cond_p.bind(index, *ops, branches=new), out_dims
+
+
+def _scan_batch(args, dims, *, jaxpr, num_consts, num_carry, length, reverse, unroll):
+    from ._batching import axis_size, bdim_to, moveaxis
+    size = axis_size(args, dims)
+    nc, nk = num_consts, num_carry
+    c_d, i_d, x_d = _split(dims, nc, nk)
+    carry_b = [d is not None for d in i_d]
+    bj = interpreters.batch_jaxpr
+    const_in = [None if d is None else 0 for d in c_d]
+    xs_in = [None if d is None else 0 for d in x_d]
+    while True:
+        in_dims = const_in + [0 if b else None for b in carry_b] + xs_in
+        _, od = bj(jaxpr, size, in_dims)
+        new = [c or d is not None for c, d in zip(carry_b, od[:nk])]
+        if new == carry_b:
+            break
+        carry_b = new
+    ys_b = [d is not None for d in od[nk:]]
+    body, _ = bj(jaxpr, size, in_dims, [0 if b else None for b in carry_b + ys_b])
+    consts, init, xs = _split(args, nc, nk)
+    consts = [_to_front(x, d) for x, d in zip(consts, c_d)]
+    init = [bdim_to(x, d, size, 0) if b else x for x, d, b in zip(init, i_d, carry_b)]
+    # the scanned axis stays first; the batch axis goes second
+    xs = [x if d is None else moveaxis(x, d, 1) for x, d in zip(xs, x_d)]
+    outs = scan_p.bind(*consts, *init, *xs, jaxpr=body, num_consts=nc, num_carry=nk,
+                       length=length, reverse=reverse, unroll=unroll)
+    return outs, [0 if b else None for b in carry_b] + [1 if b else None for b in ys_b]
+
+
+def _while_batch(args, dims, *, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
+    from ._batching import axis_size, bdim_to
+    from .shape_ops import broadcast_in_dim
+    from .logical import select_n
+    from .reductions import reduce_max
+    size = axis_size(args, dims)
+    nc, nb = cond_nconsts, body_nconsts
+    cc, bc, init = _split(args, nc, nb)
+    cc_d, bc_d, i_d = _split(dims, nc, nb)
+    cc = [_to_front(x, d) for x, d in zip(cc, cc_d)]
+    bc = [_to_front(x, d) for x, d in zip(bc, bc_d)]
+    cc_in = [None if d is None else 0 for d in cc_d]
+    bc_in = [None if d is None else 0 for d in bc_d]
+    bj = interpreters.batch_jaxpr
+    carry_b = [d is not None for d in i_d]
+    while True:
+        carry_in = [0 if b else None for b in carry_b]
+        _, od = bj(body_jaxpr, size, bc_in + carry_in)
+        new = [c or d is not None for c, d in zip(carry_b, od)]
+        _, pd = bj(cond_jaxpr, size, cc_in + carry_in)
+        if pd[0] is not None:
+            new = [True] * len(carry_b)   # elements stop at different times
+        if new == carry_b:
+            break
+        carry_b = new
+    init = [bdim_to(x, d, size, 0) if b else x for x, d, b in zip(init, i_d, carry_b)]
+    carry_in = [0 if b else None for b in carry_b]
+    if pd[0] is None:
+        cond_b, _ = bj(cond_jaxpr, size, cc_in + carry_in, [None])
+        body_b, _ = bj(body_jaxpr, size, bc_in + carry_in, carry_in)
+        outs = while_p.bind(*cc, *bc, *init, cond_jaxpr=cond_b, body_jaxpr=body_b,
+                            cond_nconsts=nc, body_nconsts=nb)
+        return outs, carry_in
+    # a batched predicate: loop while any element is running; finished elements keep
+    # their carry (the body's result is selected per element)
+    cond_b, _ = bj(cond_jaxpr, size, cc_in + carry_in, [0])
+    body_b, _ = bj(body_jaxpr, size, bc_in + carry_in, carry_in)
+    cc_avals = [get_aval(x) for x in cc]
+    bc_avals = [get_aval(x) for x in bc]
+    carry_avals = [_batched_aval(a, size) for a in body_jaxpr.in_avals[nb:]]
+
+    def any_fun(*a):
+        p = eval_jaxpr(cond_b.jaxpr, cond_b.consts, *a)[0]
+        return [reduce_max(p, (0,))]
+
+    def body_fun(*a):
+        c_consts, b_consts, carry = _split(a, nc, nb)
+        p = eval_jaxpr(cond_b.jaxpr, cond_b.consts, *c_consts, *carry)[0]
+        new = eval_jaxpr(body_b.jaxpr, body_b.consts, *b_consts, *carry)
+        return [select_n(broadcast_in_dim(p, (size,) + tuple(n.shape[1:]), (0,)), old, n)
+                for old, n in zip(carry, new)]
+    j1, c1 = trace_to_jaxpr(any_fun, cc_avals + carry_avals, name='vmap(while)')
+    j2, c2 = trace_to_jaxpr(body_fun, cc_avals + bc_avals + carry_avals, name='vmap(while)')
+    outs = while_p.bind(*cc, *cc, *bc, *init, cond_jaxpr=ClosedJaxpr(j1, c1),
+                        body_jaxpr=ClosedJaxpr(j2, c2), cond_nconsts=nc, body_nconsts=nc + nb)
+    return outs, [0] * len(outs)
+
+
+cond_p.batch = _cond_batch
+scan_p.batch = _scan_batch
+while_p.batch = _while_batch

@@ -349,3 +349,14 @@ def print_saved_residuals(f, *args):
     line that computed it)."""
     for aval, desc in saved_residuals(f, *args):
         print(f"{aval.str_short()} {desc}")
+
+
+def _remat_batch(args, dims, *, jaxpr, prevent_cse, differentiated, policy):
+    from primitives._batching import axis_size
+    from .vmap import batch_jaxpr
+    batched, out_dims = batch_jaxpr(jaxpr, axis_size(args, dims), dims)
+    return remat_p.bind(*args, jaxpr=batched, prevent_cse=prevent_cse,
+                        differentiated=differentiated, policy=policy), out_dims
+
+
+remat_p.batch = _remat_batch

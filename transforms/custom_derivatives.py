@@ -515,3 +515,153 @@ class custom_vjp:
         outs = custom_vjp_call_p.bind(*lifted, *flat, call_jaxpr=closed, fwd=fwd, bwd=bwd,
                                       name=name, num_consts=len(lifted))
         return tree_unflatten(out_tree, outs)
+
+
+# ======================================================================================
+# batching (vmap): the function's jaxpr is batched, the rules are vmapped
+# ======================================================================================
+
+def _front(args, dims):
+    from primitives._batching import moveaxis
+    return ([x if d is None else moveaxis(x, d, 0) for x, d in zip(args, dims)],
+            [None if d is None else 0 for d in dims])
+
+
+def _zeros_of(x):
+    a = get_aval(x)
+    ta = tangent_aval(a)
+    return np.zeros(ta.shape, ta.dtype)
+
+
+class _BatchedJVP:
+    """A JVP rule applied to batched primals and tangents (all at axis 0 or unbatched),
+    its outputs batched at axis 0."""
+
+    def __init__(self, rule, size, dims, n_out):
+        self.rule, self.size, self.dims, self.n_out = rule, size, dims, n_out
+        self.__name__ = getattr(rule, '__name__', 'jvp')
+
+    def __repr__(self):
+        return self.__name__
+
+    def __call__(self, primals, tangents):
+        from .vmap import vmap
+        ts = [_zeros_of(p) if type(t) is Zero else t for p, t in zip(primals, tangents)]
+
+        def per_example(p, t):
+            outs, t_outs = self.rule(list(p), list(t))
+            return list(outs), [_zeros_of(o) if type(z) is Zero else z
+                                for o, z in zip(outs, t_outs)]
+        axes = list(self.dims)
+        outs, t_outs = vmap(per_example, in_axes=(axes, axes), out_axes=0,
+                            axis_size=self.size)(list(primals), ts)
+        return outs, t_outs
+
+
+def _cj_batch(args, dims, *, call_jaxpr, jvp, name, num_consts):
+    from primitives._batching import axis_size
+    from .vmap import batch_jaxpr
+    size = axis_size(args, dims)
+    args, dims = _front(args, dims)
+    n_out = len(call_jaxpr.out_avals)
+    batched, _ = batch_jaxpr(call_jaxpr, size, dims, [0] * n_out)
+    rule = _BatchedJVP(jvp, size, dims[num_consts:], n_out)
+    return custom_jvp_call_p.bind(*args, call_jaxpr=batched, jvp=rule, name=name,
+                                  num_consts=num_consts), [0] * n_out
+
+
+class _BatchedFwd:
+    def __init__(self, fwd, size, dims):
+        self.fwd, self.size, self.dims = fwd, size, dims
+        self.out_tree = fwd.out_tree
+        self.__name__ = fwd.__name__
+
+    def __repr__(self):
+        return self.__name__
+
+    def __call__(self, primals):
+        from .vmap import vmap
+
+        def per_example(p):
+            outs, res = self.fwd(list(p))
+            return list(outs), res
+        return vmap(per_example, in_axes=(list(self.dims),), out_axes=0,
+                    axis_size=self.size)(list(primals))
+
+
+class _BatchedBwd:
+    """bwd applied per batch element: residuals batched at res_dims (0 or None), output
+    cotangents at 0; the cotangents of unbatched arguments are summed over the batch."""
+
+    def __init__(self, inner, size, res_dims, arg_dims):
+        self.inner, self.size = inner, size
+        self.res_dims, self.arg_dims = list(res_dims), list(arg_dims)
+        self.owner, self.in_tree, self.nondiff = inner.owner, inner.in_tree, []
+        self.__name__ = inner.__name__
+        self.bwd = self._call
+
+    def __repr__(self):
+        return self.__name__
+
+    def _call(self, res, ct):
+        from .vmap import vmap
+        from primitives.reductions import reduce_sum
+        r_flat, r_tree = tree_flatten(res)
+        inner = self.inner
+        nondiff = [v for _, v in inner.nondiff]
+
+        def per_example(rf, c):
+            return tuple(inner.bwd(*nondiff, tree_unflatten(r_tree, list(rf)), c))
+        res_dims = self.res_dims if len(self.res_dims) == len(r_flat) else [0] * len(r_flat)
+        got = vmap(per_example, in_axes=(res_dims, 0), out_axes=0,
+                   axis_size=self.size)(r_flat, ct)
+        # (dims may be None, which a pytree would read as an empty node: go by index)
+        index_tree = tree_unflatten(self.in_tree, list(range(len(self.arg_dims))))
+        out = []
+        for g, idx in zip(got, index_tree):
+            if g is None:
+                out.append(None)
+                continue
+            gl, gt = tree_flatten(g)
+            dl = [self.arg_dims[i] for i in tree_flatten(idx)[0]]
+            out.append(tree_unflatten(gt, [x if dd is not None else reduce_sum(x, (0,))
+                                          for x, dd in zip(gl, dl)]))
+        return tuple(out)
+
+
+def _cv_batch(args, dims, *, call_jaxpr, fwd, bwd, name, num_consts):
+    from primitives._batching import axis_size
+    from .vmap import batch_jaxpr
+    size = axis_size(args, dims)
+    args, dims = _front(args, dims)
+    n_out = len(call_jaxpr.out_avals)
+    batched, _ = batch_jaxpr(call_jaxpr, size, dims, [0] * n_out)
+    arg_dims = dims[num_consts:]
+    return custom_vjp_call_p.bind(
+        *args, call_jaxpr=batched, fwd=_BatchedFwd(fwd, size, arg_dims),
+        bwd=_BatchedBwd(bwd, size, [], arg_dims), name=name,
+        num_consts=num_consts), [0] * n_out
+
+
+def _lin_batch(args, dims, *, bwd, num_res):
+    from primitives._batching import axis_size, bdim_to
+    size = axis_size(args, dims)
+    args, dims = _front(args, dims)
+    res_dims = dims[:num_res]
+    # the tangent inputs are all batched at 0 (so the cotangents bwd returns for them
+    # are per element); the arguments without a tangent are unbatched
+    ts = [bdim_to(t, d, size, 0) for t, d in zip(args[num_res:], dims[num_res:])]
+    arg_dims = [0 if nz else None for nz in bwd.nonzeros]
+    new = _LinRule(_BatchedBwd(bwd.bwd, size, res_dims, arg_dims), bwd.res_tree,
+                   bwd.nonzeros,
+                   tuple(ShapedArray((size,) + a.shape, a.dtype) if nz else a
+                         for nz, a in zip(bwd.nonzeros, bwd.in_avals)),
+                   tuple(ShapedArray((size,) + a.shape, a.dtype) for a in bwd.out_avals),
+                   bwd.out_tree)
+    outs = custom_lin_p.bind(*args[:num_res], *ts, bwd=new, num_res=num_res)
+    return outs, [0] * len(outs)
+
+
+custom_jvp_call_p.batch = _cj_batch
+custom_vjp_call_p.batch = _cv_batch
+custom_lin_p.batch = _lin_batch
