@@ -525,3 +525,91 @@ for _p in (neg_p, add_p, sub_p, add_any_p, mul_p, add_products_p, safe_mul_p, di
            integer_pow_p, pow_p, max_p, min_p, sign_p, abs_p):
     _p.batch = _bew(_p)
 del _p
+
+# --- numba lowering ---
+# (see primitives/_lowering.py: elementwise rules return a scalar expression)
+from ._lowering import Elementwise as _EW, NotLowerable as _NotLowerable  # noqa: E402
+
+
+def _lw_binop(op):
+    return _EW(lambda ctx, a, avals, out: f'({a[0]} {op} {a[1]})')
+
+
+def _lw_add_any(ctx, a, avals, out, coeffs=None):
+    terms = []
+    for i, x in enumerate(a):
+        c = 1 if coeffs is None else coeffs[i]
+        terms.append(x if c == 1 else f'({x} * {ctx.lit(c, out.dtype)})')
+    expr = terms[0]
+    for t in terms[1:]:
+        expr = f'({expr} + {t})'
+    return expr
+
+
+def _lw_add_products(ctx, a, avals, out):
+    expr = f'({a[0]} * {a[1]})'
+    for i in range(2, len(a), 2):
+        expr = f'({expr} + ({a[i]} * {a[i + 1]}))'
+    return expr
+
+
+def _lw_div(ctx, a, avals, out):
+    if out.dtype.kind in 'iu':
+        return f"{ctx.helper('idiv')}({a[0]}, {a[1]})"
+    return f'({a[0]} / {a[1]})'
+
+
+def _lw_integer_pow(ctx, a, avals, out, y):
+    x = a[0]
+    dt = out.dtype
+    if y == 0:
+        return ctx.lit(1, dt)
+    if y == 1:
+        return x
+    if y == 2:
+        return f'({x} * {x})'
+    if y == 3:
+        return f'(({x} * {x}) * {x})'
+    if dt.kind in 'iu':
+        if y < 0:
+            raise _NotLowerable("integer_pow with a negative exponent on integers")
+        return f"{ctx.helper('ipow')}({x}, {y})"
+    return f'({x} ** {ctx.lit(y, dt)})'
+
+
+def _lw_pow(ctx, a, avals, out):
+    if out.dtype.kind in 'iu':
+        return f"{ctx.helper('ipow')}({a[0]}, {a[1]})"
+    if out.dtype.kind == 'b':
+        raise _NotLowerable("pow of booleans")
+    return f'({a[0]} ** {a[1]})'
+
+
+def _lw_minmax(name, builtin):
+    def rule(ctx, a, avals, out):
+        if out.dtype.kind == 'f':
+            return f"{ctx.helper(name)}({a[0]}, {a[1]})"
+        return f'{builtin}({a[0]}, {a[1]})'
+    return _EW(rule)
+
+
+def _lw_sign(ctx, a, avals, out):
+    if out.dtype.kind == 'f':
+        return f"{ctx.helper('fsign')}({a[0]})"
+    return f'(({a[0]} > 0) - ({a[0]} < 0))'
+
+
+neg_p.lowering = _EW(lambda ctx, a, avals, out: f'(-{a[0]})')
+add_p.lowering = _lw_binop('+')
+sub_p.lowering = _lw_binop('-')
+mul_p.lowering = _lw_binop('*')
+add_any_p.lowering = _EW(_lw_add_any)
+add_products_p.lowering = _EW(_lw_add_products)
+safe_mul_p.lowering = _EW(lambda ctx, a, avals, out: f"{ctx.helper('safe_mul')}({a[0]}, {a[1]})")
+div_p.lowering = _EW(_lw_div)
+integer_pow_p.lowering = _EW(_lw_integer_pow)
+pow_p.lowering = _EW(_lw_pow)
+max_p.lowering = _lw_minmax('fmax', 'max')
+min_p.lowering = _lw_minmax('fmin', 'min')
+sign_p.lowering = _EW(_lw_sign)
+abs_p.lowering = _EW(lambda ctx, a, avals, out: f'abs({a[0]})')

@@ -110,3 +110,17 @@ def _iota_batch(args, dims, **params):
 
 
 iota_p.batch = _iota_batch
+
+# --- numba lowering ---
+from ._lowering import Elementwise as _EW, Iota as _Iota  # noqa: E402
+
+
+def _lw_convert(ctx, a, avals, out, new_dtype, weak_type=False):
+    if np.dtype(new_dtype).kind == 'b' and avals[0].dtype.kind != 'b':
+        return f'({a[0]} != 0)'
+    return a[0]    # the generated code casts every result to its dtype
+
+
+convert_element_type_p.lowering = _EW(_lw_convert)
+stop_gradient_p.lowering = _EW(lambda ctx, a, avals, out: a[0])
+iota_p.lowering = _Iota()

@@ -253,3 +253,78 @@ def _batched_outer(x, y, bx, by):
 
 
 dot_general_p.batch = _dot_general_batch
+
+# --- numba lowering ---
+# Floating-point contractions go to BLAS through np.dot on contiguous operands
+# (a transposed operand is passed as a transposed view, which BLAS reads as is);
+# batch dimensions loop over np.dot of 2-D slices; integer dtypes get plain loops.
+from ._lowering import Structural as _Structural, NotLowerable as _NotLowerable  # noqa: E402
+
+
+def _np_dt(dt):
+    return 'np.bool_' if dt.kind == 'b' else f'np.{dt.name}'
+
+
+def _lw_dot(ctx, ins, outs, dimension_numbers, preferred_element_type=None):
+    x, y = ins
+    out = outs[0]
+    dt = out.dtype
+    (lc, rc), (lb, rb) = dimension_numbers
+    if dt.kind == 'b':
+        raise _NotLowerable("dot_general of booleans")
+    xe, ye = x.expr, y.expr
+    if x.aval.dtype != dt:
+        xe = ctx.cast(xe, dt) if x.scalar else f"{ctx.helper('astype')}({xe}, {_np_dt(dt)})"
+    if y.aval.dtype != dt:
+        ye = ctx.cast(ye, dt) if y.scalar else f"{ctx.helper('astype')}({ye}, {_np_dt(dt)})"
+    if x.scalar or y.scalar:          # no contraction: a scaled copy
+        if x.scalar and y.scalar:
+            return [f'({xe} * {ye})']
+        r = ctx.fresh('d')
+        ctx.emit(f'{r} = {xe} * {ye}')
+        return [r]
+    nx, ny = len(x.aval.shape), len(y.aval.shape)
+    flt = dt.kind == 'f'
+    if flt and not lb and len(lc) == 1 and nx <= 2 and ny <= 2:
+        c, d = lc[0], rc[0]
+        fn = {(False, False): 'dot_nn', (True, False): 'dot_t', (False, True): 'dot_nt',
+              (True, True): 'dot_tt'}[(c != nx - 1, d != 0)]
+        return [f"{ctx.helper(fn)}({xe}, {ye})"]
+    # general: (b, m, k) x (b, k, n)
+    xf = tuple(i for i in range(nx) if i not in lc and i not in lb)
+    yf = tuple(i for i in range(ny) if i not in rc and i not in rb)
+    xs, ys = x.aval.shape, y.aval.shape
+    b = _prod(xs[i] for i in lb)
+    m = _prod(xs[i] for i in xf)
+    k = _prod(xs[i] for i in lc)
+    n = _prod(ys[i] for i in yf)
+    X, Y, R = ctx.fresh('X'), ctx.fresh('Y'), ctx.fresh('R')
+    tr, rs = ctx.helper('transpose'), ctx.helper('reshape')
+    ctx.emit(f'{X} = {rs}({tr}({xe}, {tuple(lb + xf + lc)!r}), ({b}, {m}, {k}))')
+    ctx.emit(f'{Y} = {rs}({tr}({ye}, {tuple(rb + rc + yf)!r}), ({b}, {k}, {n}))')
+    ctx.emit(f'{R} = {ctx.empty((b, m, n), dt)}')
+    bi = ctx.fresh('bi')
+    ctx.emit(f'for {bi} in range({b}):')
+    if flt:
+        ctx.emit(f"    {R}[{bi}] = {ctx.helper('dot_nn')}({X}[{bi}], {Y}[{bi}])")
+    else:
+        i, j, q, acc = ctx.fresh('i'), ctx.fresh('j'), ctx.fresh('q'), ctx.fresh('acc')
+        ctx.emit(f'    for {i} in range({m}):')
+        ctx.emit(f'        for {j} in range({n}):')
+        ctx.emit(f'            {acc} = {ctx.lit(0, dt)}')
+        ctx.emit(f'            for {q} in range({k}):')
+        ctx.emit(f'                {acc} = {ctx.cast(f"{acc} + {X}[{bi}, {i}, {q}] * {Y}[{bi}, {q}, {j}]", dt)}')
+        ctx.emit(f'            {R}[{bi}, {i}, {j}] = {acc}')
+    if out.shape == ():
+        return [f'{R}[0, 0, 0]']
+    return [f"{ctx.helper('reshape')}({R}, {out.shape!r})"]
+
+
+def _prod(xs):
+    p = 1
+    for v in xs:
+        p *= v
+    return p
+
+
+dot_general_p.lowering = _Structural(_lw_dot)

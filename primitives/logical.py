@@ -123,3 +123,32 @@ from ._batching import elementwise as _bew  # noqa: E402
 for _p in (eq_p, ne_p, lt_p, le_p, gt_p, ge_p, and_p, or_p, xor_p, not_p, select_n_p):
     _p.batch = _bew(_p)
 del _p
+
+# --- numba lowering ---
+from ._lowering import Elementwise as _EW  # noqa: E402
+
+
+def _lw_op(op):
+    return _EW(lambda ctx, a, avals, out: f'({a[0]} {op} {a[1]})')
+
+
+for _p, _op in ((eq_p, '=='), (ne_p, '!='), (lt_p, '<'), (le_p, '<='), (gt_p, '>'),
+                (ge_p, '>='), (and_p, '&'), (or_p, '|'), (xor_p, '^')):
+    _p.lowering = _lw_op(_op)
+not_p.lowering = _EW(lambda ctx, a, avals, out: (
+    f'(not {a[0]})' if out.dtype.kind == 'b' else f'(~{a[0]})'))
+
+
+def _lw_select_n(ctx, a, avals, out):
+    which, cases = a[0], a[1:]
+    if len(cases) == 1:
+        return cases[0]
+    if avals[0].dtype.kind == 'b':
+        return f'({cases[1]} if {which} else {cases[0]})'
+    expr = cases[-1]
+    for i in range(len(cases) - 2, -1, -1):
+        expr = f'({cases[i]} if {which} == {i} else {expr})'
+    return expr
+
+
+select_n_p.lowering = _EW(_lw_select_n)

@@ -320,3 +320,80 @@ def _cumsum_batch(args, dims, axis, reverse):
 
 
 cumsum_p.batch = _cumsum_batch
+
+# --- numba lowering ---
+# Reductions are fused by the code generator into the loop producing their
+# operand; argmax/argmin and cumsum write their own loops.
+from ._lowering import Reduce as _Reduce, Structural as _Structural  # noqa: E402
+
+reduce_sum_p.lowering = _Reduce('sum')
+reduce_max_p.lowering = _Reduce('max')
+reduce_min_p.lowering = _Reduce('min')
+reduce_prod_p.lowering = _Reduce('prod')
+
+
+def _lw_arg(better):
+    def rule(ctx, ins, out_avals, axes, index_dtype):
+        x = ins[0]
+        out = out_avals[0]
+        ax = axes[0]
+        shape = x.aval.shape
+        n = shape[ax]
+        flt = x.aval.dtype.kind == 'f'
+        res = ctx.fresh('arg')
+        if out.shape:
+            ctx.emit(f'{res} = {ctx.empty(out.shape, out.dtype)}')
+        with ctx.loops(out.shape) as oi:
+            def at(j):
+                ix = list(oi)
+                ix.insert(ax, j)
+                return f"{x.expr}[{', '.join(ix)}]"
+            best, bi, j, v = ctx.fresh('b'), ctx.fresh('bi'), ctx.fresh('k'), ctx.fresh('x')
+            ctx.emit(f'{best} = {at("0")}')
+            ctx.emit(f'{bi} = 0')
+            ctx.emit(f'for {j} in range(1, {n}):')
+            ctx.emit(f'    {v} = {at(j)}')
+            if flt:   # the first NaN wins, as in NumPy
+                ctx.emit(f'    if {best} == {best} and ({v} {better} {best} or {v} != {v}):')
+            else:
+                ctx.emit(f'    if {v} {better} {best}:')
+            ctx.emit(f'        {best} = {v}')
+            ctx.emit(f'        {bi} = {j}')
+            if out.shape:
+                ctx.emit(f"{res}[{', '.join(oi)}] = {bi}")
+            else:
+                ctx.emit(f'{res} = {ctx.cast(bi, out.dtype)}')
+        return [res]
+    return _Structural(rule)
+
+
+def _np_dt(dt):
+    return 'np.bool_' if dt.kind == 'b' else f'np.{dt.name}'
+
+
+argmax_p.lowering = _lw_arg('>')
+argmin_p.lowering = _lw_arg('<')
+
+
+def _lw_cumsum(ctx, ins, out_avals, axis, reverse):
+    x = ins[0]
+    out = out_avals[0]
+    shape = out.shape
+    n = shape[axis]
+    res = ctx.fresh('cs')
+    ctx.emit(f'{res} = {ctx.empty(shape, out.dtype)}')
+    rest = tuple(s for d, s in enumerate(shape) if d != axis)
+    with ctx.loops(rest) as oi:
+        acc, j = ctx.fresh('acc'), ctx.fresh('k')
+        ix = list(oi)
+        ix.insert(axis, j)
+        ix = ', '.join(ix)
+        ctx.emit(f'{acc} = {ctx.lit(0, out.dtype)}')
+        rng = f'range({n} - 1, -1, -1)' if reverse else f'range({n})'
+        ctx.emit(f'for {j} in {rng}:')
+        ctx.emit(f'    {acc} = {ctx.cast(f"{acc} + {x.expr}[{ix}]", out.dtype)}')
+        ctx.emit(f'    {res}[{ix}] = {acc}')
+    return [res]
+
+
+cumsum_p.lowering = _Structural(_lw_cumsum)

@@ -491,3 +491,85 @@ def _rev_batch(args, dims, dimensions):
 
 
 rev_p.batch = _rev_batch
+
+# --- numba lowering ---
+# Views where numba can make them (transpose, rev, reshape of contiguous data);
+# broadcast_in_dim is an index remapping inside the fused loops.
+from ._lowering import (Structural as _Structural,  # noqa: E402
+                        BroadcastInDim as _BroadcastInDim)
+
+
+def _np_dt(dt):
+    return 'np.bool_' if dt.kind == 'b' else f'np.{dt.name}'
+
+
+def _lw_reshape_to(ctx, x, out):
+    if x.scalar:
+        if out.shape == ():
+            return x.expr
+        return ctx.full(out.shape, x.expr, out.dtype)
+    if out.shape == ():
+        return f"{ctx.helper('reshape')}({x.expr}, (1,))[0]"
+    return f"{ctx.helper('reshape')}({x.expr}, {out.shape!r})"
+
+
+broadcast_in_dim_p.lowering = _BroadcastInDim()
+reshape_p.lowering = _Structural(lambda ctx, ins, outs, new_sizes: [_lw_reshape_to(ctx, ins[0], outs[0])])
+squeeze_p.lowering = _Structural(lambda ctx, ins, outs, dimensions: [_lw_reshape_to(ctx, ins[0], outs[0])])
+transpose_p.lowering = _Structural(lambda ctx, ins, outs, permutation: [
+    ins[0].expr if ins[0].scalar or permutation == tuple(range(len(permutation)))
+    else f"{ctx.helper('transpose')}({ins[0].expr}, {permutation!r})"])
+
+
+def _lw_rev(ctx, ins, outs, dimensions):
+    x = ins[0]
+    if x.scalar:
+        return [x.expr]
+    ix = ['::-1' if d in dimensions else ':' for d in range(len(x.aval.shape))]
+    return [f"{x.expr}[{', '.join(ix)}]"]
+
+
+rev_p.lowering = _Structural(_lw_rev)
+
+
+def _lw_concatenate(ctx, ins, outs, dimension):
+    out = outs[0]
+    res = ctx.fresh('cat')
+    ctx.emit(f'{res} = {ctx.empty(out.shape, out.dtype)}')
+    start = 0
+    for x in ins:
+        k = x.aval.shape[dimension]
+        if k:
+            ix = [':'] * len(out.shape)
+            ix[dimension] = f'{start}:{start + k}'
+            ctx.emit(f"{res}[{', '.join(ix)}] = {x.expr}")
+        start += k
+    return [res]
+
+
+concatenate_p.lowering = _Structural(_lw_concatenate)
+
+
+def _lw_pad(ctx, ins, outs, padding_config):
+    x, pv = ins
+    out = outs[0]
+    if x.scalar:
+        return [x.expr]
+    res = ctx.fresh('pad')
+    ctx.emit(f'{res} = {ctx.full(out.shape, pv.expr, out.dtype)}')
+    dst, src = [], []
+    for (lo, hi, interior), n, size in zip(padding_config, x.aval.shape, out.shape):
+        s = interior + 1
+        j0 = 0 if lo >= 0 else (-lo + s - 1) // s
+        j1 = min(n, (size - lo + s - 1) // s) if size > lo else 0
+        c = j1 - j0
+        if c <= 0:
+            return [res]
+        start = lo + j0 * s
+        src.append(f'{j0}:{j1}')
+        dst.append(f'{start}:{start + (c - 1) * s + 1}:{s}')
+    ctx.emit(f"{res}[{', '.join(dst)}] = {x.expr}[{', '.join(src)}]")
+    return [res]
+
+
+pad_p.lowering = _Structural(_lw_pad)

@@ -620,3 +620,126 @@ def _scatter_add_batch(args, dims, axes):
 
 
 scatter_add_p.batch = _scatter_add_batch
+
+# --- numba lowering ---
+# slice and dynamic_slice are views; gather and scatter_add write their loops, with
+# the same index checks as the eager kernels (IndexError out of range).
+from ._lowering import Structural as _Structural  # noqa: E402
+
+
+def _np_dt(dt):
+    return 'np.bool_' if dt.kind == 'b' else f'np.{dt.name}'
+
+
+def _lw_slice(ctx, ins, outs, start_indices, limit_indices, strides):
+    x = ins[0]
+    if x.scalar:
+        return [x.expr]
+    st = strides or (1,) * len(start_indices)
+    ix = [f'{a}:{b}' + (f':{s}' if s != 1 else '') for a, b, s in zip(start_indices, limit_indices, st)]
+    return [f"{x.expr}[{', '.join(ix)}]"]
+
+
+slice_p.lowering = _Structural(_lw_slice)
+
+
+def _clamped(ctx, starts, shape, sizes):
+    names = []
+    for s, n, k in zip(starts, shape, sizes):
+        v = ctx.fresh('s')
+        ctx.emit(f'{v} = min(max(np.int64({s.expr}), 0), {n - k})')
+        names.append(v)
+    return names
+
+
+def _lw_dynamic_slice(ctx, ins, outs, slice_sizes):
+    x, starts = ins[0], ins[1:]
+    if x.scalar:
+        return [x.expr]
+    ss = _clamped(ctx, starts, x.aval.shape, slice_sizes)
+    ix = [f'{s}:{s} + {k}' for s, k in zip(ss, slice_sizes)]
+    return [f"{x.expr}[{', '.join(ix)}]"]
+
+
+dynamic_slice_p.lowering = _Structural(_lw_dynamic_slice)
+
+
+def _lw_dus(ctx, ins, outs):
+    x, u, starts = ins[0], ins[1], ins[2:]
+    if x.scalar:
+        return [u.expr]
+    res = ctx.fresh('dus')
+    ctx.emit(f"{res} = {ctx.helper('copy')}({x.expr})")
+    ss = _clamped(ctx, starts, x.aval.shape, u.aval.shape)
+    ix = [f'{s}:{s} + {k}' for s, k in zip(ss, u.aval.shape)]
+    ctx.emit(f"{res}[{', '.join(ix)}] = {u.expr}")
+    return [res]
+
+
+dynamic_update_slice_p.lowering = _Structural(_lw_dus)
+
+
+def _index_vars(ctx, idx, bi, axes, shape, wrap, what):
+    """Read and check the indices at batch position `bi`: one int64 local per axis."""
+    ps = []
+    for j, d in enumerate(axes):
+        p = ctx.fresh('p')
+        pos = ', '.join(list(bi) + [str(j)])
+        ctx.emit(f'{p} = np.int64({idx.expr}[{pos}])')
+        n = shape[d]
+        if wrap:
+            ctx.emit(f'if {p} < 0:')
+            ctx.emit(f'    {p} += {n}')
+        ctx.emit(f'if {p} < 0 or {p} >= {n}:')
+        ctx.emit(f'    raise IndexError("{what}: index out of range")')
+        ps.append(p)
+    return ps
+
+
+def _lw_gather(ctx, ins, outs, axes):
+    x, idx = ins
+    out = outs[0]
+    shape = x.aval.shape
+    batch = idx.aval.shape[:-1]
+    rest = tuple(s for d, s in enumerate(shape) if d not in axes)
+    res = ctx.fresh('g')
+    if out.shape:
+        ctx.emit(f'{res} = {ctx.empty(out.shape, out.dtype)}')
+    with ctx.loops(batch) as bi:
+        ps = _index_vars(ctx, idx, bi, axes, shape, True, 'gather')
+        with ctx.loops(rest) as ri:
+            it = iter(ri)
+            src = [ps[axes.index(d)] if d in axes else next(it) for d in range(len(shape))]
+            val = f"{x.expr}[{', '.join(src)}]" if shape else x.expr
+            if out.shape:
+                ctx.emit(f"{res}[{', '.join(list(bi) + list(ri))}] = {val}")
+            else:
+                ctx.emit(f'{res} = {val}')
+    return [res]
+
+
+gather_p.lowering = _Structural(_lw_gather)
+
+
+def _lw_scatter_add(ctx, ins, outs, axes):
+    x, idx, upd = ins
+    shape = x.aval.shape
+    if x.scalar:
+        raise _NotLowerableS("scatter_add into a 0-d operand")
+    batch = idx.aval.shape[:-1]
+    rest = tuple(s for d, s in enumerate(shape) if d not in axes)
+    res = ctx.fresh('sc')
+    ctx.emit(f"{res} = {ctx.helper('copy')}({x.expr})")
+    with ctx.loops(batch) as bi:
+        ps = _index_vars(ctx, idx, bi, axes, shape, False, 'scatter_add')
+        with ctx.loops(rest) as ri:
+            it = iter(ri)
+            dst = [ps[axes.index(d)] if d in axes else next(it) for d in range(len(shape))]
+            u = f"{upd.expr}[{', '.join(list(bi) + list(ri))}]" if not upd.scalar else upd.expr
+            ref = f"{res}[{', '.join(dst)}]"
+            ctx.emit(f'{ref} = {ctx.cast(f"{ref} + {u}", x.aval.dtype)}')
+    return [res]
+
+
+from ._lowering import NotLowerable as _NotLowerableS  # noqa: E402
+scatter_add_p.lowering = _Structural(_lw_scatter_add)

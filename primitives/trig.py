@@ -114,3 +114,26 @@ for _p in (sinh_p, cosh_p, asinh_p, acosh_p, atanh_p, asin_p, acos_p, atan_p, at
            cbrt_p, rem_p):
     _p.batch = _bew(_p)
 del _p
+
+# --- numba lowering ---
+# libm (scalar) versions: correct first; these are rare in hot loops.
+from ._lowering import Elementwise as _EW  # noqa: E402
+
+
+def _lw_math(fn):
+    return _EW(lambda ctx, a, avals, out: f"math.{fn}({', '.join(a)})")
+
+
+sinh_p.lowering = _lw_math('sinh')
+cosh_p.lowering = _lw_math('cosh')
+asinh_p.lowering = _lw_math('asinh')
+acosh_p.lowering = _EW(lambda ctx, a, avals, out: f"np.arccosh({a[0]})")
+atanh_p.lowering = _EW(lambda ctx, a, avals, out: f"np.arctanh({a[0]})")
+asin_p.lowering = _EW(lambda ctx, a, avals, out: f"np.arcsin({a[0]})")
+acos_p.lowering = _EW(lambda ctx, a, avals, out: f"np.arccos({a[0]})")
+atan_p.lowering = _lw_math('atan')
+atan2_p.lowering = _lw_math('atan2')
+cbrt_p.lowering = _EW(lambda ctx, a, avals, out: f"np.cbrt({a[0]})")
+rem_p.lowering = _EW(lambda ctx, a, avals, out: (
+    f"np.fmod({a[0]}, {a[1]})" if out.dtype.kind == 'f'
+    else f"{ctx.helper('irem')}({a[0]}, {a[1]})"))

@@ -143,3 +143,47 @@ for _p in (exp_p, log_p, log1p_p, expm1_p, sin_p, cos_p, sincos_p, tan_p, tanh_p
            logistic_p, sqrt_p, rsqrt_p, erf_p, floor_p, ceil_p, round_p):
     _p.batch = _bew(_p)
 del _p
+
+# --- numba lowering ---
+# Transcendentals use the vectorisable versions in primitives/vecmath.py (computed
+# in float64, rounded back by the generated code); sin/cos/tan fall back to libm
+# for loops that meet an argument beyond the fast range reduction.
+from ._lowering import Elementwise as _EW, Guarded as _Guarded  # noqa: E402
+
+
+def _f64(ctx, x, aval):
+    return x if aval.dtype.itemsize == 8 else f'np.float64({x})'
+
+
+def _lw_vm(name):
+    return _EW(lambda ctx, a, avals, out: f"{ctx.helper(name)}({_f64(ctx, a[0], avals[0])})")
+
+
+def _lw_libm(expr):
+    return _EW(lambda ctx, a, avals, out: expr.format(a[0]))
+
+
+def _guarded_trig(ctx, fast, slow, x, aval):
+    x64 = _f64(ctx, x, aval)
+    return _Guarded(f"{ctx.helper(fast)}({x64})", f"math.{slow}({x})",
+                   f"{ctx.helper('trig_big')}({x64})")
+
+
+exp_p.lowering = _lw_vm('vm_exp')
+log_p.lowering = _lw_vm('vm_log')
+log1p_p.lowering = _lw_vm('vm_log1p')
+expm1_p.lowering = _lw_vm('vm_expm1')
+tanh_p.lowering = _lw_vm('vm_tanh')
+logistic_p.lowering = _lw_vm('vm_logistic')
+sin_p.lowering = _EW(lambda ctx, a, avals, out: _guarded_trig(ctx, 'vm_sin', 'sin', a[0], avals[0]))
+cos_p.lowering = _EW(lambda ctx, a, avals, out: _guarded_trig(ctx, 'vm_cos', 'cos', a[0], avals[0]))
+tan_p.lowering = _EW(lambda ctx, a, avals, out: _guarded_trig(ctx, 'vm_tan', 'tan', a[0], avals[0]))
+sincos_p.lowering = _EW(lambda ctx, a, avals, out: [
+    _guarded_trig(ctx, 'vm_sin', 'sin', a[0], avals[0]),
+    _guarded_trig(ctx, 'vm_cos', 'cos', a[0], avals[0])])
+sqrt_p.lowering = _lw_libm('np.sqrt({})')
+rsqrt_p.lowering = _EW(lambda ctx, a, avals, out: f'({ctx.lit(1, out.dtype)} / np.sqrt({a[0]}))')
+erf_p.lowering = _lw_libm('math.erf({})')
+floor_p.lowering = _lw_libm('np.floor({})')
+ceil_p.lowering = _lw_libm('np.ceil({})')
+round_p.lowering = _lw_vm('vm_rint')

@@ -30,8 +30,11 @@ from .jaxpr_transforms import (jvp_jaxpr, partial_eval_jaxpr, transpose_jaxpr,
 jit_p = Primitive('jit', multiple_results=True)
 
 
+from .compiler import get_executable as _get_executable   # the numba compiler
+
+
 def _jit_impl(*args, jaxpr, name):
-    return eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, *args)
+    return _get_executable(jaxpr)(*args)
 
 
 def _jit_abstract_eval(*avals, jaxpr, name):
@@ -300,6 +303,11 @@ class Jitted:
                 self._fast.pop(next(iter(self._fast)))
         outs = jit_p.bind(*lifted, *flat, jaxpr=closed, name=self.name)
         return tree_unflatten(out_tree, [_as_array(o) for o in outs])
+
+    def lower(self, *args, **kwargs):
+        """The compiled program for these arguments (transforms/compiler.py):
+        `.as_text()` (and `str()`) is the generated numba source."""
+        return _get_executable(self.trace(*args, **kwargs))
 
     def trace(self, *args, **kwargs):
         """The ClosedJaxpr this function runs for these arguments."""

@@ -1,0 +1,107 @@
+"""The interface between primitives and the numba code generator
+(transforms/codegen.py).
+
+Each primitive module ends with a `# --- numba lowering ---` block that sets
+`p.lowering` to one of the rule kinds below. The code generator turns a jaxpr
+into the Python source of one numba function; rules produce source text.
+
+Elementwise(fn)
+    fn(ctx, args, avals, out_aval, **params) -> str (or a list of str for a
+    multiple-results primitive): a scalar expression computing one element from
+    the operands' scalar expressions `args` (strings, already of the operands'
+    dtypes). The generator fuses chains of these into one loop nest, handles
+    NumPy broadcasting in the loop indices and casts the result to the output
+    dtype. `fn` may raise NotLowerable for dtypes/params it cannot handle.
+
+BroadcastInDim(), Iota(), Reduce(op)
+    Marker kinds the generator understands itself: index remapping inside a
+    loop, a value of the loop index, and a reduction fused into the loop that
+    produces its operand.
+
+Structural(fn)
+    fn(ctx, ins, out_avals, **params) -> list of output expressions. `ins` are
+    `Operand`s (`.expr` a name, `.aval`, `.scalar` True for a 0-d value, which
+    the generated code holds as a plain scalar, never a 0-d array). The rule
+    emits statements with `ctx.emit(line)` / `ctx.loops(shape)` and returns, per
+    output, the name holding it (a scalar for a 0-d output).
+
+Helpers a rule may use on `ctx`: `lit(value, dtype)` (a literal of that
+dtype), `cast(expr, dtype)`, `fresh(prefix)` (a new local name), `emit(line)`,
+`loops(shape)` (a context manager opening a loop nest and yielding the index
+names), `helper(name)` (imports `name` from primitives.vecmath or primitives.jitlib
+and returns it), `empty(shape, dtype)` / `full(shape, value, dtype)` (allocation
+expressions).
+"""
+
+
+class NotLowerable(Exception):
+    """A rule cannot compile this equation (dtype, parameters): the compiler
+    evaluates it eagerly instead (with one warning)."""
+
+
+class Elementwise:
+    __slots__ = ('fn',)
+    kind = 'elementwise'
+
+    def __init__(self, fn):
+        self.fn = fn
+
+
+class Structural:
+    __slots__ = ('fn',)
+    kind = 'structural'
+
+    def __init__(self, fn):
+        self.fn = fn
+
+
+class BroadcastInDim:
+    __slots__ = ()
+    kind = 'broadcast'
+
+
+class Iota:
+    __slots__ = ()
+    kind = 'iota'
+
+
+class Reduce:
+    """op: 'sum', 'max', 'min' or 'prod'."""
+    __slots__ = ('op',)
+    kind = 'reduce'
+
+    def __init__(self, op):
+        self.op = op
+
+
+class Guarded(str):
+    """An elementwise result with a fast (vectorisable) expression and a slow exact
+    one: the generator runs a loop nest again with the slow expressions when
+    `guard` held for some element (e.g. a trigonometric argument beyond the fast
+    range reduction). A 0-d equation uses the slow expression directly."""
+
+    def __new__(cls, fast, slow, guard):
+        s = super().__new__(cls, fast)
+        s.slow = slow
+        s.guard = guard
+        return s
+
+
+class Operand:
+    __slots__ = ('expr', 'aval', 'scalar')
+
+    def __init__(self, expr, aval):
+        self.expr = expr
+        self.aval = aval
+        self.scalar = aval.shape == ()
+
+    def __repr__(self):
+        return f"Operand({self.expr}, {self.aval.str_short()})"
+
+
+def kind_of(dtype):
+    return dtype.kind
+
+
+def is_float(dtype):
+    return dtype.kind == 'f'

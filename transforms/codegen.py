@@ -1,0 +1,443 @@
+"""Python source for numba from a jaxpr: fused loops, BLAS calls, views.
+
+The generator walks the equations once, in order, keeping *open clusters*: sets
+of elementwise equations with one output shape whose loop nest has not been
+written yet. An elementwise equation (or a broadcast_in_dim, an iota) of shape S
+joins the open cluster of shape S when its operands are values of that cluster
+or already-computed arrays and scalars; a reduction joins the cluster that
+produces its operand. Anything else (a dot_general, a reshape, a gather...) is a
+*structural* equation: the clusters producing its operands are closed first
+(their loop nests written out), then the rule writes its statements. A cluster
+also closes when a member would read one of its own reductions, and at the end.
+
+Closing a cluster writes one loop nest over S. Inside, every member is a scalar
+local (one pass over memory, no intermediate arrays); a member is stored to an
+array only if something outside the cluster (or the function's result) reads it.
+Operands of smaller shapes are read with broadcast indices (size-1 dimensions
+index 0, missing leading dimensions are dropped). Reductions accumulate in the
+same nest: a full reduction in a scalar, a reduction over trailing axes in a
+scalar per outer index, others in an output array.
+
+0-d values are plain scalars in the generated code, never 0-d arrays.
+
+Lowering rules live beside their primitives (`p.lowering`, see
+primitives/_lowering.py for the interface).
+"""
+import numpy as np
+
+from tracer import Literal, DropVar, Var
+from primitives._lowering import NotLowerable, Operand, Guarded
+
+_F16 = np.dtype(np.float16)
+
+
+def dtype_supported(dt):
+    """dtypes the generated code handles: bool, integers, float32, float64."""
+    return dt.kind in 'biu' or (dt.kind == 'f' and dt.itemsize in (4, 8))
+
+
+def np_dtype(dt):
+    dt = np.dtype(dt)
+    return 'np.bool_' if dt.kind == 'b' else f'np.{dt.name}'
+
+
+def literal(val, dtype):
+    dt = np.dtype(dtype)
+    if dt.kind == 'b':
+        return 'True' if bool(val) else 'False'
+    if dt.kind == 'f':
+        v = float(val)
+        if v != v:
+            s = 'np.nan'
+        elif v == float('inf'):
+            s = 'np.inf'
+        elif v == float('-inf'):
+            s = '(-np.inf)'
+        else:
+            s = repr(v)
+            if s.startswith('-'):
+                s = f'({s})'
+        return s if dt.itemsize == 8 else f'np.float32({s})'
+    if dt.kind in 'iu':
+        return f'np.{dt.name}({int(val)})'
+    raise NotLowerable(f"literal of dtype {dt.name}")
+
+
+def cast(expr, dtype):
+    return f'{np_dtype(dtype)}({expr})'
+
+
+class Cluster:
+    __slots__ = ('shape', 'members', 'defined', 'red_outs', 'eqn_ids')
+
+    def __init__(self, shape):
+        self.shape = shape
+        self.members = []      # (eqn_id, eqn)
+        self.defined = {}      # var -> local scalar name
+        self.red_outs = set()  # outputs of reductions in this cluster
+        self.eqn_ids = set()
+
+
+_IDENT = {
+    'sum': lambda dt: False if dt.kind == 'b' else dt.type(0),
+    'prod': lambda dt: True if dt.kind == 'b' else dt.type(1),
+    'max': lambda dt: (False if dt.kind == 'b' else -np.inf if dt.kind == 'f'
+                       else np.iinfo(dt).min),
+    'min': lambda dt: (True if dt.kind == 'b' else np.inf if dt.kind == 'f'
+                       else np.iinfo(dt).max),
+}
+
+
+class FunctionGen:
+    """Generates one numba function: params -> eqns -> outs."""
+
+    def __init__(self, fname, params, eqns, outs, helpers):
+        self.fname = fname
+        self.params = params
+        self.eqns = eqns
+        self.outs = outs
+        self.helpers = helpers           # set of vecmath names the module imports
+        self.lines = []
+        self.indent = 1
+        self.names = {}
+        self.counter = 0
+        self.avail = set()
+        self.open = {}                   # shape -> Cluster
+        self.where = {}                  # var -> Cluster (while open)
+        self.consumers = {}              # var -> set of eqn ids
+        self.out_set = set(v for v in outs if type(v) is not Literal)
+
+    # --- helpers for rules -----------------------------------------------------------
+    def fresh(self, prefix='t'):
+        self.counter += 1
+        return f'{prefix}{self.counter}'
+
+    def emit(self, line):
+        self.lines.append('    ' * self.indent + line)
+
+    def lit(self, val, dtype):
+        return literal(val, dtype)
+
+    def cast(self, expr, dtype):
+        return cast(expr, dtype)
+
+    def helper(self, name):
+        """`name` from primitives.vecmath or primitives.jitlib, imported by the module."""
+        self.helpers.add(name)
+        return name
+
+    def empty(self, shape, dtype):
+        return f"{self.helper('empty')}({tuple(shape)!r}, {np_dtype(dtype)})"
+
+    def full(self, shape, value, dtype):
+        return f"{self.helper('full')}({tuple(shape)!r}, {value}, {np_dtype(dtype)})"
+
+    def loops(self, shape):
+        gen = self
+
+        class _Loops:
+            def __enter__(self):
+                self.idx = []
+                for n in shape:
+                    i = gen.fresh('j')
+                    gen.emit(f'for {i} in range({n}):')
+                    gen.indent += 1
+                    self.idx.append(i)
+                return self.idx
+
+            def __exit__(self, *exc):
+                gen.indent -= len(shape)
+                return False
+        return _Loops()
+
+    def name(self, v):
+        n = self.names.get(v)
+        if n is None:
+            self.counter += 1
+            n = self.names[v] = f'v{self.counter}'
+        return n
+
+    # --- main ------------------------------------------------------------------------
+    def generate(self):
+        for i, eqn in enumerate(self.eqns):
+            for v in eqn.invars:
+                if type(v) is not Literal:
+                    self.consumers.setdefault(v, set()).add(i)
+        for v in self.params:
+            self.name(v)
+            self.avail.add(v)
+        for i, eqn in enumerate(self.eqns):
+            self.eqn_id = i
+            try:
+                self.lower_eqn(i, eqn)
+            except NotLowerable as e:
+                e.eqn_index = i
+                raise
+        for c in list(self.open.values()):
+            self.close(c)
+        outs = []
+        for v in self.outs:
+            if type(v) is Literal:
+                outs.append(literal(v.val, v.aval.dtype))
+            else:
+                self.ensure(v)
+                outs.append(self.names[v])
+        self.emit(f"return ({''.join(o + ', ' for o in outs)})")
+        header = f"def {self.fname}({', '.join(self.names[v] for v in self.params)}):"
+        return [header] + self.lines
+
+    def ensure(self, v):
+        """Make `v` available as an array or scalar (closing its cluster)."""
+        if type(v) is Literal or v in self.avail:
+            return
+        c = self.where.get(v)
+        if c is None:
+            raise AssertionError(f"codegen: {v} is not defined")
+        self.close(c)
+
+    def expr_of(self, v):
+        if type(v) is Literal:
+            return literal(v.val, v.aval.dtype)
+        self.ensure(v)
+        return self.names[v]
+
+    def lower_eqn(self, i, eqn):
+        prim = eqn.primitive
+        rule = prim.lowering
+        if rule is None:
+            raise NotLowerable(f"{prim.name} has no numba lowering")
+        for v in list(eqn.invars) + list(eqn.outvars):
+            if not dtype_supported(v.aval.dtype):
+                raise NotLowerable(f"dtype {v.aval.dtype.name}")
+        used = [not isinstance(v, DropVar) and (v in self.consumers or v in self.out_set)
+                for v in eqn.outvars]
+        if not any(used) and not prim.effectful:
+            return
+        kind = rule.kind
+        if kind in ('elementwise', 'broadcast', 'iota'):
+            shape = eqn.outvars[0].aval.shape
+            if shape == ():
+                self.scalar_eqn(eqn, rule)
+            else:
+                self.join(shape, i, eqn)
+        elif kind == 'reduce':
+            x = eqn.invars[0]
+            axes = eqn.params['axes']
+            if not axes or x.aval.shape == () or type(x) is Literal:
+                # nothing reduced: an identity (an elementwise copy)
+                self.alias(eqn.outvars[0], x)
+                return
+            self.join(x.aval.shape, i, eqn)
+        else:
+            ins = [Operand(self.expr_of(v), v.aval) for v in eqn.invars]
+            outs = rule.fn(self, ins, [v.aval for v in eqn.outvars], **eqn.params)
+            for v, o in zip(eqn.outvars, outs):
+                if isinstance(v, DropVar):
+                    continue
+                n = self.name(v)
+                self.emit(f'{n} = {o}')
+                self.avail.add(v)
+
+    def alias(self, out, x):
+        n = self.name(out)
+        self.emit(f'{n} = {self.expr_of(x)}')
+        self.avail.add(out)
+
+    def scalar_eqn(self, eqn, rule):
+        if rule.kind == 'broadcast':
+            self.alias(eqn.outvars[0], eqn.invars[0])
+            return
+        args = [self.expr_of(v) for v in eqn.invars]
+        res = rule.fn(self, args, [v.aval for v in eqn.invars], eqn.outvars[0].aval,
+                      **eqn.params)
+        if not eqn.primitive.multiple_results:
+            res = [res]
+        for v, r in zip(eqn.outvars, res):
+            if isinstance(v, DropVar):
+                continue
+            if isinstance(r, Guarded):
+                r = r.slow
+            self.emit(f'{self.name(v)} = {cast(r, v.aval.dtype)}')
+            self.avail.add(v)
+
+    def join(self, shape, i, eqn):
+        c = self.open.get(shape)
+        # operands must be available now, or values of the cluster being joined
+        is_reduce = eqn.primitive.lowering.kind == 'reduce'
+        for v in eqn.invars:
+            if type(v) is Literal or v in self.avail:
+                continue
+            owner = self.where[v]
+            if owner is c and v in c.defined:
+                continue
+            self.close(owner)        # its own cluster's reduction, or another cluster
+            if owner is c:
+                c = None
+        if c is None:
+            c = self.open[shape] = Cluster(shape)
+        c.members.append((i, eqn))
+        c.eqn_ids.add(i)
+        for v in eqn.outvars:
+            if isinstance(v, DropVar):
+                continue
+            self.where[v] = c
+            if is_reduce:
+                c.red_outs.add(v)
+            else:
+                c.defined[v] = self.fresh('e')
+
+    # --- closing a cluster: the loop nest ----------------------------------------------
+    def needs_array(self, v, c):
+        if v in self.out_set:
+            return True
+        return any(j not in c.eqn_ids for j in self.consumers.get(v, ()))
+
+    def close(self, c):
+        del self.open[c.shape]
+        shape = c.shape
+        nd = len(shape)
+        idx = [f'i{d}' for d in range(nd)]
+        stores = {v for v in c.defined if self.needs_array(v, c)}
+        for v in c.defined:
+            self.name(v)
+        for v in c.red_outs:
+            self.name(v)
+        # the member expressions (fast and slow variants)
+        body_fast, body_slow, guards = [], [], []
+        reds = []
+        for _, eqn in c.members:
+            rule = eqn.primitive.lowering
+            if rule.kind == 'reduce':
+                reds.append(eqn)
+                continue
+            out = eqn.outvars[0]
+            if rule.kind == 'broadcast':
+                res = [self.read_bcast(eqn, c, idx)]
+            elif rule.kind == 'iota':
+                res = [f"{idx[eqn.params['dimension']]}"]
+            else:
+                args = [self.read(v, c, idx) for v in eqn.invars]
+                res = rule.fn(self, args, [v.aval for v in eqn.invars], out.aval, **eqn.params)
+                if not eqn.primitive.multiple_results:
+                    res = [res]
+            for v, r in zip(eqn.outvars, res):
+                if isinstance(v, DropVar):
+                    continue
+                e = c.defined[v]
+                if isinstance(r, Guarded):
+                    guards.append(r.guard)
+                    body_fast.append(f'{e} = {cast(r, v.aval.dtype)}')
+                    body_slow.append(f'{e} = {cast(r.slow, v.aval.dtype)}')
+                else:
+                    line = f'{e} = {cast(r, v.aval.dtype)}'
+                    body_fast.append(line)
+                    body_slow.append(line)
+                if v in stores:
+                    st = f'{self.names[v]}[{", ".join(idx)}] = {e}'
+                    body_fast.append(st)
+                    body_slow.append(st)
+        flag = None
+        if guards:
+            flag = self.fresh('big')
+            self.emit(f'{flag} = False')
+            body_fast.append(f"{flag} = {flag} | {' | '.join(guards)}")
+        for v in c.defined:
+            if v in stores:
+                self.emit(f'{self.names[v]} = {self.empty(shape, v.aval.dtype)}')
+        self.write_nest(c, idx, body_fast, reds, stores)
+        if guards:
+            self.emit(f'if {flag}:')
+            self.indent += 1
+            self.write_nest(c, idx, body_slow, reds, stores)
+            self.indent -= 1
+        for v in c.defined:
+            if v in stores:
+                self.avail.add(v)
+            self.where.pop(v, None)
+        for v in c.red_outs:
+            self.avail.add(v)
+            self.where.pop(v, None)
+
+    def write_nest(self, c, idx, body, reds, stores):
+        shape = c.shape
+        nd = len(shape)
+        pro = [[] for _ in range(nd + 1)]   # statements before loop d opens
+        epi = [[] for _ in range(nd + 1)]   # statements after loop d closes
+        inner = list(body)
+        for eqn in reds:
+            op = eqn.primitive.lowering.op
+            x = eqn.invars[0]
+            out = eqn.outvars[0]
+            dt = out.aval.dtype
+            axes = tuple(sorted(eqn.params['axes']))
+            v = self.read(x, c, idx)
+            ident = literal(_IDENT[op](dt), dt)
+            k = nd - len(axes)
+            name = self.names[out]
+            if axes == tuple(range(k, nd)):
+                acc = name if k == 0 else self.fresh('acc')
+                pro[k].append(f'{acc} = {ident}')
+                inner.append(f'{acc} = {self.red_step(op, dt, acc, v)}')
+                if k > 0:
+                    pro[0].append(f'{name} = {self.empty(out.aval.shape, dt)}')
+                    epi[k].append(f'{name}[{", ".join(idx[:k])}] = {acc}')
+            else:
+                kept = [idx[d] for d in range(nd) if d not in axes]
+                pro[0].append(f'{name} = {self.full(out.aval.shape, ident, dt)}')
+                ref = f'{name}[{", ".join(kept)}]'
+                inner.append(f'{ref} = {self.red_step(op, dt, ref, v)}')
+        for line in pro[0]:
+            self.emit(line)
+        for d in range(nd):
+            self.emit(f'for {idx[d]} in range({shape[d]}):')
+            self.indent += 1
+            for line in pro[d + 1]:
+                self.emit(line)
+        for line in inner:
+            self.emit(line)
+        for d in reversed(range(nd)):
+            self.indent -= 1
+            for line in epi[d]:
+                self.emit(line)
+
+    def red_step(self, op, dt, acc, v):
+        k = dt.kind
+        if k == 'b':
+            return f'({acc} | {v})' if op in ('sum', 'max') else f'({acc} & {v})'
+        if op == 'sum':
+            r = f"{self.helper('radd')}({acc}, {v})" if k == 'f' else f'({acc} + {v})'
+        elif op == 'prod':
+            r = f"{self.helper('rmul')}({acc}, {v})" if k == 'f' else f'({acc} * {v})'
+        elif op == 'max':
+            r = f"{self.helper('fmax')}({acc}, {v})" if k == 'f' else f'max({acc}, {v})'
+        else:
+            r = f"{self.helper('fmin')}({acc}, {v})" if k == 'f' else f'min({acc}, {v})'
+        return cast(r, dt)
+
+    def read(self, v, c, idx):
+        """The scalar expression of operand `v` at loop index `idx` of cluster `c`
+        (NumPy broadcasting: trailing dimensions aligned)."""
+        if type(v) is Literal:
+            return literal(v.val, v.aval.dtype)
+        e = c.defined.get(v)
+        if e is not None:
+            return e
+        shape = v.aval.shape
+        if shape == ():
+            return self.names[v]
+        off = len(idx) - len(shape)
+        ix = ['0' if n == 1 else idx[off + j] for j, n in enumerate(shape)]
+        return f'{self.names[v]}[{", ".join(ix)}]'
+
+    def read_bcast(self, eqn, c, idx):
+        x = eqn.invars[0]
+        if type(x) is Literal:
+            return literal(x.val, x.aval.dtype)
+        e = c.defined.get(x)
+        if e is not None:
+            return e
+        if x.aval.shape == ():
+            return self.names[x]
+        dims = eqn.params['broadcast_dimensions']
+        ix = ['0' if n == 1 else idx[d] for n, d in zip(x.aval.shape, dims)]
+        return f'{self.names[x]}[{", ".join(ix)}]'
