@@ -33,7 +33,7 @@ class Cotangent:
         self.error = None
         try:
             import primitives.numpy as pnp
-            from transforms import grad, jvp, value_and_grad
+            from transforms import grad, jvp, value_and_grad, vmap, jacfwd, jacrev
             from tracer import make_jaxpr
         except Exception as e:  # reported in the table
             self.error = f"{type(e).__name__}: {e}"
@@ -41,6 +41,7 @@ class Cotangent:
             return
         self.pnp, self.grad, self.jvp = pnp, grad, jvp
         self.value_and_grad, self.make_jaxpr = value_and_grad, make_jaxpr
+        self.vmap, self.jacfwd, self.jacrev = vmap, jacfwd, jacrev
 
 
 # --- checking results --------------------------------------------------------------------
@@ -188,6 +189,52 @@ def run_w4(settings, side, ctx):
     impls = _impls(side, ctx, errors, cot_build, lambda: P.w4(ctx, x))
     return [ratio_record('W4', 'value_and_grad', lambda: W.w4_numpy_value_and_grad(x),
                          impls, errors, settings, rtol=1e-9, atol=1e-6)]
+
+
+def run_w6(settings, side, ctx):
+    w, x = W.w6_data()
+    out = []
+    for metric in ('jacrev', 'jacfwd'):
+        errors = {}
+
+        def cot_build(metric=metric):
+            jac = (ctx.jacrev if metric == 'jacrev' else ctx.jacfwd)(W.make_w6_g(ctx.pnp, w))
+            return {'cotangent': P.Peer(lambda: jac(x), P._same)}
+        impls = _impls(side, ctx, errors, cot_build, lambda m=metric: P.w6(ctx, w, x, m))
+        out.append(ratio_record('W6', metric, lambda: W.w6_numpy_jacobian(w, x), impls,
+                                errors, settings, rtol=1e-9, atol=1e-12))
+    return out
+
+
+def run_peg(settings, side, ctx):
+    """Per-example gradients of the W2 MLP (batch 128, float32): vmap(grad) against
+    the hand-vectorised NumPy backprop; and cotangent's Python loop of 128 grads."""
+    params, x, onehot = W.w2_data()
+    n = x.shape[0]
+    settings.samples = 3 if settings.quick else 7
+    settings.warmup = 1
+    out = []
+    for metric in ('vmap_grad', 'loop_grad'):
+        errors = {}
+
+        def cot_build(metric=metric):
+            loss_one = W.make_mlp_loss_one(ctx.pnp)
+            if metric == 'vmap_grad':
+                pe = ctx.vmap(ctx.grad(loss_one), in_axes=(None, 0, 0))
+                return {'cotangent': P.Peer(lambda: pe(params, x, onehot), P._same)}
+            g = ctx.grad(loss_one)
+
+            def loop():
+                gs = [g(params, x[i], onehot[i]) for i in range(n)]
+                return tuple(np.stack(k) for k in zip(*gs))
+            return {'cotangent': P.Peer(loop, P._same)}
+
+        def peer_build(metric=metric):
+            return P.peg(ctx, params, x, onehot) if metric == 'vmap_grad' else {}
+        impls = _impls(side, ctx, errors, cot_build, peer_build)
+        out.append(ratio_record('PEG', metric, lambda: W.peg_numpy_grads(params, x, onehot),
+                                impls, errors, settings, rtol=2e-3, atol=2e-5))
+    return out
 
 
 # --- W5: tracing cost and jaxpr size ----------------------------------------------------
@@ -391,7 +438,8 @@ def run_w9(settings, side, ctx):
 
 
 RUNNERS = {'W1': run_w1, 'W2': run_w2, 'W3': run_w3, 'W4': run_w4, 'W5': run_w5,
-           'W5-scale': run_w5_scale, 'W8': run_w8, 'W9': run_w9}
+           'W5-scale': run_w5_scale, 'W6': run_w6, 'PEG': run_peg, 'W8': run_w8,
+           'W9': run_w9}
 
 
 def run_job(job, side='cotangent', quick=False, clock='cpu'):

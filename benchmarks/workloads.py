@@ -339,3 +339,70 @@ def rnn_numpy_grad(params, X):
         dZ[t] = dz
         dh = WT @ dz
     return dZ.T @ hs[:-1], dZ.T @ X, dZ.sum(0)
+
+
+# --- W6: dense Jacobians ------------------------------------------------------------------
+
+W6_SIZE = 200
+
+
+def w6_data(n=W6_SIZE, seed=0):
+    """W n x n float64 N(0,1)/sqrt(n), x N(0,1)."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((n, n)) / np.sqrt(n)
+    x = rng.standard_normal(n)
+    return w, x
+
+
+def make_w6_g(ns, w):
+    """g(x) = tanh(W @ x)."""
+    tanh = ns.tanh
+
+    def g(x):
+        return tanh(w @ x)
+    return g
+
+
+def w6_numpy_jacobian(w, x):
+    """d tanh(W x) / dx = diag(1 - t^2) W."""
+    t = np.tanh(w @ x)
+    return (1 - t ** 2)[:, None] * w
+
+
+# --- PEG: per-example gradients of the W2 MLP -------------------------------------------
+
+def make_mlp_loss_one(ns):
+    """The W2 loss of one example (x: (784,), onehot: (10,)):
+    logsumexp(logits) - sum(logits * onehot)."""
+    tanh, exp, log, max_, sum_ = ns.tanh, ns.exp, ns.log, ns.max, ns.sum
+
+    def loss_one(params, x, onehot):
+        w1, b1, w2, b2, w3, b3 = params
+        h = tanh(x @ w1 + b1)
+        h = tanh(h @ w2 + b2)
+        logits = h @ w3 + b3
+        m = max_(logits)
+        return m + log(sum_(exp(logits - m))) - sum_(logits * onehot)
+    return loss_one
+
+
+def peg_numpy_grads(params, x, onehot):
+    """Per-example gradients of loss_one for every row of x, by hand (vectorised
+    backprop; each weight's gradient is a batch of outer products), float32.
+    Returns the 6 gradients, each with a leading batch axis."""
+    w1, b1, w2, b2, w3, b3 = params
+    h1 = np.tanh(x @ w1 + b1)
+    h2 = np.tanh(h1 @ w2 + b2)
+    logits = h2 @ w3 + b3
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    e /= e.sum(axis=1, keepdims=True)
+    e -= onehot                                  # d loss_one / d logits, per row
+    g_w3 = h2[:, :, None] * e[:, None, :]
+    d = e @ w3.T
+    d *= 1.0 - h2 * h2
+    g_w2 = h1[:, :, None] * d[:, None, :]
+    d1 = d @ w2.T
+    d1 *= 1.0 - h1 * h1
+    g_w1 = x[:, :, None] * d1[:, None, :]
+    return g_w1, d1, g_w2, d, g_w3, e

@@ -52,6 +52,12 @@ def _dot_impl(x, y, dimension_numbers, preferred_element_type=None):
     m = int(np.prod(xfs, dtype=np.int64))
     n = int(np.prod(yfs, dtype=np.int64))
     k = int(np.prod([x.shape[d] for d in lc], dtype=np.int64))
+    if k == 1:
+        # no contraction: a batched outer product, which matmul runs far slower
+        # (inner size 1) than a broadcasting multiply
+        xt = np.transpose(x, lb + xf + lc).reshape(b, m, 1)
+        yt = np.transpose(y, rb + rc + yf).reshape(b, 1, n)
+        return np.multiply(xt, yt).reshape(bshape + xfs + yfs)
     xt = np.transpose(x, lb + xf + lc).reshape(b, m, k)
     yt = np.transpose(y, rb + rc + yf).reshape(b, k, n)
     return np.matmul(xt, yt).reshape(bshape + xfs + yfs)

@@ -8,14 +8,24 @@ a tuple), as in JAX.
 """
 import numpy as np
 
-from tracer import tree_flatten, tree_unflatten, get_aval
-from .ad import jvp, vjp, split_args, _check_inexact, _own
+from tracer import tree_flatten, tree_unflatten, get_aval, new_trace, Zero
+from .ad import (split_args, _check_inexact, _own, _zeros, _flat_fun, _vjp_flat,
+                 _cts_from_backward)
+from .jvp import JVPTrace, JVPTracer, unpack
 from .vmap import vmap
+
+
+_basis_cache = {}
 
 
 def _std_basis(avals):
     """(n, parts): the n x n identity, n the total size of the leaves, split into one
-    part per leaf of shape (n,) + leaf.shape (and the leaf's dtype)."""
+    part per leaf of shape (n,) + leaf.shape (and the leaf's dtype). Cached per
+    signature, read-only (an output that is a basis vector gets copied)."""
+    key = tuple((a.shape, a.dtype) for a in avals)
+    hit = _basis_cache.get(key)
+    if hit is not None:
+        return hit
     sizes = [a.size for a in avals]
     n = sum(sizes)
     dt = np.result_type(*[a.dtype for a in avals]) if avals else np.dtype(np.float64)
@@ -24,8 +34,14 @@ def _std_basis(avals):
     off = 0
     for a, k in zip(avals, sizes):
         block = eye[:, off:off + k] if len(avals) > 1 else eye
-        parts.append(np.ascontiguousarray(block, dtype=a.dtype).reshape((n,) + a.shape))
+        part = np.ascontiguousarray(block, dtype=a.dtype).reshape((n,) + a.shape)
+        part.flags.writeable = False
+        parts.append(part)
         off += k
+    if n * n * dt.itemsize <= 1 << 24:       # keep bases up to 16 MB
+        if len(_basis_cache) >= 32:
+            _basis_cache.pop(next(iter(_basis_cache)))
+        _basis_cache[key] = (n, parts)
     return n, parts
 
 
@@ -60,23 +76,29 @@ def jacfwd(fun, argnums=0, has_aux=False):
         in_avals = [get_aval(x) for x in flat_in]
         n, basis = _std_basis(in_avals)
 
-        def f_flat(*leaves):
-            return f_dyn(*tree_unflatten(in_tree, list(leaves)))
+        store = {}
+        flat = _flat_fun(f_dyn, in_tree, store, has_aux)
 
         def push(*tangents):
-            return jvp(f_flat, tuple(flat_in), tuple(tangents), has_aux=has_aux)
+            # jvp on the flat arguments (the public jvp's argument checks are moot:
+            # the tangents are the standard basis, of the primals' shapes and dtypes)
+            trace = JVPTrace('jacfwd')
+            with new_trace(trace):
+                outs = flat(*[JVPTracer(trace, p, t) for p, t in zip(flat_in, tangents)])
+                pairs = [unpack(trace, o) for o in outs]
+            return ([p for p, _ in pairs],
+                    [_zeros(t.aval) if type(t) is Zero else t for _, t in pairs],
+                    store.get('aux'))
 
-        res = vmap(push, in_axes=0, out_axes=(None, -1, None) if has_aux else (None, -1),
-                   axis_size=n)(*basis)
-        out, cols = res[0], res[1]
-        out_flat, out_tree = tree_flatten(out)
-        cols_flat = tree_flatten(cols)[0]
+        out_flat, cols_flat, aux = vmap(push, in_axes=0, out_axes=(None, -1, None),
+                                        axis_size=n)(*basis)
+        out_tree = store['tree']
         sizes = [a.size for a in in_avals]
         shapes = [a.shape for a in in_avals]
         blocks = [_split(c, False, sizes, shapes, get_aval(o).shape)
                   for o, c in zip(out_flat, cols_flat)]
         result = _assemble(blocks, out_tree, in_tree, single)
-        return (result, res[2]) if has_aux else result
+        return (result, aux) if has_aux else result
 
     jac.__name__ = f"jacfwd({getattr(fun, '__name__', 'fun')})"
     return jac
@@ -88,24 +110,23 @@ def jacrev(fun, argnums=0, has_aux=False):
         single, dyn, f_dyn = split_args('jacrev', fun, argnums, args, kwargs)
         flat_in, in_tree = tree_flatten(dyn)
         _check_inexact('jacrev', flat_in)
-        res = vjp(f_dyn, *dyn, has_aux=has_aux)
-        out, vjp_fn = res[0], res[1]
-        out_flat, out_tree = tree_flatten(out)
+        out_flat, lin, store = _vjp_flat(f_dyn, list(flat_in), in_tree, has_aux, 'jacrev')
         out_avals = [get_aval(o) for o in out_flat]
         in_avals = [get_aval(x) for x in flat_in]
         m, basis = _std_basis(out_avals)
 
         def pull(*cts):
-            return list(tree_flatten(vjp_fn(tree_unflatten(out_tree, list(cts))))[0])
+            return _cts_from_backward(lin, list(cts))
 
         rows = vmap(pull, in_axes=0, out_axes=0, axis_size=m)(*basis)
+        out_tree = store['tree']
         sizes = [a.size for a in out_avals]
         shapes = [a.shape for a in out_avals]
         # per input leaf j: one block per output leaf i, of shape out_i + in_j
         per_in = [_split(r, True, sizes, shapes, a.shape) for r, a in zip(rows, in_avals)]
         blocks = [[per_in[j][i] for j in range(len(in_avals))] for i in range(len(out_avals))]
         result = _assemble(blocks, out_tree, in_tree, single)
-        return (result, res[2]) if has_aux else result
+        return (result, store['aux']) if has_aux else result
 
     jac.__name__ = f"jacrev({getattr(fun, '__name__', 'fun')})"
     return jac

@@ -26,6 +26,9 @@ from .jaxpr_transforms import Memo
 _batch_memo = Memo()
 
 
+_new = object.__new__
+
+
 class BatchTracer(Tracer):
     __slots__ = ('val', 'bdim', '_aval')
 
@@ -39,17 +42,25 @@ class BatchTracer(Tracer):
     def aval(self):
         a = self._aval
         if a is None:
-            a = get_aval(self.val)
-            if self.bdim is not None:
-                shape = a.shape
-                b = self.bdim
-                a = ShapedArray(shape[:b] + shape[b + 1:], a.dtype, a.weak_type)
+            v, b = self.val, self.bdim
+            if type(v) is np.ndarray and b is not None:
+                s = v.shape
+                a = _new(ShapedArray)     # the hot path: skip __init__'s conversions
+                a.shape = s[:b] + s[b + 1:]
+                a.dtype = v.dtype
+                a.weak_type = False
+            else:
+                a = get_aval(v)
+                if b is not None:
+                    s = a.shape
+                    a = ShapedArray(s[:b] + s[b + 1:], a.dtype, a.weak_type)
             self._aval = a
         return a
 
     @property
     def dtype(self):
-        return self.aval.dtype
+        a = self._aval
+        return a.dtype if a is not None else self.aval.dtype
 
 
 class BatchTrace(Trace):
@@ -117,7 +128,13 @@ def _is_leaf(x):
 
 
 def _children(x):
-    """(kind, aux, children, keys) of a pytree node, or None for a leaf."""
+    """(kind, aux, children, keys) of a pytree node, or None for a leaf. Keys are
+    path entries: an int (a position) or the text of a key."""
+    t = type(x)
+    if t is tuple or t is list:
+        return t, None, x, range(len(x))
+    if x is None:
+        return t, None, (), ()
     if _is_leaf(x):
         return None
     leaves, td = tree_flatten(x, is_leaf=lambda y: y is not x)
@@ -128,7 +145,7 @@ def _children(x):
     elif hasattr(td.kind, '_fields') and len(td.kind._fields) == len(leaves):
         keys = [f".{f}" for f in td.kind._fields]
     else:
-        keys = [f"[{i}]" for i in range(len(leaves))]
+        keys = range(len(leaves))
     return td.kind, td.aux, leaves, keys
 
 
@@ -137,13 +154,11 @@ def _is_axis_spec(spec):
 
 
 def _fmt_path(fun, path):
-    head, rest = path[0], ''.join(path[1:])
+    head = path[0]
+    rest = ''.join(f"[{k}]" if isinstance(k, int) else k for k in path[1:])
     if isinstance(head, str):
         return head + rest
-    if head == 'output':
-        return 'output' + rest
-    names = _arg_names(fun, head + 1)
-    return names[head] + rest
+    return _arg_names(fun, head + 1)[head] + rest
 
 
 def _match_prefix(spec, value, path, out, what, fun):
@@ -380,7 +395,7 @@ def _batch_jaxpr(closed, axis_size, in_dims, out_dims):
                     res.append(o.val if batched else o)
                 else:
                     res.append(_move_out(trace, o, out_dims[i], axis_size,
-                                         ('output', f"[{i}]")))
+                                         ('output', i)))
             return res
 
     new_jaxpr, new_consts = trace_to_jaxpr(fun, in_avals, name='vmap')
