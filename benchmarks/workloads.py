@@ -267,6 +267,80 @@ def count_eqns(closed):
     return top, total
 
 
+# --- W8 / W9: an RNN through lax.scan ------------------------------------------------------
+# h_t = tanh(W h_{t-1} + U x_t + b), h_0 = 0, hidden 64, input 64, T = 1,000 steps,
+# float64; W, U ~ N(0,1)/8 (= 1/sqrt(64)), b ~ 0.01 N(0,1), x_t ~ N(0,1).
+# loss = sum(h_T). Metric (W8): the gradient with respect to (W, U, b), no jit.
+# W9: the same RNN as a scan over 100 blocks of 10 steps (xs shaped (100, 10, 64)),
+# each block plain or checkpoint(block) (policy nothing_saveable).
+
+RNN_H = 64
+RNN_D = 64
+RNN_T = 1000
+RNN_BLOCK = 10
+
+
+def rnn_data(T=RNN_T, seed=0):
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(RNN_H, RNN_H)) / np.sqrt(RNN_H)
+    U = rng.normal(size=(RNN_H, RNN_D)) / np.sqrt(RNN_D)
+    b = 0.01 * rng.normal(size=RNN_H)
+    X = rng.normal(size=(T, RNN_D))
+    return (W, U, b), X
+
+
+def make_rnn_loss(pnp, lax):
+    """loss(params, X) = sum(h_T), the recurrence a lax.scan over the rows of X."""
+    def loss(params, X):
+        W, U, b = params
+
+        def cell(h, x):
+            return pnp.tanh(W @ h + U @ x + b), None
+        h, _ = lax.scan(cell, np.zeros(RNN_H), X)
+        return pnp.sum(h)
+    return loss
+
+
+def make_rnn_block_loss(pnp, lax, checkpoint=None):
+    """W9: loss(params, Xb) with Xb of shape (T/K, K, D), a scan over blocks of K cell
+    steps; `checkpoint` (cotangent's) wraps the block when given."""
+    def loss(params, Xb):
+        W, U, b = params
+
+        def block(h, xb):
+            for k in range(RNN_BLOCK):
+                h = pnp.tanh(W @ h + U @ xb[k] + b)
+            return h
+        blk = checkpoint(block) if checkpoint is not None else block
+        h, _ = lax.scan(lambda h, xb: (blk(h, xb), None), np.zeros(RNN_H), Xb)
+        return pnp.sum(h)
+    return loss
+
+
+def rnn_numpy_grad(params, X):
+    """Hand-written BPTT: the input projections of all steps as one matmul, a forward
+    loop keeping the states, a backward loop of one matrix-vector product per step,
+    and the weight gradients as matrix products over all steps at the end."""
+    W, U, b = params
+    T = X.shape[0]
+    UX = X @ U.T + b
+    hs = np.empty((T + 1, RNN_H))
+    hs[0] = 0.0
+    h = hs[0]
+    for t in range(T):
+        h = np.tanh(W @ h + UX[t])
+        hs[t + 1] = h
+    D = 1.0 - hs[1:] ** 2
+    dZ = np.empty((T, RNN_H))
+    WT = np.ascontiguousarray(W.T)
+    dh = np.ones(RNN_H)
+    for t in range(T - 1, -1, -1):
+        dz = dh * D[t]
+        dZ[t] = dz
+        dh = WT @ dz
+    return dZ.T @ hs[:-1], dZ.T @ X, dZ.sum(0)
+
+
 # --- W6: dense Jacobians ------------------------------------------------------------------
 
 W6_SIZE = 200

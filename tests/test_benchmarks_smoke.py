@@ -116,7 +116,7 @@ def test_only_option_and_report_rows():
     assert _jobs('w1,W3') == ['W1', 'W3']
     assert _jobs('W5') == ['W5', 'W5-scale']
     with pytest.raises(SystemExit):
-        _jobs('W9')
+        _jobs('W99')
     cot = {'side': 'cotangent', 'records': [{
         'workload': 'W3', 'metric': 'hvp', 'kind': 'ratio', 'numpy_seconds': 2e-5,
         'seconds': {'cotangent': 1e-4}, 'ratios': {'cotangent': 5.0}, 'errors': {}}]}
