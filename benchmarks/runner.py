@@ -12,10 +12,11 @@ import sys
 
 from .harness import THREAD_ENV, pin_to_core, default_cpu
 
-JOBS = ('W1', 'W2', 'W3', 'W4', 'W5', 'W5-scale')
+JOBS = ('W1', 'W2', 'W3', 'W4', 'W5', 'W5-scale', 'W7')
 SIDES = ('cotangent', 'jax', 'autograd', 'torch')
 JOB_SIDES = {'W1': SIDES, 'W2': SIDES, 'W3': SIDES, 'W4': SIDES,
-             'W5': ('cotangent', 'jax'), 'W5-scale': ('cotangent',)}
+             'W5': ('cotangent', 'jax'), 'W5-scale': ('cotangent',),
+             'W7': ('cotangent', 'jax')}
 
 
 def _prepare(cpu):
