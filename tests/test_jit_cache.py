@@ -38,7 +38,7 @@ def _want(x, scale=2.0):
 
 def _check(exe, x, scale=2.0):
     for g, w in zip(exe(x), _want(x, scale)):
-        np.testing.assert_allclose(g, w, rtol=1e-13)
+        np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-14)
 
 
 def test_cache_dir_location(monkeypatch, tmp_path):
