@@ -33,7 +33,7 @@ class Cotangent:
         self.error = None
         try:
             import primitives.numpy as pnp
-            from transforms import grad, jvp, value_and_grad
+            from transforms import grad, jvp, value_and_grad, vmap, jacfwd, jacrev
             from tracer import make_jaxpr
             from transforms import jit
         except Exception as e:  # reported in the table
@@ -43,6 +43,7 @@ class Cotangent:
         self.pnp, self.grad, self.jvp = pnp, grad, jvp
         self.value_and_grad, self.make_jaxpr = value_and_grad, make_jaxpr
         self.jit = jit
+        self.vmap, self.jacfwd, self.jacrev = vmap, jacfwd, jacrev
 
 
 # --- checking results --------------------------------------------------------------------
@@ -198,6 +199,52 @@ def run_w4(settings, side, ctx):
     impls = _impls(side, ctx, errors, cot_build, lambda: P.w4(ctx, x))
     return [ratio_record('W4', 'value_and_grad', lambda: W.w4_numpy_value_and_grad(x),
                          impls, errors, settings, rtol=1e-9, atol=1e-6)]
+
+
+def run_w6(settings, side, ctx):
+    w, x = W.w6_data()
+    out = []
+    for metric in ('jacrev', 'jacfwd'):
+        errors = {}
+
+        def cot_build(metric=metric):
+            jac = (ctx.jacrev if metric == 'jacrev' else ctx.jacfwd)(W.make_w6_g(ctx.pnp, w))
+            return {'cotangent': P.Peer(lambda: jac(x), P._same)}
+        impls = _impls(side, ctx, errors, cot_build, lambda m=metric: P.w6(ctx, w, x, m))
+        out.append(ratio_record('W6', metric, lambda: W.w6_numpy_jacobian(w, x), impls,
+                                errors, settings, rtol=1e-9, atol=1e-12))
+    return out
+
+
+def run_peg(settings, side, ctx):
+    """Per-example gradients of the W2 MLP (batch 128, float32): vmap(grad) against
+    the hand-vectorised NumPy backprop; and cotangent's Python loop of 128 grads."""
+    params, x, onehot = W.w2_data()
+    n = x.shape[0]
+    settings.samples = 3 if settings.quick else 7
+    settings.warmup = 1
+    out = []
+    for metric in ('vmap_grad', 'loop_grad'):
+        errors = {}
+
+        def cot_build(metric=metric):
+            loss_one = W.make_mlp_loss_one(ctx.pnp)
+            if metric == 'vmap_grad':
+                pe = ctx.vmap(ctx.grad(loss_one), in_axes=(None, 0, 0))
+                return {'cotangent': P.Peer(lambda: pe(params, x, onehot), P._same)}
+            g = ctx.grad(loss_one)
+
+            def loop():
+                gs = [g(params, x[i], onehot[i]) for i in range(n)]
+                return tuple(np.stack(k) for k in zip(*gs))
+            return {'cotangent': P.Peer(loop, P._same)}
+
+        def peer_build(metric=metric):
+            return P.peg(ctx, params, x, onehot) if metric == 'vmap_grad' else {}
+        impls = _impls(side, ctx, errors, cot_build, peer_build)
+        out.append(ratio_record('PEG', metric, lambda: W.peg_numpy_grads(params, x, onehot),
+                                impls, errors, settings, rtol=2e-3, atol=2e-5))
+    return out
 
 
 # --- W5: tracing cost and jaxpr size ----------------------------------------------------
@@ -379,8 +426,112 @@ def run_w7(settings, side, ctx):
              'errors': errors}]
 
 
+# --- W8 / W9: an RNN through lax.scan; checkpointed blocks ---------------------------------
+
+class _Abstract:
+    """A shape/dtype stand-in for an argument of make_jaxpr (no data)."""
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = shape, np.dtype(dtype)
+
+
+def _figure(wid, metric, label, cell, target, measured, status, **extra):
+    return {'workload': wid, 'metric': label, 'key': metric, 'cells': {'cotangent': cell},
+            'errors': {}, 'target': target, 'measured': measured, 'status': status, **extra}
+
+
+def run_w8(settings, side, ctx):
+    params, X = W.rnn_data()
+    errors = {}
+    records = []
+
+    def cot_build():
+        from primitives import lax
+        g = ctx.grad(W.make_rnn_loss(ctx.pnp, lax))
+        return {'cotangent': P.Peer(lambda: g(params, X), P._same)}
+    impls = _impls(side, ctx, errors, cot_build, lambda: {})
+    records.append(ratio_record('W8', 'grad', lambda: W.rnn_numpy_grad(params, X), impls,
+                                errors, settings, rtol=1e-9, atol=1e-9))
+    # tracing the scan: make_jaxpr(grad(loss)) at 1,000 and 100,000 steps
+    rows, err = [], None
+    try:
+        from primitives import lax
+        loss = W.make_rnn_loss(ctx.pnp, lax)
+        abstract_params = tuple(_Abstract(p.shape, p.dtype) for p in params)
+        times, eqns = {}, {}
+        for T in (1_000, 100_000):
+            xa = _Abstract((T, W.RNN_D), np.float64)
+            tr = lambda: ctx.make_jaxpr(ctx.grad(loss))(abstract_params, xa)
+            times[T] = time_once_each(tr, max(settings.slow_samples, 5), clock=settings.clock)
+            eqns[T] = len(tr().jaxpr.eqns)
+        ratio = times[100_000] / times[1_000]
+        rows.append(_figure('W8', 'trace', 'make_jaxpr(grad) 1k / 100k steps, ms',
+                            f"{times[1_000] * 1e3:.2f} / {times[100_000] * 1e3:.2f}", '', None,
+                            '', trace_seconds=times, equations=eqns))
+        rows.append(_figure('W8', 'trace_ratio', 'trace time 100k / 1k steps',
+                            f"{ratio:.2f} ({eqns[1_000]}/{eqns[100_000]} eqns)", '<= 1.5x',
+                            ratio, 'PASS' if ratio <= 1.5 and eqns[1_000] == eqns[100_000]
+                            else 'MISS'))
+    except Exception as e:
+        err = _err(e)
+        log(f"[W8 trace] failed:\n{traceback.format_exc()}")
+        rows.append(_figure('W8', 'trace_ratio', 'trace time 100k / 1k steps', None,
+                            '<= 1.5x', None, 'ERR'))
+        rows[-1]['errors'] = {'cotangent': err}
+    records.append({'workload': 'W8', 'metric': 'trace', 'kind': 'figures', 'rows': rows,
+                    'errors': {}})
+    return records
+
+
+def run_w9(settings, side, ctx):
+    params, X = W.rnn_data()
+    Xb = X.reshape(W.RNN_T // W.RNN_BLOCK, W.RNN_BLOCK, W.RNN_D)
+    rows = []
+    try:
+        from primitives import lax
+        from transforms import checkpoint, saved_residuals
+        plain = W.make_rnn_block_loss(ctx.pnp, lax)
+        ck = W.make_rnn_block_loss(ctx.pnp, lax, checkpoint)
+
+        def saved(f):
+            rs = saved_residuals(f, params, Xb)
+            return (sum(a.size * a.dtype.itemsize for a, _ in rs),
+                    sum(a.size * a.dtype.itemsize for a, d in rs
+                        if not d.startswith('from the argument')))
+        (p_all, p_comp), (c_all, c_comp) = saved(plain), saved(ck)
+        gp, gc = ctx.grad(plain), ctx.grad(ck)
+        want = W.rnn_numpy_grad(params, X)
+        for name, g in (('plain', gp), ('checkpointed', gc)):
+            why = _mismatch(g(params, Xb), want, 1e-9, 1e-9)
+            if why:
+                raise AssertionError(f"{name}: {why}")
+        times, terr, _, rounds = time_interleaved(
+            {'plain': lambda: gp(params, Xb), 'checkpointed': lambda: gc(params, Xb)},
+            settings)
+        if terr:
+            raise RuntimeError(str(terr))
+        tr = paired_ratio(rounds, 'checkpointed', 'plain')
+        br = p_comp / c_comp
+        rows.append(_figure('W9', 'bytes', 'saved residual bytes plain / ckpt',
+                            f"{p_comp:,} / {c_comp:,} ({br:.1f}x)", '>= 5x', br,
+                            'PASS' if br >= 5 else 'MISS',
+                            bytes={'plain': p_comp, 'checkpointed': c_comp,
+                                   'plain_with_args': p_all, 'checkpointed_with_args': c_all}))
+        rows.append(_figure('W9', 'time', 'grad time ckpt / plain',
+                            f"{tr:.2f} ({times['checkpointed'] * 1e3:.1f} / "
+                            f"{times['plain'] * 1e3:.1f} ms)", '<= 1.5x', tr,
+                            'PASS' if tr <= 1.5 else 'MISS', seconds_pair=times))
+    except Exception as e:
+        log(f"[W9] failed:\n{traceback.format_exc()}")
+        rows.append(_figure('W9', 'bytes', 'checkpointed RNN blocks', None, '', None, 'ERR'))
+        rows[-1]['errors'] = {'cotangent': _err(e)}
+    return [{'workload': 'W9', 'metric': 'checkpoint', 'kind': 'figures', 'rows': rows,
+             'errors': {}}]
+
+
 RUNNERS = {'W1': run_w1, 'W2': run_w2, 'W3': run_w3, 'W4': run_w4, 'W5': run_w5,
-           'W5-scale': run_w5_scale, 'W7': run_w7}
+           'W5-scale': run_w5_scale, 'W6': run_w6, 'PEG': run_peg, 'W7': run_w7, 'W8': run_w8,
+           'W9': run_w9}
 
 
 def run_job(job, side='cotangent', quick=False, clock='cpu'):

@@ -225,3 +225,65 @@ def w5_tracers(peers, x, v, n_ops):
         f = W.make_chain(jnp, n_ops)
         return jax.make_jaxpr(lambda x, v: jax.jvp(jax.grad(f), (x,), (v,))[1])(xj, vj)
     return {'f': tr_f, 'grad': tr_grad, 'hvp': tr_hvp}
+
+
+# --- W6 ---------------------------------------------------------------------------------
+
+def w6(peers, w, x, metric):
+    out = {}
+    if peers.jax is not None:
+        jax, jnp = peers.jax, peers.jnp
+        gj = W.make_w6_g(jnp, jnp.asarray(w))
+        jac = jax.jacrev(gj) if metric == 'jacrev' else jax.jacfwd(gj)
+        out.update(_jax_pair(peers, jac, jnp.asarray(x)))
+    if peers.autograd is not None:
+        ag = peers.autograd
+        ga = W.make_w6_g(peers.agnp, w)
+        if metric == 'jacrev':
+            ja = ag.jacobian(ga)       # one VJP per output row
+            out['autograd'] = Peer(lambda: ja(x), _same)
+        else:
+            jvp = ag.make_jvp(ga)      # one JVP per input column (autograd has no jacfwd)
+            eye = np.eye(x.size)
+
+            def jf():
+                lin = jvp(x)
+                return np.stack([lin(e)[1] for e in eye], axis=-1)
+            out['autograd'] = Peer(jf, _same)
+    if peers.torch is not None:
+        torch = peers.torch
+        wt, xt = torch.tensor(w), torch.tensor(x)
+
+        def g_t(v):
+            return torch.tanh(wt @ v)
+        jt = torch.func.jacrev(g_t) if metric == 'jacrev' else torch.func.jacfwd(g_t)
+        out['torch'] = Peer(lambda: jt(xt), _torch_np)
+    return out
+
+
+# --- PEG: per-example gradients -----------------------------------------------------------
+
+def peg(peers, params, x, onehot):
+    """vmap(grad(loss_one), in_axes=(None, 0, 0)) in JAX (eager and jit) and
+    torch.func.vmap(torch.func.grad(...)); autograd has no vmap."""
+    out = {}
+    if peers.jax is not None:
+        jax, jnp = peers.jax, peers.jnp
+        pe = jax.vmap(jax.grad(W.make_mlp_loss_one(jnp)), in_axes=(None, 0, 0))
+        pj = tuple(jnp.asarray(p) for p in params)
+        out.update(_jax_pair(peers, pe, pj, jnp.asarray(x), jnp.asarray(onehot)))
+    if peers.torch is not None:
+        torch = peers.torch
+        pt = tuple(torch.tensor(p) for p in params)
+        xt, ot = torch.tensor(x), torch.tensor(onehot)
+
+        def loss_t(p, x, y):
+            w1, b1, w2, b2, w3, b3 = p
+            h = torch.tanh(x @ w1 + b1)
+            h = torch.tanh(h @ w2 + b2)
+            logits = h @ w3 + b3
+            m = torch.amax(logits)
+            return m + torch.log(torch.sum(torch.exp(logits - m))) - torch.sum(logits * y)
+        pe_t = torch.func.vmap(torch.func.grad(loss_t), in_dims=(None, 0, 0))
+        out['torch'] = Peer(lambda: pe_t(pt, xt, ot), _torch_np)
+    return out

@@ -265,3 +265,144 @@ def count_eqns(closed):
             for p in eqn.params.values():
                 stack.extend(_sub_jaxprs(p))
     return top, total
+
+
+# --- W8 / W9: an RNN through lax.scan ------------------------------------------------------
+# h_t = tanh(W h_{t-1} + U x_t + b), h_0 = 0, hidden 64, input 64, T = 1,000 steps,
+# float64; W, U ~ N(0,1)/8 (= 1/sqrt(64)), b ~ 0.01 N(0,1), x_t ~ N(0,1).
+# loss = sum(h_T). Metric (W8): the gradient with respect to (W, U, b), no jit.
+# W9: the same RNN as a scan over 100 blocks of 10 steps (xs shaped (100, 10, 64)),
+# each block plain or checkpoint(block) (policy nothing_saveable).
+
+RNN_H = 64
+RNN_D = 64
+RNN_T = 1000
+RNN_BLOCK = 10
+
+
+def rnn_data(T=RNN_T, seed=0):
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(RNN_H, RNN_H)) / np.sqrt(RNN_H)
+    U = rng.normal(size=(RNN_H, RNN_D)) / np.sqrt(RNN_D)
+    b = 0.01 * rng.normal(size=RNN_H)
+    X = rng.normal(size=(T, RNN_D))
+    return (W, U, b), X
+
+
+def make_rnn_loss(pnp, lax):
+    """loss(params, X) = sum(h_T), the recurrence a lax.scan over the rows of X."""
+    def loss(params, X):
+        W, U, b = params
+
+        def cell(h, x):
+            return pnp.tanh(W @ h + U @ x + b), None
+        h, _ = lax.scan(cell, np.zeros(RNN_H), X)
+        return pnp.sum(h)
+    return loss
+
+
+def make_rnn_block_loss(pnp, lax, checkpoint=None):
+    """W9: loss(params, Xb) with Xb of shape (T/K, K, D), a scan over blocks of K cell
+    steps; `checkpoint` (cotangent's) wraps the block when given."""
+    def loss(params, Xb):
+        W, U, b = params
+
+        def block(h, xb):
+            for k in range(RNN_BLOCK):
+                h = pnp.tanh(W @ h + U @ xb[k] + b)
+            return h
+        blk = checkpoint(block) if checkpoint is not None else block
+        h, _ = lax.scan(lambda h, xb: (blk(h, xb), None), np.zeros(RNN_H), Xb)
+        return pnp.sum(h)
+    return loss
+
+
+def rnn_numpy_grad(params, X):
+    """Hand-written BPTT: the input projections of all steps as one matmul, a forward
+    loop keeping the states, a backward loop of one matrix-vector product per step,
+    and the weight gradients as matrix products over all steps at the end."""
+    W, U, b = params
+    T = X.shape[0]
+    UX = X @ U.T + b
+    hs = np.empty((T + 1, RNN_H))
+    hs[0] = 0.0
+    h = hs[0]
+    for t in range(T):
+        h = np.tanh(W @ h + UX[t])
+        hs[t + 1] = h
+    D = 1.0 - hs[1:] ** 2
+    dZ = np.empty((T, RNN_H))
+    WT = np.ascontiguousarray(W.T)
+    dh = np.ones(RNN_H)
+    for t in range(T - 1, -1, -1):
+        dz = dh * D[t]
+        dZ[t] = dz
+        dh = WT @ dz
+    return dZ.T @ hs[:-1], dZ.T @ X, dZ.sum(0)
+
+
+# --- W6: dense Jacobians ------------------------------------------------------------------
+
+W6_SIZE = 200
+
+
+def w6_data(n=W6_SIZE, seed=0):
+    """W n x n float64 N(0,1)/sqrt(n), x N(0,1)."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((n, n)) / np.sqrt(n)
+    x = rng.standard_normal(n)
+    return w, x
+
+
+def make_w6_g(ns, w):
+    """g(x) = tanh(W @ x)."""
+    tanh = ns.tanh
+
+    def g(x):
+        return tanh(w @ x)
+    return g
+
+
+def w6_numpy_jacobian(w, x):
+    """d tanh(W x) / dx = diag(1 - t^2) W."""
+    t = np.tanh(w @ x)
+    return (1 - t ** 2)[:, None] * w
+
+
+# --- PEG: per-example gradients of the W2 MLP -------------------------------------------
+
+def make_mlp_loss_one(ns):
+    """The W2 loss of one example (x: (784,), onehot: (10,)):
+    logsumexp(logits) - sum(logits * onehot)."""
+    tanh, exp, log, max_, sum_ = ns.tanh, ns.exp, ns.log, ns.max, ns.sum
+
+    def loss_one(params, x, onehot):
+        w1, b1, w2, b2, w3, b3 = params
+        h = tanh(x @ w1 + b1)
+        h = tanh(h @ w2 + b2)
+        logits = h @ w3 + b3
+        m = max_(logits)
+        return m + log(sum_(exp(logits - m))) - sum_(logits * onehot)
+    return loss_one
+
+
+def peg_numpy_grads(params, x, onehot):
+    """Per-example gradients of loss_one for every row of x, by hand (vectorised
+    backprop; each weight's gradient is a batch of outer products), float32.
+    Returns the 6 gradients, each with a leading batch axis."""
+    w1, b1, w2, b2, w3, b3 = params
+    h1 = np.tanh(x @ w1 + b1)
+    h2 = np.tanh(h1 @ w2 + b2)
+    logits = h2 @ w3 + b3
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    e /= e.sum(axis=1, keepdims=True)
+    e -= onehot                                  # d loss_one / d logits, per row
+    g_w3 = h2[:, :, None] * e[:, None, :]
+    d = e @ w3.T
+    d *= 1.0 - h2 * h2
+    g_w2 = h1[:, :, None] * d[:, None, :]
+    d1 = d @ w2.T
+    d1 *= 1.0 - h1 * h1
+    g_w1 = x[:, :, None] * d1[:, None, :]
+    return g_w1, d1, g_w2, d, g_w3, e

@@ -518,6 +518,14 @@ def abs(x):
     return abs_p.bind(x)
 
 
+# --- batching rules ---
+from ._batching import elementwise as _bew  # noqa: E402
+
+for _p in (neg_p, add_p, sub_p, add_any_p, mul_p, add_products_p, safe_mul_p, div_p,
+           integer_pow_p, pow_p, max_p, min_p, sign_p, abs_p):
+    _p.batch = _bew(_p)
+del _p
+
 # --- numba lowering ---
 # (see primitives/_lowering.py: elementwise rules return a scalar expression)
 from ._lowering import Elementwise as _EW, NotLowerable as _NotLowerable  # noqa: E402

@@ -96,6 +96,21 @@ def _convert_ones_transpose(x, new_dtype, weak_type=False):
 convert_element_type_p.ones_transpose = _convert_ones_transpose
 
 
+# --- batching rules ---
+from ._batching import elementwise as _bew  # noqa: E402
+
+convert_element_type_p.batch = _bew(convert_element_type_p)
+stop_gradient_p.batch = _bew(stop_gradient_p)
+
+
+def _iota_batch(args, dims, **params):
+    # iota has no operands, so nothing of it can be batched: vmap evaluates it as
+    # is (unbatched), and the rule exists only to say so
+    return iota_p.bind(**params), None
+
+
+iota_p.batch = _iota_batch
+
 # --- numba lowering ---
 from ._lowering import Elementwise as _EW, Iota as _Iota  # noqa: E402
 

@@ -103,3 +103,8 @@ __all__ = [
     'asinh', 'acosh', 'atanh', 'asin', 'acos', 'atan', 'atan2', 'cbrt', 'rem', 'square',
     'reciprocal', 'clamp', 'full', 'full_like', 'zeros_like_array',
 ]
+
+
+# --- control flow support ---
+from .control_flow import cond, switch, while_loop, fori_loop, scan
+__all__ += ['cond', 'switch', 'while_loop', 'fori_loop', 'scan']

@@ -116,6 +116,14 @@ def select_n(which, *cases):
     return select_n_p.bind(which, *cases)
 
 
+# --- batching rules ---
+from ._batching import elementwise as _bew  # noqa: E402
+
+# select_n broadcasts its selector and cases like NumPy: elementwise too
+for _p in (eq_p, ne_p, lt_p, le_p, gt_p, ge_p, and_p, or_p, xor_p, not_p, select_n_p):
+    _p.batch = _bew(_p)
+del _p
+
 # --- numba lowering ---
 from ._lowering import Elementwise as _EW  # noqa: E402
 

@@ -306,6 +306,21 @@ def cumsum(x, axis, reverse=False):
     return cumsum_p.bind(x, axis=axis, reverse=bool(reverse))
 
 
+# --- batching rules ---
+from ._batching import reduction as _bred  # noqa: E402
+
+for _p in (reduce_sum_p, reduce_max_p, reduce_min_p, reduce_prod_p, argmax_p, argmin_p):
+    _p.batch = _bred(_p)
+del _p
+
+
+def _cumsum_batch(args, dims, axis, reverse):
+    (x,), (d,) = args, dims
+    return cumsum_p.bind(x, axis=axis + 1 if axis >= d else axis, reverse=reverse), d
+
+
+cumsum_p.batch = _cumsum_batch
+
 # --- numba lowering ---
 # Reductions are fused by the code generator into the loop producing their
 # operand; argmax/argmin and cumsum write their own loops.

@@ -405,6 +405,93 @@ for _p in (reshape_p, transpose_p, squeeze_p, rev_p):
     _p.ones_transpose = lambda x, **params: [ONES]
 
 
+# --- batching rules ---
+
+def _bid_batch(args, dims, shape, broadcast_dimensions):
+    # the batch axis goes right after the output position of the operand axis before
+    # it, so broadcast_dimensions stay increasing and nothing is transposed
+    (x,), (d,) = args, dims
+    bd = broadcast_dimensions
+    out_d = bd[d - 1] + 1 if d > 0 else 0
+    new_bd = tuple(b if i < d else b + 1 for i, b in enumerate(bd))
+    new_bd = new_bd[:d] + (out_d,) + new_bd[d:]
+    new_shape = shape[:out_d] + (shape_of(x)[d],) + shape[out_d:]
+    return broadcast_in_dim_p.bind(x, shape=new_shape, broadcast_dimensions=new_bd), out_d
+
+
+broadcast_in_dim_p.batch = _bid_batch
+
+
+def _reshape_batch(args, dims, new_sizes):
+    # row-major reshapes need the batch axis in front
+    from ._batching import moveaxis
+    (x,), (d,) = args, dims
+    x = moveaxis(x, d, 0)
+    return reshape_p.bind(x, new_sizes=(shape_of(x)[0],) + tuple(new_sizes)), 0
+
+
+reshape_p.batch = _reshape_batch
+
+
+def _transpose_batch(args, dims, permutation):
+    # the batch axis stays where it is; the other axes permute around it
+    (x,), (d,) = args, dims
+    perm = [p + 1 if p >= d else p for p in permutation]
+    perm.insert(d, d)
+    return transpose_p.bind(x, permutation=tuple(perm)), d
+
+
+transpose_p.batch = _transpose_batch
+
+
+def _squeeze_batch(args, dims, dimensions):
+    (x,), (d,) = args, dims
+    new = tuple(a + 1 if a >= d else a for a in dimensions)
+    return squeeze_p.bind(x, dimensions=new), d - sum(1 for a in dimensions if a < d)
+
+
+squeeze_p.batch = _squeeze_batch
+
+
+def _concatenate_batch(args, dims, dimension):
+    from ._batching import same_bdim
+    args, b = same_bdim(args, dims)
+    return concatenate_p.bind(*args, dimension=dimension + 1 if dimension >= b else dimension), b
+
+
+concatenate_p.batch = _concatenate_batch
+
+
+def _pad_batch(args, dims, padding_config):
+    from ._batching import axis_size, bdim_to, batch_elementwise
+    (x, pv), (d, dpv) = args, dims
+    size = axis_size(args, dims)
+    if dpv is None:
+        cfg = padding_config[:d] + ((0, 0, 0),) + padding_config[d:]
+        return pad_p.bind(x, pv, padding_config=cfg), d
+    # a batched padding value: pad with zeros, then select each element's padding
+    # value where the (unbatched) mask of padded positions says so
+    from .logical import select_n_p
+    x = bdim_to(x, d, size, 0)
+    cfg = ((0, 0, 0),) + padding_config
+    padded = pad_p.bind(x, np.zeros((), dtype_of(x)), padding_config=cfg)
+    inner = np.zeros(shape_of(x)[1:], np.bool_)
+    mask = pad_p.bind(inner, np.ones((), np.bool_), padding_config=padding_config)
+    out_rank = len(padding_config)
+    pvb = reshape(pv, (size,) + (1,) * out_rank)   # a batched scalar: batched at 0
+    return batch_elementwise(select_n_p, (mask, padded, pvb), (None, 0, 0))
+
+
+pad_p.batch = _pad_batch
+
+
+def _rev_batch(args, dims, dimensions):
+    (x,), (d,) = args, dims
+    return rev_p.bind(x, dimensions=tuple(a + 1 if a >= d else a for a in dimensions)), d
+
+
+rev_p.batch = _rev_batch
+
 # --- numba lowering ---
 # Views where numba can make them (transpose, rev, reshape of contiguous data);
 # broadcast_in_dim is an index remapping inside the fused loops.

@@ -452,6 +452,175 @@ def scatter_add(operand, indices, updates, axes):
     return scatter_add_p.bind(operand, indices, coerce(updates, operand), axes=axes)
 
 
+# --- batching rules ---
+
+def _slice_batch(args, dims, start_indices, limit_indices, strides):
+    (x,), (d,) = args, dims
+    n = shape_of(x)[d]
+    start = start_indices[:d] + (0,) + start_indices[d:]
+    limit = limit_indices[:d] + (n,) + limit_indices[d:]
+    if strides is not None:
+        strides = strides[:d] + (1,) + strides[d:]
+    return slice_p.bind(x, start_indices=start, limit_indices=limit, strides=strides), d
+
+
+slice_p.batch = _slice_batch
+
+_I64 = np.dtype(np.int64)
+
+
+def _window_indices(size, starts, sdims, ns, ks, batch_column=True):
+    """Indices (size, k_0, ..., k_{m-1}, m+1) for a batch of windows: column 0 is the
+    batch element, column 1+j the position along the j-th windowed dimension, from
+    start j (a scalar, or batched: shape (size,)) clamped so the window fits (as
+    dynamic_slice clamps) plus 0..k_j-1. Without batch_column, only the m positions."""
+    from .arith import add_p, max_p, min_p
+    from .convert import convert_element_type, broadcasted_iota
+    from .shape_ops import reshape, broadcast_in_dim, concatenate
+    m = len(starts)
+    full = (size,) + tuple(ks) + (1,)
+    cols = [broadcasted_iota(_I64, full, 0)] if batch_column else []
+    for j, (s, sd, n, k) in enumerate(zip(starts, sdims, ns, ks)):
+        s = convert_element_type(s, _I64)
+        s = min_p.bind(max_p.bind(s, np.int64(0)), np.int64(n - k))
+        if sd is not None:
+            s = reshape(s, (size,) + (1,) * (m + 1))
+        ramp = broadcasted_iota(_I64, (1,) * (j + 1) + (k,) + (1,) * (m - j), j + 1)
+        col = add_p.bind(s, ramp)
+        cols.append(broadcast_in_dim(col, full, tuple(range(m + 2)))
+                    if shape_of(col) != full else col)
+    return concatenate(cols, m + 1) if len(cols) > 1 else cols[0]
+
+
+def _dynamic_slice_batch(args, dims, slice_sizes):
+    from ._batching import axis_size, bdim_to
+    from .shape_ops import transpose
+    x, *starts = args
+    d, *sdims = dims
+    size = axis_size(args, dims)
+    if all(sd is None for sd in sdims):
+        return dynamic_slice_p.bind(x, *starts[:d], np.int64(0), *starts[d:],
+                                    slice_sizes=slice_sizes[:d] + (size,) + slice_sizes[d:]), d
+    # per-element windows: slice the dimensions with a shared start first, then
+    # gather the windows of the others (an unbatched operand is not broadcast: the
+    # indices alone carry the batch)
+    lead = 0 if d is None else 1
+    if d is not None:
+        x = bdim_to(x, d, size, 0)
+    shape = shape_of(x)[lead:]
+    nd = len(shape)
+    shared = [j for j in range(nd) if sdims[j] is None]
+    own = [j for j in range(nd) if sdims[j] is not None]
+    if any(slice_sizes[j] != shape[j] for j in shared):
+        x = dynamic_slice_p.bind(
+            x, *(np.int64(0),) * lead,
+            *[starts[j] if sdims[j] is None else np.int64(0) for j in range(nd)],
+            slice_sizes=(size,) * lead + tuple(slice_sizes[j] if sdims[j] is None
+                                               else shape[j] for j in range(nd)))
+    idx = _window_indices(size, [starts[j] for j in own], [sdims[j] for j in own],
+                          [shape[j] for j in own], [slice_sizes[j] for j in own],
+                          batch_column=d is not None)
+    out = gather_p.bind(x, idx, axes=(0,) * lead + tuple(j + lead for j in own))
+    # out: batch, the windowed dims, then the others in order
+    order = own + shared
+    perm = (0,) + tuple(1 + order.index(j) for j in range(nd))
+    return transpose(out, perm), 0
+
+
+dynamic_slice_p.batch = _dynamic_slice_batch
+
+
+def _dus_batch(args, dims, ):
+    from ._batching import axis_size, bdim_to, same_bdim
+    from .logical import select_n_p, gt_p
+    from .convert import convert_element_type
+    x, u, *starts = args
+    dx, du, *sdims = dims
+    size = axis_size(args, dims)
+    if all(sd is None for sd in sdims):
+        (x, u), b = same_bdim([x, u], [dx, du])
+        return dynamic_update_slice_p.bind(x, u, *starts[:b], np.int64(0), *starts[b:]), b
+    # per-element windows: add the update into zeros at its positions (a scatter),
+    # and select it where a scatter of ones marks the window
+    x = bdim_to(x, dx, size, 0)
+    u = bdim_to(u, du, size, 0)
+    dt = dtype_of(x)
+    if dt == np.bool_:
+        x, u = convert_element_type(x, np.uint8), convert_element_type(u, np.uint8)
+    shape = shape_of(x)[1:]
+    ks = shape_of(u)[1:]
+    nd = len(shape)
+    idx = _window_indices(size, starts, sdims, shape, ks)
+    axes = tuple(range(nd + 1))
+    placed = scatter_add_p.bind(_zeros((size,) + shape, dtype_of(x)), idx, u, axes=axes)
+    hits = scatter_add_p.bind(_zeros((size,) + shape, np.int32), idx,
+                              _ones((size,) + ks, np.int32), axes=axes)
+    out = select_n_p.bind(gt_p.bind(hits, np.int32(0)), x, placed)
+    if dt == np.bool_:
+        out = convert_element_type(out, dt)
+    return out, 0
+
+
+def _ones(shape, dtype):
+    return broadcast_in_dim(np.ones((), dtype), tuple(shape), ())
+
+
+dynamic_update_slice_p.batch = _dus_batch
+
+
+def _with_batch_column(indices, di, size):
+    """Batched indices (batch axis moved to the front) with the batch element's
+    number prepended to each index vector."""
+    from ._batching import moveaxis
+    from .convert import broadcasted_iota
+    from .shape_ops import concatenate
+    indices = moveaxis(indices, di, 0)
+    shape = shape_of(indices)
+    col = broadcasted_iota(dtype_of(indices), shape[:-1] + (1,), 0)
+    return concatenate([col, indices], len(shape) - 1)
+
+
+def _gather_batch(args, dims, axes):
+    from ._batching import axis_size, phys_axes, moveaxis
+    (x, indices), (dx, di) = args, dims
+    if di is None:
+        new_axes = phys_axes(axes, dx)
+        rest = [j for j in range(len(shape_of(x))) if j not in new_axes]
+        nbi = len(shape_of(indices)) - 1
+        return gather_p.bind(x, indices, axes=new_axes), nbi + rest.index(dx)
+    if dx is None:
+        ni = len(shape_of(indices))
+        if di == ni - 1:       # the batch axis must not be the index-vector axis
+            indices = moveaxis(indices, di, 0)
+            di = 0
+        return gather_p.bind(x, indices, axes=axes), di
+    size = axis_size(args, dims)
+    idx = _with_batch_column(indices, di, size)
+    return gather_p.bind(x, idx, axes=(dx,) + phys_axes(axes, dx)), 0
+
+
+gather_p.batch = _gather_batch
+
+
+def _scatter_add_batch(args, dims, axes):
+    from ._batching import axis_size, phys_axes, bdim_to
+    (x, indices, u), (dx, di, du) = args, dims
+    size = axis_size(args, dims)
+    b = 0 if dx is None else dx
+    x = bdim_to(x, dx, size, b)
+    if di is None:
+        new_axes = phys_axes(axes, b)
+        rest = [j for j in range(len(shape_of(x))) if j not in new_axes]
+        nbi = len(shape_of(indices)) - 1
+        u = bdim_to(u, du, size, nbi + rest.index(b))
+        return scatter_add_p.bind(x, indices, u, axes=new_axes), b
+    idx = _with_batch_column(indices, di, size)
+    u = bdim_to(u, du, size, 0)
+    return scatter_add_p.bind(x, idx, u, axes=(b,) + phys_axes(axes, b)), b
+
+
+scatter_add_p.batch = _scatter_add_batch
+
 # --- numba lowering ---
 # slice and dynamic_slice are views; gather and scatter_add write their loops, with
 # the same index checks as the eager kernels (IndexError out of range).

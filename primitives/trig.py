@@ -107,6 +107,14 @@ def rem(x, y):
     return rem_p.bind(coerce(x, y), coerce(y, x))
 
 
+# --- batching rules ---
+from ._batching import elementwise as _bew  # noqa: E402
+
+for _p in (sinh_p, cosh_p, asinh_p, acosh_p, atanh_p, asin_p, acos_p, atan_p, atan2_p,
+           cbrt_p, rem_p):
+    _p.batch = _bew(_p)
+del _p
+
 # --- numba lowering ---
 # libm (scalar) versions: correct first; these are rare in hot loops.
 from ._lowering import Elementwise as _EW  # noqa: E402

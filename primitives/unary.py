@@ -136,6 +136,14 @@ def sincos(x):
     return sincos_p.bind(x)
 
 
+# --- batching rules ---
+from ._batching import elementwise as _bew  # noqa: E402
+
+for _p in (exp_p, log_p, log1p_p, expm1_p, sin_p, cos_p, sincos_p, tan_p, tanh_p,
+           logistic_p, sqrt_p, rsqrt_p, erf_p, floor_p, ceil_p, round_p):
+    _p.batch = _bew(_p)
+del _p
+
 # --- numba lowering ---
 # Transcendentals use the vectorisable versions in primitives/vecmath.py (computed
 # in float64, rounded back by the generated code); sin/cos/tan fall back to libm

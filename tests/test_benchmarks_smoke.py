@@ -116,7 +116,7 @@ def test_only_option_and_report_rows():
     assert _jobs('w1,W3') == ['W1', 'W3']
     assert _jobs('W5') == ['W5', 'W5-scale']
     with pytest.raises(SystemExit):
-        _jobs('W9')
+        _jobs('W99')
     cot = {'side': 'cotangent', 'records': [{
         'workload': 'W3', 'metric': 'hvp', 'kind': 'ratio', 'numpy_seconds': 2e-5,
         'seconds': {'cotangent': 1e-4}, 'ratios': {'cotangent': 5.0}, 'errors': {}}]}
@@ -171,3 +171,53 @@ def test_paired_ratio_and_interleaved_sampling():
     assert len(rounds['ok']) == 3 and times['ok'] >= 0 and other['ok'] >= 0
     # warm-up, calibration, then 3 samples of at most max_calls calls each
     assert settings.warmup + 1 + 3 <= len(calls) <= settings.warmup + 1 + 3 * 2
+
+
+# --- W6 and PEG (jacobians and per-example gradients, on vmap) ------------------------------
+
+def test_w6_cotangent_jacobians_match_hand_version():
+    from transforms import jacfwd, jacrev
+    w, x = W.w6_data(n=12)
+    g = W.make_w6_g(pnp, w)
+    want = W.w6_numpy_jacobian(w, x)
+    num = np.stack([_num_grad(lambda v: W.make_w6_g(np, w)(v)[i], x) for i in range(12)])
+    np.testing.assert_allclose(want, num, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(jacrev(g)(x), want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(jacfwd(g)(x), want, rtol=1e-12, atol=1e-14)
+
+
+def test_peg_per_example_gradients_match_hand_version_and_loop():
+    from transforms import vmap
+    params, x, onehot = W.w2_data(sizes=(20, 16, 12, 5), batch=6)
+    loss_one = W.make_mlp_loss_one(pnp)
+    got = vmap(grad(loss_one), in_axes=(None, 0, 0))(params, x, onehot)
+    want = W.peg_numpy_grads(params, x, onehot)
+    loop = [grad(loss_one)(params, x[i], onehot[i]) for i in range(6)]
+    for k, (g, w) in enumerate(zip(got, want)):
+        assert g.shape == (6,) + params[k].shape and g.dtype == np.float32
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(g, np.stack([l[k] for l in loop]), rtol=1e-5, atol=1e-7)
+    # the batch mean of per-example gradients is the W2 gradient
+    batch = W.w2_numpy_grad(params, x, onehot)
+    for g, b in zip(got, batch):
+        np.testing.assert_allclose(g.mean(0), b, rtol=1e-4, atol=1e-6)
+
+
+def test_peg_and_w6_report_rows():
+    def rec(wid, metric, ratios):
+        return {'workload': wid, 'metric': metric, 'kind': 'ratio', 'numpy_seconds': 1e-3,
+                'seconds': {k: v * 1e-3 for k, v in ratios.items()}, 'ratios': ratios,
+                'errors': {}}
+    cot = {'side': 'cotangent', 'records': [
+        rec('W6', 'jacrev', {'cotangent': 19.0}), rec('W6', 'jacfwd', {'cotangent': 21.0}),
+        rec('PEG', 'vmap_grad', {'cotangent': 1.1}), rec('PEG', 'loop_grad', {'cotangent': 3.3})]}
+    torch = {'side': 'torch', 'records': [rec('PEG', 'vmap_grad', {'torch': 2.0})]}
+    rows = {(r['workload'], r['key']): r for r in report.build_rows([cot, torch])}
+    assert rows[('W6', 'jacrev')]['status'] == 'PASS'
+    assert rows[('W6', 'jacfwd')]['status'] == 'MISS'
+    assert rows[('PEG', 'vmap_grad')]['status'] == 'PASS'
+    assert rows[('PEG', 'vmap_grad')]['target'] == '<= torch'
+    speed = rows[('PEG', 'speedup')]
+    assert speed['measured'] == pytest.approx(3.0) and speed['status'] == 'MISS'
+    assert _jobs('w6,peg') == ['W6', 'PEG']
+    assert 'PEG' in report.format_table(list(rows.values()))

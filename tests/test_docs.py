@@ -34,7 +34,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-DOCS = ('architecture.md', 'tutorial.md', '../README.md')
+# every Markdown file in docs/, and the README
+DOCS = tuple(sorted(f for f in os.listdir(os.path.join(ROOT, 'docs')) if f.endswith('.md'))) \
+    + ('../README.md',)
 _OPEN = re.compile(r'^(`{3,})\s*([\w+-]*)\s*(.*?)\s*$')
 
 

@@ -77,9 +77,21 @@ def test_closure_over_outer_tracer():
 
 def test_printed_ir_of_jit_and_its_grad():
     txt = str(make_jaxpr(jit(f))(X, Y))
-    assert txt.splitlines()[0] == "{ lambda ; a:f64[3] b:f64[3]. let"
-    assert "jit[jaxpr={ lambda ; c:f64[3] d:f64[3]. let" in txt
-    assert txt.rstrip().endswith("in (k,) }")
+    assert txt == """\
+{ lambda ; a:f64[3] b:f64[3]. let
+    c:f64[] = jit[jaxpr={ lambda ; d:f64[3] e:f64[3]. let
+          f:f64[3] = sin d
+          g:f64[3] = mul f e
+          h:f64[] = reduce_sum[axes=(0,)] g
+          i:f64[3] = integer_pow[y=2] d
+          j:f64[] = reduce_sum[axes=(0,)] i
+          k:f64[] = add h j
+        in (k,) } name=f] a b
+  in (c,) }"""
+    # a nested jaxpr prints on one line only when its equation's line fits 80 columns
+    short = str(make_jaxpr(jit(lambda x: -x))(X))
+    assert all(len(l) <= 80 for l in short.splitlines())
+    assert short.splitlines()[1] == "    b:f64[3] = jit[jaxpr={ lambda ; c:f64[3]. let"
     closed = make_jaxpr(grad(jit(f)))(X, Y)
     check_jaxpr(closed)
     names = [e.params['name'] for e in closed.eqns]

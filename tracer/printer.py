@@ -58,12 +58,12 @@ def _binder(v, names):
     return f"{names(v)}:{v.aval.str_short()}"
 
 
-def _param(k, v, primitive, names, indent):
+def _param(k, v, primitive, names, indent, multiline=False):
     custom = getattr(primitive, 'param_printers', None)
     if custom and k in custom:
         return custom[k](v)
     if isinstance(v, (Jaxpr, ClosedJaxpr)):
-        return _pp(v.jaxpr if isinstance(v, ClosedJaxpr) else v, names, indent + 2)
+        return _pp(v.jaxpr if isinstance(v, ClosedJaxpr) else v, names, indent + 2, multiline)
     if isinstance(v, tuple) and v and all(isinstance(j, (Jaxpr, ClosedJaxpr)) for j in v):
         inner = [_pp(j.jaxpr if isinstance(j, ClosedJaxpr) else j, names, indent + 2)
                  for j in v]
@@ -78,19 +78,24 @@ def _param(k, v, primitive, names, indent):
     return str(v)
 
 
-def pp_eqn(eqn, names=None, indent=0):
+def pp_eqn(eqn, names=None, indent=0, multiline=False):
     names = names or _Names()
-    ins = ' '.join(_atom(v, names) for v in eqn.invars)
+    outs = ' '.join(_binder(v, names) for v in eqn.outvars)
     params = ''
     if eqn.params:
         params = '[' + ' '.join(
-            f"{k}={_param(k, eqn.params[k], eqn.primitive, names, indent)}"
+            f"{k}={_param(k, eqn.params[k], eqn.primitive, names, indent, multiline)}"
             for k in sorted(eqn.params)) + ']'
-    outs = ' '.join(_binder(v, names) for v in eqn.outvars)
-    return f"{outs} = {eqn.primitive.name}{params}{' ' if ins else ''}{ins}"
+    ins = ' '.join(_atom(v, names) for v in eqn.invars)
+    line = f"{outs} = {eqn.primitive.name}{params}{' ' if ins else ''}{ins}"
+    if not multiline and indent + len(line.partition('\n')[0]) > WIDTH and any(
+            isinstance(p, (Jaxpr, ClosedJaxpr)) for p in eqn.params.values()):
+        # a nested jaxpr printed on one line made the equation's line too long
+        return pp_eqn(eqn, names, indent, multiline=True)
+    return line
 
 
-def _pp(jaxpr, names, indent):
+def _pp(jaxpr, names, indent, multiline=False):
     consts = ' '.join(_binder(v, names) for v in jaxpr.constvars)
     args = ' '.join(_binder(v, names) for v in jaxpr.invars)
     head = f"{{ lambda {consts}; {args}. let" if consts else f"{{ lambda ; {args}. let"
@@ -98,7 +103,7 @@ def _pp(jaxpr, names, indent):
     outs = [_atom(v, names) for v in jaxpr.outvars]
     out = '(' + ', '.join(outs) + (',' if len(outs) == 1 else '') + ')'
     one_line = f"{head} {'; '.join(eqns)} in {out} }}"
-    if len(one_line) + indent <= WIDTH and '\n' not in one_line:
+    if not multiline and len(one_line) + indent <= WIDTH and '\n' not in one_line:
         return one_line
     pad = ' ' * (indent + 4)
     body = ''.join(f"{pad}{e}\n" for e in eqns)

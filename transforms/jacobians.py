@@ -1,70 +1,102 @@
-"""Dense Jacobians and Hessians: jacfwd (one JVP per input basis vector), jacrev
-(one VJP per output basis vector), hessian = jacfwd(jacrev(f)).
+"""Dense Jacobians and Hessians, built on vmap: jacfwd pushes the whole standard
+basis of the inputs through one batched JVP, jacrev pulls the standard basis of the
+outputs back through one batched VJP, and hessian = jacfwd(jacrev(f)).
 
 Results have shape out.shape + in.shape for each (output leaf, input leaf) pair,
-nested as the output pytree of input pytrees, as in JAX.
+nested as the output pytree of input pytrees (a tuple over argnums when argnums is
+a tuple), as in JAX.
 """
 import numpy as np
 
-from tracer import tree_flatten, tree_unflatten, get_aval
-from .ad import jvp, vjp, split_args, _check_inexact
+from tracer import tree_flatten, tree_unflatten, get_aval, new_trace, Zero
+from .ad import (split_args, _check_inexact, _own, _zeros, _flat_fun, _vjp_flat,
+                 _cts_from_backward)
+from .jvp import JVPTrace, JVPTracer, unpack
+from .vmap import vmap
 
 
-def _basis(aval):
-    n = aval.size
-    eye = np.eye(n, dtype=aval.dtype)
-    return [eye[i].reshape(aval.shape) for i in range(n)]
+_basis_cache = {}
 
 
-def _stack_last(cols, out_shape, in_shape):
-    import primitives.numpy as pnp
-    if not cols:
-        return np.zeros(out_shape + in_shape)
-    return pnp.reshape(pnp.stack(cols, axis=-1), out_shape + in_shape)
+def _std_basis(avals):
+    """(n, parts): the n x n identity, n the total size of the leaves, split into one
+    part per leaf of shape (n,) + leaf.shape (and the leaf's dtype). Cached per
+    signature, read-only (an output that is a basis vector gets copied)."""
+    key = tuple((a.shape, a.dtype) for a in avals)
+    hit = _basis_cache.get(key)
+    if hit is not None:
+        return hit
+    sizes = [a.size for a in avals]
+    n = sum(sizes)
+    dt = np.result_type(*[a.dtype for a in avals]) if avals else np.dtype(np.float64)
+    eye = np.eye(n, dtype=dt)
+    parts = []
+    off = 0
+    for a, k in zip(avals, sizes):
+        block = eye[:, off:off + k] if len(avals) > 1 else eye
+        part = np.ascontiguousarray(block, dtype=a.dtype).reshape((n,) + a.shape)
+        part.flags.writeable = False
+        parts.append(part)
+        off += k
+    if n * n * dt.itemsize <= 1 << 24:       # keep bases up to 16 MB
+        if len(_basis_cache) >= 32:
+            _basis_cache.pop(next(iter(_basis_cache)))
+        _basis_cache[key] = (n, parts)
+    return n, parts
 
 
-def _stack_first(rows, out_shape, in_shape):
-    import primitives.numpy as pnp
-    return pnp.reshape(pnp.stack(rows, axis=0), out_shape + in_shape)
+def _split(x, axis_first, sizes, shapes, lead_shape):
+    """Split the basis axis of x (first or last) into one block per leaf, reshaped
+    to lead_shape + leaf shape (axis last) or leaf shape + lead_shape (axis first)."""
+    from primitives.shape_ops import reshape
+    from primitives.slicing import slice as slice_
+    xs = tuple(np.shape(x)) if not hasattr(x, 'aval') else x.aval.shape
+    out = []
+    off = 0
+    for k, shape in zip(sizes, shapes):
+        if len(sizes) > 1:
+            start = [0] * len(xs)
+            limit = list(xs)
+            d = 0 if axis_first else len(xs) - 1
+            start[d], limit[d] = off, off + k
+            part = slice_(x, start, limit)
+        else:
+            part = x
+        out.append(reshape(part, shape + lead_shape if axis_first else lead_shape + shape))
+        off += k
+    return out
 
 
 def jacfwd(fun, argnums=0, has_aux=False):
-    """Jacobian by forward mode: one JVP per input element."""
+    """Jacobian by forward mode: one JVP, vmapped over the inputs' standard basis."""
     def jac(*args, **kwargs):
         single, dyn, f_dyn = split_args('jacfwd', fun, argnums, args, kwargs)
         flat_in, in_tree = tree_flatten(dyn)
         _check_inexact('jacfwd', flat_in)
-
-        def f_flat(*leaves):
-            return f_dyn(*tree_unflatten(in_tree, list(leaves)))
-
         in_avals = [get_aval(x) for x in flat_in]
-        cols = [[] for _ in flat_in]   # per input leaf: list of flat outputs per basis vector
-        out_tree = None
-        aux = None
-        for j, a in enumerate(in_avals):
-            for e in _basis(a):
-                tangents = [e if k == j else np.zeros(b.shape, b.dtype)
-                            for k, b in enumerate(in_avals)]
-                res = jvp(f_flat, tuple(flat_in), tuple(tangents), has_aux=has_aux)
-                out, t = res[0], res[1]
-                if has_aux:
-                    aux = res[2]
-                t_flat, out_tree = tree_flatten(t)
-                cols[j].append(t_flat)
-        if out_tree is None:   # no input elements
-            out, *rest = (fun(*args, **kwargs),)
-            if has_aux:
-                out, aux = out
-            out_flat, out_tree = tree_flatten(out)
-            blocks = [[np.zeros(get_aval(o).shape + a.shape) for a in in_avals] for o in out_flat]
-        else:
-            out_flat, _ = tree_flatten(out)
-            blocks = []
-            for oi, o in enumerate(out_flat):
-                oshape = get_aval(o).shape
-                blocks.append([_stack_last([c[oi] for c in cols[j]], oshape, a.shape)
-                               for j, a in enumerate(in_avals)])
+        n, basis = _std_basis(in_avals)
+
+        store = {}
+        flat = _flat_fun(f_dyn, in_tree, store, has_aux)
+
+        def push(*tangents):
+            # jvp on the flat arguments (the public jvp's argument checks are moot:
+            # the tangents are the standard basis, of the primals' shapes and dtypes)
+            trace = JVPTrace('jacfwd')
+            with new_trace(trace):
+                outs = flat(*[JVPTracer(trace, p, t) for p, t in zip(flat_in, tangents)])
+                pairs = [unpack(trace, o) for o in outs]
+            return ([p for p, _ in pairs],
+                    [_zeros(t.aval) if type(t) is Zero else t for _, t in pairs],
+                    store.get('aux'))
+
+        out_flat, cols_flat, aux = vmap(push, in_axes=0, out_axes=(None, -1, None),
+                                        axis_size=n)(*basis)
+        out_tree = store['tree']
+        sizes = [a.size for a in in_avals]
+        shapes = [a.shape for a in in_avals]
+        blocks = [_split(c, False, sizes, shapes, get_aval(o).shape)
+                  for o, c in zip(out_flat, cols_flat)]
         result = _assemble(blocks, out_tree, in_tree, single)
         return (result, aux) if has_aux else result
 
@@ -73,32 +105,28 @@ def jacfwd(fun, argnums=0, has_aux=False):
 
 
 def jacrev(fun, argnums=0, has_aux=False):
-    """Jacobian by reverse mode: one VJP per output element."""
+    """Jacobian by reverse mode: one VJP, vmapped over the outputs' standard basis."""
     def jac(*args, **kwargs):
         single, dyn, f_dyn = split_args('jacrev', fun, argnums, args, kwargs)
         flat_in, in_tree = tree_flatten(dyn)
         _check_inexact('jacrev', flat_in)
-
-        res = vjp(f_dyn, *dyn, has_aux=has_aux)
-        out, vjp_fn = res[0], res[1]
-        aux = res[2] if has_aux else None
-        out_flat, out_tree = tree_flatten(out)
+        out_flat, lin, store = _vjp_flat(f_dyn, list(flat_in), in_tree, has_aux, 'jacrev')
         out_avals = [get_aval(o) for o in out_flat]
         in_avals = [get_aval(x) for x in flat_in]
-        rows = [[[] for _ in in_avals] for _ in out_avals]
-        for i, a in enumerate(out_avals):
-            for e in _basis(a):
-                cts = [e if k == i else np.zeros(b.shape, b.dtype) for k, b in enumerate(out_avals)]
-                g_flat, _ = tree_flatten(vjp_fn(tree_unflatten(out_tree, cts)))
-                for j in range(len(in_avals)):
-                    rows[i][j].append(g_flat[j])
-        blocks = []
-        for i, a in enumerate(out_avals):
-            blocks.append([_stack_first(rows[i][j], a.shape, b.shape) if rows[i][j]
-                           else np.zeros(a.shape + b.shape, b.dtype)
-                           for j, b in enumerate(in_avals)])
+        m, basis = _std_basis(out_avals)
+
+        def pull(*cts):
+            return _cts_from_backward(lin, list(cts))
+
+        rows = vmap(pull, in_axes=0, out_axes=0, axis_size=m)(*basis)
+        out_tree = store['tree']
+        sizes = [a.size for a in out_avals]
+        shapes = [a.shape for a in out_avals]
+        # per input leaf j: one block per output leaf i, of shape out_i + in_j
+        per_in = [_split(r, True, sizes, shapes, a.shape) for r, a in zip(rows, in_avals)]
+        blocks = [[per_in[j][i] for j in range(len(in_avals))] for i in range(len(out_avals))]
         result = _assemble(blocks, out_tree, in_tree, single)
-        return (result, aux) if has_aux else result
+        return (result, store['aux']) if has_aux else result
 
     jac.__name__ = f"jacrev({getattr(fun, '__name__', 'fun')})"
     return jac
@@ -107,7 +135,7 @@ def jacrev(fun, argnums=0, has_aux=False):
 def _assemble(blocks, out_tree, in_tree, single):
     per_out = []
     for row in blocks:
-        inner = tree_unflatten(in_tree, row)   # a tuple over argnums
+        inner = tree_unflatten(in_tree, [_own(b) for b in row])   # a tuple over argnums
         per_out.append(inner[0] if single else inner)
     return tree_unflatten(out_tree, per_out)
 

@@ -324,3 +324,17 @@ def jit(fun=None, static_argnums=()):
     if fun is None:
         return lambda f: Jitted(f, static_argnums)
     return Jitted(fun, static_argnums)
+
+
+# --- batching rule ---
+
+def _jit_batch(args, dims, *, jaxpr, name):
+    """vmap of a jit call: one jit call of the batched jaxpr (batched once per
+    jaxpr and batch signature, see transforms/vmap.py batch_jaxpr)."""
+    from primitives._batching import axis_size
+    from .vmap import batch_jaxpr
+    batched, out_dims = batch_jaxpr(jaxpr, axis_size(args, dims), dims)
+    return jit_p.bind(*args, jaxpr=batched, name=f"vmap({name})"), out_dims
+
+
+jit_p.batch = _jit_batch

@@ -1,0 +1,283 @@
+"""What the higher-order primitives share: tracing a user function once into a
+ClosedJaxpr, fast evaluation of a jaxpr on concrete values (for loop bodies run
+thousands of times), and small jaxpr rearrangements their rules need.
+
+Fast evaluation: `python_fn(closed)` turns a jaxpr into a Python function whose
+body calls each equation's implementation directly, one line per equation, with
+the parameters bound as globals (no environment dictionary, no `bind`
+dispatch). Loops (`scan_loop`) are generated the same way, the body inlined in
+a `for` loop that writes the stacked outputs into preallocated arrays. Only
+used on concrete values: a primitive's impl runs when no argument is traced,
+and a higher-order primitive's params hold no tracers.
+"""
+import builtins
+import keyword
+import os
+from collections import OrderedDict
+
+import numpy as np
+
+from tracer import (ClosedJaxpr, Jaxpr, JaxprTrace, Literal, DropVar, Var, Tracer,
+                    new_trace, tree_flatten, tree_unflatten, ShapedArray)
+from tracer.staging import dce
+
+
+# --- tracing a user function -----------------------------------------------------------
+
+def trace_fun(fun, in_tree, in_avals, name):
+    """Trace `fun(*tree_unflatten(in_tree, args))` on abstract arguments.
+
+    -> (closed, out_tree, lifted): `lifted` are the constants that are tracers of
+    enclosing transforms (values the function closes over); they become leading
+    inputs of the jaxpr, since a primitive's params must hold no tracers."""
+    out_box = []
+    trace = JaxprTrace(name)
+    with new_trace(trace, dynamic=True):
+        args = [trace.new_arg(a) for a in in_avals]
+        out = fun(*tree_unflatten(in_tree, args))
+        leaves, out_tree = tree_flatten(out)
+        out_box.append(out_tree)
+        jaxpr, consts = trace.to_jaxpr(leaves)
+    traced = [isinstance(c, Tracer) for c in consts]
+    if any(traced):
+        cvars = [v for v, t in zip(jaxpr.constvars, traced) if not t]
+        tvars = [v for v, t in zip(jaxpr.constvars, traced) if t]
+        jaxpr = Jaxpr(cvars, tvars + jaxpr.invars, jaxpr.outvars, jaxpr.eqns)
+        lifted = [c for c, t in zip(consts, traced) if t]
+        consts = [c for c, t in zip(consts, traced) if not t]
+    else:
+        lifted = []
+    return ClosedJaxpr(jaxpr, consts), out_tree, lifted
+
+
+def fun_name(fun):
+    """"'name' (file.py:12)", for error messages."""
+    name = getattr(fun, '__name__', None) or type(fun).__name__
+    code = getattr(fun, '__code__', None)
+    if code is None:
+        return f"'{name}'"
+    return f"'{name}' ({os.path.basename(code.co_filename)}:{code.co_firstlineno})"
+
+
+def same_type(a, b):
+    return a.shape == b.shape and a.dtype == b.dtype
+
+
+# --- jaxpr rearrangements ----------------------------------------------------------------
+
+def permute(closed, in_order=None, out_order=None):
+    """`closed` with its inputs/outputs taken in a new order (lists of indices)."""
+    j = closed.jaxpr
+    invars = j.invars if in_order is None else [j.invars[i] for i in in_order]
+    outvars = j.outvars if out_order is None else [j.outvars[i] for i in out_order]
+    return ClosedJaxpr(Jaxpr(j.constvars, invars, outvars, j.eqns), closed.consts)
+
+
+def add_unused_inputs(closed, avals, where=0):
+    """`closed` taking extra inputs (of `avals`) that it ignores, inserted at `where`."""
+    j = closed.jaxpr
+    extra = [Var(a) for a in avals]
+    invars = j.invars[:where] + extra + j.invars[where:]
+    return ClosedJaxpr(Jaxpr(j.constvars, invars, j.outvars, j.eqns), closed.consts)
+
+
+def prune(closed, keep_inputs, keep_outputs):
+    """`closed` computing only the kept outputs, taking exactly the kept inputs (the
+    caller guarantees the kept outputs read no dropped input)."""
+    j = closed.jaxpr
+    outvars = [v for v, k in zip(j.outvars, keep_outputs) if k]
+    invars = [v for v, k in zip(j.invars, keep_inputs) if k]
+    pruned, consts = dce(j.constvars, closed.consts, invars, outvars, j.eqns)
+    return ClosedJaxpr(pruned, consts)
+
+
+def used_inputs(closed, used_outputs):
+    """Which inputs the flagged outputs read (through the equations)."""
+    j = closed.jaxpr
+    outvars = [v for v, u in zip(j.outvars, used_outputs) if u]
+    live = set(v for v in outvars if type(v) is not Literal)
+    for eqn in reversed(j.eqns):
+        if any(v in live for v in eqn.outvars):
+            live.update(v for v in eqn.invars if type(v) is not Literal)
+    return [v in live for v in j.invars]
+
+
+def depends_on(closed, which_inputs):
+    """For each output: does it depend on any of the flagged inputs?"""
+    j = closed.jaxpr
+    dep = set(v for v, w in zip(j.invars, which_inputs) if w)
+    for eqn in j.eqns:
+        if any(type(v) is not Literal and v in dep for v in eqn.invars):
+            dep.update(eqn.outvars)
+    return [type(v) is not Literal and v in dep for v in j.outvars]
+
+
+def zeros(aval):
+    return np.zeros(aval.shape, aval.dtype)
+
+
+def stacked(aval, length):
+    return ShapedArray((length,) + aval.shape, aval.dtype)
+
+
+def unstacked(aval):
+    return ShapedArray(aval.shape[1:], aval.dtype, aval.weak_type)
+
+
+# --- fast evaluation on concrete values ----------------------------------------------
+
+class _Memo:
+    """Generated functions per jaxpr object (the jaxpr is kept alive with its entry,
+    so its id cannot be reused)."""
+
+    def __init__(self, size=256):
+        self.size = size
+        self.entries = OrderedDict()
+
+    def get(self, obj, key, build):
+        k = (id(obj), key)
+        hit = self.entries.get(k)
+        if hit is not None and hit[0] is obj:
+            self.entries.move_to_end(k)
+            return hit[1]
+        value = build()
+        self.entries[k] = (obj, value)
+        if len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+        return value
+
+
+_memo = _Memo()
+
+
+class _Gen:
+    """Python source for a jaxpr's equations, with the values it needs as globals."""
+
+    def __init__(self):
+        self.glob = {'__builtins__': builtins, 'np': np}
+        self.names = {}
+        self.count = 0
+
+    def const(self, val, prefix='_k'):
+        n = f"{prefix}{len(self.glob)}"
+        self.glob[n] = val
+        return n
+
+    def fresh(self):
+        self.count += 1
+        return f"_v{self.count}"
+
+    def bind_var(self, v, name=None):
+        if isinstance(v, DropVar):
+            return '_'
+        n = name or self.fresh()
+        self.names[v] = n
+        return n
+
+    def atom(self, v):
+        if type(v) is Literal:
+            return self.const(v.val)
+        return self.names[v]
+
+    def eqns(self, jaxpr, indent):
+        pad = ' ' * indent
+        lines = []
+        for eqn in jaxpr.eqns:
+            args = [self.atom(v) for v in eqn.invars]
+            fast = _fast_impl(eqn)
+            if fast is not None:
+                lines.append(f"{pad}{self.bind_var(eqn.outvars[0])} = "
+                             f"{self.const(fast, '_f')}({', '.join(args)})")
+                continue
+            fn = self.const(eqn.primitive.impl, '_f')
+            if eqn.params:
+                if all(k.isidentifier() and not keyword.iskeyword(k) for k in eqn.params):
+                    args += [f"{k}={self.const(p, '_p')}" for k, p in eqn.params.items()]
+                else:
+                    args.append(f"**{self.const(dict(eqn.params), '_p')}")
+            call = f"{fn}({', '.join(args)})"
+            if eqn.primitive.multiple_results:
+                outs = [self.bind_var(v) for v in eqn.outvars]
+                if outs:
+                    lines.append(f"{pad}{', '.join(outs)}, = {call}")
+                else:
+                    lines.append(f"{pad}{call}")
+            else:
+                lines.append(f"{pad}{self.bind_var(eqn.outvars[0])} = {call}")
+        return lines
+
+    def compile(self, src, name):
+        code = compile(src, f"<cotangent {name}>", 'exec')
+        exec(code, self.glob)
+        return self.glob[name]
+
+
+def _fast_impl(eqn):
+    """A direct NumPy function for a few equations whose generic impl is slow in a
+    loop body: an outer product (dot_general without contraction or batch
+    dimensions; NumPy's tensordot costs ~10x np.multiply.outer for two vectors)."""
+    if eqn.primitive.name == 'dot_general':
+        (lc, rc), (lb, rb) = eqn.params['dimension_numbers']
+        if not lc and not lb and eqn.params.get('preferred_element_type') is None:
+            a, b = eqn.invars
+            if a.aval.dtype == b.aval.dtype:
+                return np.multiply.outer
+    return None
+
+
+def python_fn(closed):
+    """A Python function (*args) -> list of outputs evaluating `closed` on concrete
+    values by calling each equation's impl directly."""
+    return _memo.get(closed, 'fn', lambda: _python_fn(closed))
+
+
+def _python_fn(closed):
+    j = closed.jaxpr
+    g = _Gen()
+    for v, c in zip(j.constvars, closed.consts):
+        g.names[v] = g.const(c, '_c')
+    args = [g.bind_var(v, f"_a{i}") for i, v in enumerate(j.invars)]
+    lines = [f"def _fn({', '.join(args)}):"]
+    lines += g.eqns(j, 4)
+    lines.append(f"    return [{', '.join(g.atom(v) for v in j.outvars)}]")
+    return g.compile('\n'.join(lines) + '\n', '_fn')
+
+
+def scan_loop(closed, num_consts, num_carry):
+    """A Python function (consts, carry, xs, ys_buffers, indices) -> final carry
+    running the body of a scan with the body inlined in the loop; ys are written
+    into the preallocated buffers."""
+    return _memo.get(closed, ('scan', num_consts, num_carry),
+                     lambda: _scan_loop(closed, num_consts, num_carry))
+
+
+def _scan_loop(closed, num_consts, num_carry):
+    j = closed.jaxpr
+    g = _Gen()
+    for v, c in zip(j.constvars, closed.consts):
+        g.names[v] = g.const(c, '_c')
+    n_xs = len(j.invars) - num_consts - num_carry
+    n_ys = len(j.outvars) - num_carry
+    consts = [g.bind_var(v, f"_a{i}") for i, v in enumerate(j.invars[:num_consts])]
+    carry = [g.bind_var(v, f"_h{i}") for i, v in enumerate(j.invars[num_consts:num_consts + num_carry])]
+    xs_in = [f"_xs{i}" for i in range(n_xs)]
+    ys_buf = [f"_ys{i}" for i in range(n_ys)]
+    x_names = [g.bind_var(v, f"_x{i}") for i, v in enumerate(j.invars[num_consts + num_carry:])]
+    params = ['_consts', '_carry', '_xs', '_ysb', '_indices']
+    lines = [f"def _loop({', '.join(params)}):"]
+    for names, src in ((consts, '_consts'), (carry, '_carry'), (xs_in, '_xs'), (ys_buf, '_ysb')):
+        if names:
+            lines.append(f"    {', '.join(names)}, = {src}")
+    lines.append("    for _i in _indices:")
+    body = [f"        {x} = {xs}[_i]" for x, xs in zip(x_names, xs_in)]
+    body += g.eqns(j, 8)
+    outs = [g.atom(v) for v in j.outvars]
+    for buf, y in zip(ys_buf, outs[num_carry:]):
+        body.append(f"        {buf}[_i] = {y}")
+    if carry:
+        body.append(f"        {', '.join(carry)}, = {', '.join(outs[:num_carry])},")
+    if not body:
+        body.append("        pass")
+    lines += body
+    lines.append(f"    return [{', '.join(carry)}]")
+    return g.compile('\n'.join(lines) + '\n', '_loop')
