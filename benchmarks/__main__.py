@@ -39,11 +39,11 @@ def _jobs(only):
         return list(JOBS)
     want = [w.strip().upper() for w in only.split(',') if w.strip()]
     bad = [w for w in want if w not in ('W1', 'W2', 'W3', 'W4', 'W5', 'W5-SCALE', 'W6', 'PEG',
-                                        'W8', 'W9')]
+                                        'W7', 'W8', 'W9')]
     if bad:
         raise SystemExit(f"--only: unknown workload(s) {', '.join(bad)}; "
                          f"choose from W1, W2, W3, W4, W5 (W5 includes W5-scale), W6, PEG, "
-                         f"W8, W9")
+                         f"W7, W8, W9")
     return [j for j in JOBS if j.upper() in want or (j == 'W5-scale' and 'W5' in want)]
 
 

@@ -20,7 +20,7 @@ from . import workloads as W
 from . import peers as P
 from .harness import Settings, time_interleaved, time_once_each, paired_ratio, log
 
-SIDE_COLUMNS = {'cotangent': ('cotangent',), 'jax': ('jax', 'jax_jit'),
+SIDE_COLUMNS = {'cotangent': ('cotangent', 'cotangent_jit'), 'jax': ('jax', 'jax_jit'),
                 'autograd': ('autograd',), 'torch': ('torch',)}
 
 
@@ -35,12 +35,14 @@ class Cotangent:
             import primitives.numpy as pnp
             from transforms import grad, jvp, value_and_grad, vmap, jacfwd, jacrev
             from tracer import make_jaxpr
+            from transforms import jit
         except Exception as e:  # reported in the table
             self.error = f"{type(e).__name__}: {e}"
             log(f"importing cotangent failed:\n{traceback.format_exc()}")
             return
         self.pnp, self.grad, self.jvp = pnp, grad, jvp
         self.value_and_grad, self.make_jaxpr = value_and_grad, make_jaxpr
+        self.jit = jit
         self.vmap, self.jacfwd, self.jacrev = vmap, jacfwd, jacrev
 
 
@@ -144,7 +146,9 @@ def run_w1(settings, side, ctx):
         def cot_build(metric=metric):
             f = W.make_chain(ctx.pnp, W.W1_OPS)
             fn = ctx.grad(f) if metric == 'grad' else f
-            return {'cotangent': P.Peer(lambda: fn(x), P._same)}
+            fj = ctx.jit(fn)
+            return {'cotangent': P.Peer(lambda: fn(x), P._same),
+                    'cotangent_jit': P.Peer(lambda: fj(x), P._same)}
         impls = _impls(side, ctx, errors, cot_build, lambda: P.w1(ctx, x, metric))
         out.append(ratio_record('W1', metric, numpy_fn, impls, errors, settings,
                                 rtol=1e-9, atol=1e-12))
@@ -157,7 +161,9 @@ def run_w2(settings, side, ctx):
 
     def cot_build():
         g = ctx.grad(W.make_mlp_loss(ctx.pnp))
-        return {'cotangent': P.Peer(lambda: g(params, x, onehot), P._same)}
+        gj = ctx.jit(g)
+        return {'cotangent': P.Peer(lambda: g(params, x, onehot), P._same),
+                'cotangent_jit': P.Peer(lambda: gj(params, x, onehot), P._same)}
     impls = _impls(side, ctx, errors, cot_build, lambda: P.w2(ctx, params, x, onehot))
     return [ratio_record('W2', 'grad', lambda: W.w2_numpy_grad(params, x, onehot), impls,
                          errors, settings, rtol=2e-3, atol=2e-5)]
@@ -173,7 +179,9 @@ def run_w3(settings, side, ctx):
 
         def hvp(x, v):
             return jvp(gf, (x,), (v,))[1]
-        return {'cotangent': P.Peer(lambda: hvp(x, v), P._same)}
+        hj = ctx.jit(hvp)
+        return {'cotangent': P.Peer(lambda: hvp(x, v), P._same),
+                'cotangent_jit': P.Peer(lambda: hj(x, v), P._same)}
     impls = _impls(side, ctx, errors, cot_build, lambda: P.w3(ctx, a, x, v))
     return [ratio_record('W3', 'hvp', lambda: W.w3_numpy_hvp(a, x, v), impls, errors,
                          settings, rtol=1e-9, atol=1e-11)]
@@ -185,7 +193,9 @@ def run_w4(settings, side, ctx):
 
     def cot_build():
         vg = ctx.value_and_grad(W.make_w4_f(ctx.pnp))
-        return {'cotangent': P.Peer(lambda: vg(x), P._same)}
+        vj = ctx.jit(vg)
+        return {'cotangent': P.Peer(lambda: vg(x), P._same),
+                'cotangent_jit': P.Peer(lambda: vj(x), P._same)}
     impls = _impls(side, ctx, errors, cot_build, lambda: P.w4(ctx, x))
     return [ratio_record('W4', 'value_and_grad', lambda: W.w4_numpy_value_and_grad(x),
                          impls, errors, settings, rtol=1e-9, atol=1e-6)]
@@ -334,6 +344,88 @@ def run_w5_scale(settings, side, ctx):
 
 # --- entry ------------------------------------------------------------------------------
 
+# --- W7: first call of jit(value_and_grad(f)) in a fresh process ------------------------
+
+_W7_SCRIPT = '''
+import os, sys, time
+from benchmarks.runner import _prepare
+_prepare(None)
+import numpy as np
+from benchmarks import workloads as W
+what, side = sys.argv[1], sys.argv[2]
+if side == 'cotangent':
+    import primitives.numpy as ns
+    from transforms import jit, value_and_grad
+    block = lambda r: r
+else:
+    import jax
+    jax.config.update('jax_enable_x64', True)
+    jax.config.update('jax_platforms', 'cpu')
+    import jax.numpy as ns
+    from jax import jit, value_and_grad
+    block = jax.block_until_ready
+if what == 'mlp':
+    params, x, onehot = W.w2_data()
+    args = (params, x, onehot)
+    f = W.make_mlp_loss(ns)
+else:
+    args = (W.w4_data(),)
+    f = W.make_w4_f(ns)
+fn = jit(value_and_grad(f))
+t0 = time.perf_counter()
+block(fn(*args))
+print((time.perf_counter() - t0) * 1e3)
+'''
+
+
+def _w7_once(what, side, cache_dir):
+    import os
+    import subprocess
+    env = dict(os.environ)
+    env['COTANGENT_CACHE_DIR'] = cache_dir
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env['PYTHONPATH'] = repo + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
+    r = subprocess.run([sys.executable, '-c', _W7_SCRIPT, what, side], env=env, cwd=repo,
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'failed')
+    return float(r.stdout.split()[-1])
+
+
+def run_w7(settings, side, ctx):
+    """Milliseconds of the first call (trace + compile + run) of
+    jit(value_and_grad(f)) for the W2 MLP and W4 GELU, each in a fresh process
+    (median of a few): cotangent with an empty cache directory ('cold') and again in
+    a second process sharing it ('warm'); JAX's first call (its cold start)."""
+    import statistics
+    import tempfile
+    reps = 1 if settings.quick else 3
+    ms, errors = {}, {}
+    for what in ('mlp', 'gelu'):
+        try:
+            if side == 'cotangent':
+                cold, warm = [], []
+                for _ in range(reps):
+                    with tempfile.TemporaryDirectory() as d:
+                        cold.append(_w7_once(what, side, d))
+                        warm.append(_w7_once(what, side, d))
+                ms[f'{what}_cold'] = statistics.median(cold)
+                ms[f'{what}_warm'] = statistics.median(warm)
+                log(f"[W7] cotangent {what}: cold {cold} warm {warm} ms")
+            else:
+                if ctx.jax is None:
+                    raise RuntimeError(f"not installed ({ctx.absent.get('jax')})")
+                with tempfile.TemporaryDirectory() as d:
+                    cold = [_w7_once(what, side, d) for _ in range(reps)]
+                ms[f'{what}_cold'] = statistics.median(cold)
+                log(f"[W7] jax {what}: cold {cold} ms")
+        except Exception as e:
+            errors['cotangent_jit' if side == 'cotangent' else 'jax_jit'] = _err(e)
+            log(f"[W7] {side} {what} failed:\n{traceback.format_exc()}")
+    return [{'workload': 'W7', 'metric': 'first_call', 'kind': 'w7', 'ms': ms,
+             'errors': errors}]
+
+
 # --- W8 / W9: an RNN through lax.scan; checkpointed blocks ---------------------------------
 
 class _Abstract:
@@ -479,7 +571,7 @@ def run_w9(settings, side, ctx):
 
 
 RUNNERS = {'W1': run_w1, 'W2': run_w2, 'W3': run_w3, 'W4': run_w4, 'W5': run_w5,
-           'W5-scale': run_w5_scale, 'W6': run_w6, 'PEG': run_peg, 'W8': run_w8,
+           'W5-scale': run_w5_scale, 'W6': run_w6, 'PEG': run_peg, 'W7': run_w7, 'W8': run_w8,
            'W9': run_w9}
 
 

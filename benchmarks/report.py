@@ -15,7 +15,7 @@ cut >= 5x at <= 1.5x the time.
 """
 COLUMNS = (('cotangent', 'cotangent'), ('numpy', 'numpy'), ('jax', 'jax eager'),
            ('jax_jit', 'jax jit'), ('autograd', 'autograd'), ('torch', 'torch'))
-SIDE_OF = {'cotangent': 'cotangent', 'jax': 'jax', 'jax_jit': 'jax', 'autograd': 'autograd',
+SIDE_OF = {'cotangent': 'cotangent', 'cotangent_jit': 'cotangent', 'jax': 'jax', 'jax_jit': 'jax', 'autograd': 'autograd',
            'torch': 'torch'}
 
 RATIO_ROWS = (
@@ -31,6 +31,12 @@ RATIO_ROWS = (
     ('PEG', 'loop_grad', 'per-example grads, loop of grad', None),
     ('W8', 'grad', 'RNN grad, scan of 1,000 steps', 3.0),
 )
+# targets of cotangent's jit (transforms.jit) column, one extra row each
+JIT_TARGETS = {('W1', 'grad'): 0.18, ('W1', 'forward'): None, ('W2', 'grad'): 1.0,
+               ('W3', 'hvp'): 1.0, ('W4', 'value_and_grad'): 0.26}
+# W7: first call of jit(value_and_grad(f)) in a fresh process, ms; targets vs JAX's
+W7_LABEL = {'mlp': 'MLP (W2)', 'gelu': 'GELU (W4)'}
+W7_COLD_LIMIT, W7_WARM_LIMIT = 1.5, 0.3
 PEG_SPEEDUP = 10.0   # vmap(grad) at least this many times faster than the loop of grads
 W5_LABEL = {'f': 'make_jaxpr(f)', 'grad': 'make_jaxpr(grad f)', 'hvp': 'make_jaxpr(hvp)'}
 W5_TIME_TARGET = {'f': ('abs', 10.0), 'grad': ('jax', 0.3), 'hvp': ('jax', 0.3)}
@@ -121,6 +127,21 @@ def build_rows(results):
                      'ratios': ratios, 'seconds': seconds, 'numpy_seconds': numpy_seconds,
                      'errors': errors, 'target': target,
                      'measured': measured, 'status': _status(measured, limit)})
+        if ratios.get('cotangent_jit') is not None or 'cotangent_jit' in errors:
+            jl = JIT_TARGETS.get((wid, metric))
+            jm = ratios.get('cotangent_jit')
+            # the jit figure sits in the cotangent column of its own row
+            rows.append({'workload': wid, 'metric': label + ', jit', 'key': metric + '_jit',
+                         'cells': {'cotangent': fmt_ratio(jm)} if jm is not None else {},
+                         'ratios': {'cotangent': jm},
+                         'seconds': {'cotangent': seconds.get('cotangent_jit')},
+                         'numpy_seconds': numpy_seconds, 'errors': {
+                             'cotangent': v for k, v in errors.items() if k == 'cotangent_jit'},
+                         'target': f"<= {jl:g}x" if jl else '', 'measured': jm,
+                         'status': _status(jm, jl)})
+    w7 = merged.get(('W7', 'first_call'))
+    if w7 is not None:
+        rows.extend(_w7_rows(w7))
     rows.extend(_peg_speedup_rows(rows))
     w5 = merged.get(('W5', 'make_jaxpr'))
     if w5 is not None:
@@ -199,6 +220,27 @@ def _w5_rows(w5):
                      'cells': {'cotangent': ccell, 'jax': None if j is None else f"{j[1]:,}"},
                      'errors': errs(what), 'target': f"<= {limit:g}x jax" if limit else '',
                      'measured': measured, 'status': _status(measured, limit)})
+    return rows
+
+
+def _w7_rows(w7):
+    cot = w7['by_side'].get('cotangent', {}).get('ms', {})
+    jx = w7['by_side'].get('jax', {}).get('ms', {})
+    rows = []
+    for what, label in W7_LABEL.items():
+        j = jx.get(f'{what}_cold')
+        for phase, limit in (('cold', W7_COLD_LIMIT), ('warm', W7_WARM_LIMIT)):
+            c = cot.get(f'{what}_{phase}')
+            measured = None if c is None or not j else c / j
+            cell = None if c is None else f"{c:.0f}" + (
+                f" ({measured:.2f}x)" if measured is not None else '')
+            rows.append({'workload': 'W7', 'key': f'{what}_{phase}',
+                         'metric': f"first call ms, {label}, {phase} cache",
+                         'cells': {'cotangent': cell,
+                                   'jax_jit': None if j is None else f"{j:.0f}"},
+                         'errors': dict(w7['errors']),
+                         'target': f"<= {limit:g}x jax cold", 'measured': measured,
+                         'status': _status(measured, limit)})
     return rows
 
 

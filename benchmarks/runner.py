@@ -12,12 +12,12 @@ import sys
 
 from .harness import THREAD_ENV, pin_to_core, default_cpu
 
-JOBS = ('W1', 'W2', 'W3', 'W4', 'W5', 'W5-scale', 'W6', 'PEG', 'W8', 'W9')
+JOBS = ('W1', 'W2', 'W3', 'W4', 'W5', 'W5-scale', 'W6', 'PEG', 'W7', 'W8', 'W9')
 SIDES = ('cotangent', 'jax', 'autograd', 'torch')
 JOB_SIDES = {'W1': SIDES, 'W2': SIDES, 'W3': SIDES, 'W4': SIDES,
              'W5': ('cotangent', 'jax'), 'W5-scale': ('cotangent',),
              'W6': SIDES, 'PEG': ('cotangent', 'jax', 'torch'),
-             'W8': ('cotangent',), 'W9': ('cotangent',)}
+             'W7': ('cotangent', 'jax'), 'W8': ('cotangent',), 'W9': ('cotangent',)}
 
 
 def _prepare(cpu):

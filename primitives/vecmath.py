@@ -248,7 +248,8 @@ def vm_log1p(x):
 def vm_tanh(x):
     ax = abs(x)
     t = vm_expm1(2.0 * (ax if ax < 22.0 else 22.0))
-    res = t / (t + 2.0)
+    r = 1.0 / (t + 2.0)
+    res = t * r if ax < 0.55 else 1.0 - 2.0 * r     # near 1: 1 - (a small, exact-ish term)
     res = res if ax < 22.0 else 1.0
     res = -res if x < 0.0 else res
     res = res if ax > 3.725290298461914e-09 else x       # tanh x = x below 2^-28
@@ -323,7 +324,8 @@ def vm_sin(x):
     c = _cos_poly(r)
     v = s if (n & 1) == 0 else c
     v = -v if n >= 2 else v
-    return v if x != 0.0 else x
+    v = v if x != 0.0 else x
+    return v if abs(x) <= TRIG_LIMIT else x - x         # nan for inf/nan
 
 
 @njit(**_opts)
@@ -332,7 +334,8 @@ def vm_cos(x):
     s = _sin_poly(r)
     c = _cos_poly(r)
     v = c if (n & 1) == 0 else s
-    return -v if (n == 1 or n == 2) else v
+    v = -v if (n == 1 or n == 2) else v
+    return v if abs(x) <= TRIG_LIMIT else x - x
 
 
 @njit(**_opts)
@@ -341,7 +344,8 @@ def vm_tan(x):
     s = _sin_poly(r)
     c = _cos_poly(r)
     v = s / c if (n & 1) == 0 else -c / s
-    return v if x != 0.0 else x
+    v = v if x != 0.0 else x
+    return v if abs(x) <= TRIG_LIMIT else x - x
 
 
 # --- rounding --------------------------------------------------------------------------------

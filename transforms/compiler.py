@@ -304,20 +304,18 @@ class Executable:
             return self._give_up(e, args)
 
     def _first_call(self, fn, args):
-        """The first call compiles (or loads numba's disk cache). A cache that
-        fails to load is deleted and the function compiled afresh."""
+        """The first call compiles (or loads numba's disk cache). A numba cache
+        that fails to load (corrupted files) is deleted and the function compiled
+        afresh; an error raised after compilation succeeded is the program's own
+        (an index out of range) and propagates."""
         try:
             out = fn(*args)
         except _NUMBA_ERRORS:
             raise
         except Exception:
-            if fn.signatures:
-                raise          # compiled fine: an error of the program itself
-            if self.path is None:
+            if fn.signatures or self.path is None:
                 raise
             compile_cache.purge_numba_cache(self.path)
-            fn.stats.cache_misses.clear() if hasattr(fn, 'stats') else None
-            fn._cache.flush() if hasattr(fn, '_cache') else None
             out = fn(*args)
         self._first = False
         return out
