@@ -328,3 +328,18 @@ def test_inplace_carry_aliasing():
     no_fallback(jf, a0, b0, xs)
     for k, v in zip(keep, (a0, b0, xs)):
         np.testing.assert_array_equal(k, v)
+
+
+def test_body_that_cannot_compile_runs_the_construct_eagerly():
+    """A body equation numba cannot compile (complex numbers) makes the whole loop
+    run eagerly (one warning naming it); the code around it stays compiled."""
+    def f(x, xs):
+        def body(c, x):
+            z = lax.convert_element_type(c, np.complex128) * (1 + 1j)
+            return lax.convert_element_type(lax.abs(z), np.float64) * 0.5 + x, None
+        c, _ = lax.scan(body, pnp.sin(x), xs)
+        return pnp.tanh(c)
+    x, xs = np.array([0.3, -0.2]), np.ones((4, 2))
+    with pytest.warns(JitFallbackWarning, match='scan'):
+        got = jit(f)(x, xs)
+    check(got, f(x, xs), 1e-12)
