@@ -31,6 +31,14 @@ class JaxprTracer(Tracer):
     def aval(self):
         return self._aval
 
+    @property
+    def shape(self):
+        return self._aval.shape
+
+    @property
+    def dtype(self):
+        return self._aval.dtype
+
 
 class JaxprTrace(Trace):
     def __init__(self, name='make_jaxpr', cse=True):
