@@ -59,6 +59,17 @@ class JVPTrace(Trace):
     lift = pure
 
     def process_primitive(self, primitive, args, params):
+        if len(args) == 1:
+            # one operand (unary math): the hot case, without the general loop
+            x = args[0]
+            if type(x) is JVPTracer and x._trace is self:
+                t = x.tangent
+                rule = primitive.jvp
+                if type(t) is not Zero and rule is not None:
+                    out, t_out = rule([x.primal], [t], **params)
+                    if primitive.multiple_results:
+                        return [JVPTracer(self, o, t) for o, t in zip(out, t_out)]
+                    return JVPTracer(self, out, t_out)
         primals = []
         tangents = []
         nonzero = False
