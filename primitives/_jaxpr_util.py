@@ -19,7 +19,8 @@ import numpy as np
 
 from tracer import (ClosedJaxpr, Jaxpr, JaxprTrace, Literal, DropVar, Var, Tracer,
                     new_trace, tree_flatten, tree_unflatten, ShapedArray)
-from tracer.staging import dce
+from tracer.staging import dce, lift_traced_consts
+from tracer.memo import Memo
 
 
 # --- tracing a user function -----------------------------------------------------------
@@ -38,16 +39,8 @@ def trace_fun(fun, in_tree, in_avals, name):
         leaves, out_tree = tree_flatten(out)
         out_box.append(out_tree)
         jaxpr, consts = trace.to_jaxpr(leaves)
-    traced = [isinstance(c, Tracer) for c in consts]
-    if any(traced):
-        cvars = [v for v, t in zip(jaxpr.constvars, traced) if not t]
-        tvars = [v for v, t in zip(jaxpr.constvars, traced) if t]
-        jaxpr = Jaxpr(cvars, tvars + jaxpr.invars, jaxpr.outvars, jaxpr.eqns)
-        lifted = [c for c, t in zip(consts, traced) if t]
-        consts = [c for c, t in zip(consts, traced) if not t]
-    else:
-        lifted = []
-    return ClosedJaxpr(jaxpr, consts), out_tree, lifted
+    closed, lifted = lift_traced_consts(jaxpr, consts)
+    return closed, out_tree, lifted
 
 
 def fun_name(fun):
@@ -126,25 +119,7 @@ def unstacked(aval):
 
 # --- fast evaluation on concrete values ----------------------------------------------
 
-class _Memo:
-    """Generated functions per jaxpr object (the jaxpr is kept alive with its entry,
-    so its id cannot be reused)."""
-
-    def __init__(self, size=256):
-        self.size = size
-        self.entries = OrderedDict()
-
-    def get(self, obj, key, build):
-        k = (id(obj), key)
-        hit = self.entries.get(k)
-        if hit is not None and hit[0] is obj:
-            self.entries.move_to_end(k)
-            return hit[1]
-        value = build()
-        self.entries[k] = (obj, value)
-        if len(self.entries) > self.size:
-            self.entries.popitem(last=False)
-        return value
+_Memo = Memo   # generated functions per jaxpr object
 
 
 _memo = _Memo()

@@ -8,8 +8,10 @@ from .core import (Primitive, Trace, Tracer, new_trace, Zero, UndefinedPrimal,
 from .errors import (ConcretizationTypeError, TracerArrayConversionError,
                      TracerBoolConversionError, UnexpectedTracerError)
 from .staging import (JaxprTrace, JaxprTracer, make_jaxpr, trace_to_jaxpr, dce,
+                      dce_call_eqn, lift_traced_consts,
                       dce_jaxpr)
 from .eval import eval_jaxpr
+from .memo import Memo
 from .pytree import (tree_flatten, tree_unflatten, tree_map, tree_leaves, tree_structure,
                      register_pytree_node, PyTreeDef)
 from .printer import pp_jaxpr

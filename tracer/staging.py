@@ -8,7 +8,7 @@ shared (CSE) as they are emitted, and dead ones dropped (DCE) in one backward sw
 """
 import numpy as np
 
-from .avals import ShapedArray, concrete_aval
+from .avals import ShapedArray
 from . import core as _core
 from .core import Trace, Tracer, new_trace, get_aval
 from .errors import with_user_line
@@ -206,6 +206,29 @@ def dce_jaxpr(closed, used_outputs):
     invars = [v for v, u in zip(jaxpr.invars, used_inputs) if u]
     return (ClosedJaxpr(Jaxpr(pruned.constvars, invars, outvars, pruned.eqns), consts),
             used_inputs)
+
+
+def dce_call_eqn(eqn, used_outputs, param='jaxpr'):
+    """The dce_rule of a call-like primitive (its sub-jaxpr in `param` maps its
+    inputs to its outputs): drop unused outputs, and the inputs only they read."""
+    closed, used_inputs = dce_jaxpr(eqn.params[param], used_outputs)
+    return eqn.replace(invars=[v for v, u in zip(eqn.invars, used_inputs) if u],
+                       outvars=[v for v, u in zip(eqn.outvars, used_outputs) if u],
+                       params=dict(eqn.params, **{param: closed}))
+
+
+def lift_traced_consts(jaxpr, consts):
+    """Constants that are tracers of enclosing transforms (values a traced function
+    closes over) become leading inputs, since a primitive's params must hold no
+    tracers. -> (ClosedJaxpr, the lifted tracers, to pass as arguments)."""
+    traced = [isinstance(c, Tracer) for c in consts]
+    if not any(traced):
+        return ClosedJaxpr(jaxpr, consts), []
+    cvars = [v for v, t in zip(jaxpr.constvars, traced) if not t]
+    tvars = [v for v, t in zip(jaxpr.constvars, traced) if t]
+    jaxpr = Jaxpr(cvars, tvars + jaxpr.invars, jaxpr.outvars, jaxpr.eqns)
+    return (ClosedJaxpr(jaxpr, [c for c, t in zip(consts, traced) if not t]),
+            [c for c, t in zip(consts, traced) if t])
 
 
 def trace_to_jaxpr(fun, in_avals, name='make_jaxpr'):

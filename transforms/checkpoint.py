@@ -31,8 +31,9 @@ import inspect
 import numpy as np
 
 from tracer import (Primitive, Zero, ClosedJaxpr, Jaxpr, JaxprTrace, JaxprTracer, Tracer,
-                    Literal, Var, new_trace, eval_jaxpr, tree_flatten, tree_unflatten,
-                    get_aval, tangent_aval, is_undefined, trace_to_jaxpr, dce_jaxpr)
+                    Literal, new_trace, eval_jaxpr, tree_flatten, tree_unflatten,
+                    get_aval, tangent_aval, is_undefined, trace_to_jaxpr)
+from tracer.staging import dce_call_eqn
 from tracer.hooks import interpreters
 from tracer.errors import user_line
 from primitives._jaxpr_util import trace_fun, python_fn, prune, same_type, used_inputs
@@ -217,19 +218,12 @@ def _remat_transpose(cts, *args, jaxpr, prevent_cse, differentiated, policy):
     return [next(outs) if l else None for l in linear]
 
 
-def _remat_dce(eqn, used_outputs):
-    closed, used = dce_jaxpr(eqn.params['jaxpr'], used_outputs)
-    return eqn.replace(invars=[v for v, u in zip(eqn.invars, used) if u],
-                       outvars=[v for v, u in zip(eqn.outvars, used_outputs) if u],
-                       params=dict(eqn.params, jaxpr=closed))
-
-
 remat_p.impl = _remat_impl
 remat_p.abstract_eval = _remat_abstract
 remat_p.jvp = _remat_jvp
 remat_p.partial_eval = _remat_partial_eval
 remat_p.transpose = _remat_transpose
-remat_p.dce_rule = _remat_dce
+remat_p.dce_rule = dce_call_eqn
 
 
 # --- the API --------------------------------------------------------------------------------

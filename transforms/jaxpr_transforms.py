@@ -13,37 +13,15 @@ called many times is transformed once.
 
 They are registered in tracer.hooks so that primitives/ (control flow) can use them.
 """
-from collections import OrderedDict
-
 import numpy as np
 
 from tracer import (Zero, ClosedJaxpr, Jaxpr, JaxprTrace, JaxprTracer, new_trace,
                     eval_jaxpr, trace_to_jaxpr, tangent_aval, float0, Tracer)
 from tracer.hooks import register_interpreter
+from tracer.memo import Memo
 from primitives.shape_ops import broadcast_to
 from .jvp import JVPTrace, JVPTracer, unpack
 from .transpose import backward_pass
-
-
-class Memo:
-    """A bounded memo keyed by (jaxpr object, options); keeps the jaxpr alive so its
-    id cannot be reused while the entry exists."""
-
-    def __init__(self, size=1024):
-        self.size = size
-        self.entries = OrderedDict()
-
-    def get(self, closed, key, build):
-        k = (id(closed), key)
-        hit = self.entries.get(k)
-        if hit is not None and hit[0] is closed:
-            self.entries.move_to_end(k)
-            return hit[1]
-        value = build()
-        self.entries[k] = (closed, value)
-        if len(self.entries) > self.size:
-            self.entries.popitem(last=False)
-        return value
 
 
 def zeros_like_aval(aval):

@@ -19,11 +19,11 @@ from collections import OrderedDict
 
 import numpy as np
 
-from tracer import (Primitive, Zero, ClosedJaxpr, Jaxpr, JaxprTrace, JaxprTracer, Tracer, Literal,
-                    new_trace, eval_jaxpr, tree_flatten, tree_unflatten, get_aval,
-                    tangent_aval, is_undefined, ConcretizationTypeError, dce_jaxpr)
+from tracer import (Primitive, Zero, ClosedJaxpr, Jaxpr, JaxprTrace, JaxprTracer, Literal,
+                    new_trace, tree_flatten, tree_unflatten, get_aval, tangent_aval,
+                    is_undefined, ConcretizationTypeError)
+from tracer.staging import dce_call_eqn, lift_traced_consts
 from tracer.core import ONES
-from tracer.errors import with_user_line
 from .jaxpr_transforms import (jvp_jaxpr, partial_eval_jaxpr, transpose_jaxpr,
                                instantiate_zeros, Memo)
 
@@ -104,20 +104,12 @@ def _jit_transpose(cts, *args, jaxpr, name):
     return [next(outs) if l else None for l in linear]
 
 
-def _jit_dce(eqn, used_outputs):
-    closed, used_inputs = dce_jaxpr(eqn.params['jaxpr'], used_outputs)
-    return eqn.replace(
-        invars=[v for v, u in zip(eqn.invars, used_inputs) if u],
-        outvars=[v for v, u in zip(eqn.outvars, used_outputs) if u],
-        params=dict(eqn.params, jaxpr=closed))
-
-
 jit_p.impl = _jit_impl
 jit_p.abstract_eval = _jit_abstract_eval
 jit_p.jvp = _jit_jvp
 jit_p.partial_eval = _jit_partial_eval
 jit_p.transpose = _jit_transpose
-jit_p.dce_rule = _jit_dce
+jit_p.dce_rule = dce_call_eqn
 jit_p.takes_ones = True
 
 
@@ -253,18 +245,8 @@ class Jitted:
             args = [trace.new_arg(a) for a in avals]
             outs = flat_fun(*args)
             jaxpr, consts = trace.to_jaxpr(outs)
-        # Constants that are tracers of enclosing transforms (closures over them)
-        # become explicit inputs: a jit call's params hold only concrete values.
-        traced = [isinstance(c, Tracer) for c in consts]
-        if any(traced):
-            cvars = [v for v, t in zip(jaxpr.constvars, traced) if not t]
-            tvars = [v for v, t in zip(jaxpr.constvars, traced) if t]
-            jaxpr = Jaxpr(cvars, tvars + jaxpr.invars, jaxpr.outvars, jaxpr.eqns)
-            lifted = [c for c, t in zip(consts, traced) if t]
-            consts = [c for c, t in zip(consts, traced) if not t]
-        else:
-            lifted = []
-        return ClosedJaxpr(jaxpr, consts), out_tree_box[0], lifted
+        closed, lifted = lift_traced_consts(jaxpr, consts)
+        return closed, out_tree_box[0], lifted
 
     def _lookup(self, args, kwargs):
         static_vals, dyn = self._split(args, kwargs)
