@@ -547,7 +547,8 @@ def _outer_product(eqn):
             eqn.replace(primitive=mul_p, invars=[xb, y], outvars=[out], params={})]
 
 
-def _live(eqns, outvars):
+def live_eqns(eqns, outvars):
+    """The equations `outvars` depend on (effectful ones always), in order."""
     live = set(v for v in outvars if type(v) is not Literal)
     keep = []
     for eqn in reversed(eqns):
@@ -585,7 +586,7 @@ def _inline_jaxpr(self, closed, in_exprs, inplace=None):
     eqns = []
     _expand(jaxpr, sub, eqns, self.hoisted)
     outvars = [_atom(sub, v) for v in jaxpr.outvars]
-    eqns = _live(eqns, outvars)
+    eqns = live_eqns(eqns, outvars)
     if inplace:
         for o, i in inplace.items():
             ov, iv = outvars[o], sub[jaxpr.invars[i]]

@@ -93,16 +93,7 @@ def flatten(closed):
     return constvars, consts, list(jaxpr.invars), eqns, [sub_atom(top, v) for v in jaxpr.outvars]
 
 
-def _dce(eqns, outvars):
-    live = set(v for v in outvars if type(v) is not Literal)
-    keep = []
-    for eqn in reversed(eqns):
-        if eqn.primitive.effectful or any(v in live for v in eqn.outvars
-                                          if not isinstance(v, DropVar)):
-            keep.append(eqn)
-            live.update(v for v in eqn.invars if type(v) is not Literal)
-    keep.reverse()
-    return keep
+_dce = codegen.live_eqns   # equations the outputs need
 
 
 # --- program: segments of compiled code and eager equations ----------------------------------

@@ -218,17 +218,47 @@ custom_jvp_call_p.abstract_eval = _cj_abstract
 custom_jvp_call_p.jvp = _cj_jvp
 
 
-class custom_jvp:
+class _CustomFunction:
+    """What custom_jvp and custom_vjp share: decorator and method use, and tracing
+    the function once its differentiable arguments are traced."""
+    kind = 'custom'
+
+    def __init__(self, fun, nondiff_argnums=()):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.nondiff_argnums = tuple(nondiff_argnums)
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        return functools.partial(self, obj)
+
+    def __call__(self, *args, **kwargs):
+        name = getattr(self.fun, '__name__', 'fun')
+        self._check_rule(name)
+        args = _resolve_args(self.fun, args, kwargs)
+        nondiff, dyn = _split_nondiff(self.nondiff_argnums, args)
+        flat, in_tree = tree_flatten(tuple(dyn))
+        if not any(isinstance(x, Tracer) for x in flat):
+            return self.fun(*args)
+        avals = [get_aval(x) for x in flat]
+        closed, out_tree, lifted = trace_fun(
+            lambda *d: self.fun(*_merge(nondiff, d)), in_tree, avals, self.kind)
+        outs = self._bind(name, nondiff, flat, in_tree, out_tree, avals, closed, lifted)
+        return tree_unflatten(out_tree, outs)
+
+
+class custom_jvp(_CustomFunction):
     """A function with a user-defined JVP rule (decorator), as jax.custom_jvp.
 
     f.defjvp(rule): rule(*nondiff_args, primals, tangents) -> (primal_out, tangent_out),
     primals and tangents being tuples of the (differentiable) arguments.
     f.defjvps(*rules): one rule per argument, rule_i(t_i, primal_out, *primals)."""
 
+    kind = 'custom_jvp'
+
     def __init__(self, fun, nondiff_argnums=()):
-        functools.update_wrapper(self, fun)
-        self.fun = fun
-        self.nondiff_argnums = tuple(nondiff_argnums)
+        super().__init__(fun, nondiff_argnums)
         self.jvp = None
 
     def defjvp(self, jvp):
@@ -255,28 +285,15 @@ class custom_jvp:
         self.jvp = jvp
         return jvp
 
-    def __get__(self, obj, objtype=None):
-        if obj is None:
-            return self
-        return functools.partial(self, obj)
-
-    def __call__(self, *args, **kwargs):
-        name = getattr(self.fun, '__name__', 'fun')
+    def _check_rule(self, name):
         if self.jvp is None:
             raise AttributeError(f"No JVP defined for custom_jvp function {name} using "
                                  f"defjvp.")
-        args = _resolve_args(self.fun, args, kwargs)
-        nondiff, dyn = _split_nondiff(self.nondiff_argnums, args)
-        flat, in_tree = tree_flatten(tuple(dyn))
-        if not any(isinstance(x, Tracer) for x in flat):
-            return self.fun(*args)
-        avals = [get_aval(x) for x in flat]
-        closed, out_tree, lifted = trace_fun(
-            lambda *d: self.fun(*_merge(nondiff, d)), in_tree, avals, 'custom_jvp')
+
+    def _bind(self, name, nondiff, flat, in_tree, out_tree, avals, closed, lifted):
         rule = _JVPRule(self, self.jvp, nondiff, in_tree, out_tree, avals, closed.out_avals)
-        outs = custom_jvp_call_p.bind(*lifted, *flat, call_jaxpr=closed, jvp=rule, name=name,
+        return custom_jvp_call_p.bind(*lifted, *flat, call_jaxpr=closed, jvp=rule, name=name,
                                       num_consts=len(lifted))
-        return tree_unflatten(out_tree, outs)
 
 
 # ======================================================================================
@@ -476,45 +493,32 @@ custom_lin_p.transpose = _lin_transpose
 custom_lin_p.jvp = _lin_jvp
 
 
-class custom_vjp:
+class custom_vjp(_CustomFunction):
     """A function with a user-defined VJP (decorator), as jax.custom_vjp.
 
     f.defvjp(fwd, bwd): fwd(*args) -> (out, residuals);
     bwd(*nondiff_args, residuals, ct) -> a tuple with one cotangent (pytree, or None
     for zero) per differentiable argument."""
 
+    kind = 'custom_vjp'
+
     def __init__(self, fun, nondiff_argnums=()):
-        functools.update_wrapper(self, fun)
-        self.fun = fun
-        self.nondiff_argnums = tuple(nondiff_argnums)
+        super().__init__(fun, nondiff_argnums)
         self.fwd = self.bwd = None
 
     def defvjp(self, fwd, bwd):
         self.fwd, self.bwd = fwd, bwd
 
-    def __get__(self, obj, objtype=None):
-        if obj is None:
-            return self
-        return functools.partial(self, obj)
-
-    def __call__(self, *args, **kwargs):
-        name = getattr(self.fun, '__name__', 'fun')
+    def _check_rule(self, name):
         if self.fwd is None:
             raise AttributeError(f"No VJP defined for custom_vjp function {name} using "
                                  f"defvjp.")
-        args = _resolve_args(self.fun, args, kwargs)
-        nondiff, dyn = _split_nondiff(self.nondiff_argnums, args)
-        flat, in_tree = tree_flatten(tuple(dyn))
-        if not any(isinstance(x, Tracer) for x in flat):
-            return self.fun(*args)
-        avals = [get_aval(x) for x in flat]
-        closed, out_tree, lifted = trace_fun(
-            lambda *d: self.fun(*_merge(nondiff, d)), in_tree, avals, 'custom_vjp')
+
+    def _bind(self, name, nondiff, flat, in_tree, out_tree, avals, closed, lifted):
         fwd = _FwdRule(self, self.fwd, nondiff, in_tree, out_tree, closed.out_avals)
         bwd = _BwdRule(self, self.bwd, nondiff, in_tree)
-        outs = custom_vjp_call_p.bind(*lifted, *flat, call_jaxpr=closed, fwd=fwd, bwd=bwd,
+        return custom_vjp_call_p.bind(*lifted, *flat, call_jaxpr=closed, fwd=fwd, bwd=bwd,
                                       name=name, num_consts=len(lifted))
-        return tree_unflatten(out_tree, outs)
 
 
 # ======================================================================================
