@@ -450,7 +450,9 @@ def run_w8(settings, side, ctx):
     def cot_build():
         from primitives import lax
         g = ctx.grad(W.make_rnn_loss(ctx.pnp, lax))
-        return {'cotangent': P.Peer(lambda: g(params, X), P._same)}
+        gj = ctx.jit(g)        # both scans compiled to numba loops
+        return {'cotangent': P.Peer(lambda: g(params, X), P._same),
+                'cotangent_jit': P.Peer(lambda: gj(params, X), P._same)}
     impls = _impls(side, ctx, errors, cot_build, lambda: {})
     records.append(ratio_record('W8', 'grad', lambda: W.rnn_numpy_grad(params, X), impls,
                                 errors, settings, rtol=1e-9, atol=1e-9))
@@ -483,6 +485,31 @@ def run_w8(settings, side, ctx):
     records.append({'workload': 'W8', 'metric': 'trace', 'kind': 'figures', 'rows': rows,
                     'errors': {}})
     return records
+
+
+def _jit_figures(wid, metric, label, numpy_fn, fn, args, limit, settings):
+    """A figures record: jit(fn)(*args) timed against numpy_fn (checked first)."""
+    rows = []
+    try:
+        from transforms import jit
+        fj = jit(fn)
+        why = _mismatch(fj(*args), numpy_fn(), 1e-9, 1e-9)
+        if why:
+            raise AssertionError(why)
+        times, terr, _, rounds = time_interleaved(
+            {'numpy': numpy_fn, 'jit': lambda: fj(*args)}, settings)
+        if terr:
+            raise RuntimeError(str(terr))
+        r = paired_ratio(rounds, 'jit', 'numpy')
+        rows.append(_figure(wid, metric, label,
+                            f"{r:.2f} ({times['jit'] * 1e3:.2f} / {times['numpy'] * 1e3:.2f} ms)",
+                            f'<= {limit:g}x', r, 'PASS' if r <= limit else 'MISS',
+                            seconds_pair=times))
+    except Exception as e:
+        log(f"[{wid} jit] failed:\n{traceback.format_exc()}")
+        rows.append(_figure(wid, metric, label, None, f'<= {limit:g}x', None, 'ERR'))
+        rows[-1]['errors'] = {'cotangent': _err(e)}
+    return {'workload': wid, 'metric': metric, 'kind': 'figures', 'rows': rows, 'errors': {}}
 
 
 def run_w9(settings, side, ctx):
@@ -527,8 +554,17 @@ def run_w9(settings, side, ctx):
         log(f"[W9] failed:\n{traceback.format_exc()}")
         rows.append(_figure('W9', 'bytes', 'checkpointed RNN blocks', None, '', None, 'ERR'))
         rows[-1]['errors'] = {'cotangent': _err(e)}
-    return [{'workload': 'W9', 'metric': 'checkpoint', 'kind': 'figures', 'rows': rows,
-             'errors': {}}]
+    out = [{'workload': 'W9', 'metric': 'checkpoint', 'kind': 'figures', 'rows': rows,
+            'errors': {}}]
+    # jit(grad) of the checkpointed blocks: scan, checkpoint and the unrolled block compiled
+    if side == 'cotangent' and ctx.error is None:
+        from primitives import lax
+        from transforms import checkpoint
+        gc = ctx.grad(W.make_rnn_block_loss(ctx.pnp, lax, checkpoint))
+        out.append(_jit_figures('W9', 'ckpt_jit', 'ckpt RNN grad, jit(grad) / numpy BPTT',
+                                lambda: W.rnn_numpy_grad(params, X), gc, (params, Xb),
+                                1.2, settings))
+    return out
 
 
 RUNNERS = {'W1': run_w1, 'W2': run_w2, 'W3': run_w3, 'W4': run_w4, 'W5': run_w5,

@@ -28,7 +28,11 @@ def _fmt(avals):
 def broadcast_shapes(name, avals):
     shape = avals[0].shape
     for a in avals[1:]:
-        if a.shape == shape:
+        s = a.shape
+        if s == shape or not s:
+            continue
+        if not shape:
+            shape = s
             continue
         try:
             shape = np.broadcast_shapes(shape, a.shape)
@@ -68,7 +72,11 @@ def elementwise_aval(name, avals, dtype=None, allowed=None):
         raise TypeError(f"{name} does not accept operands {_fmt(avals)}; it needs "
                         f"{_kinds(allowed)} operands.")
     shape = broadcast_shapes(name, avals)
-    weak = all(a.weak_type for a in avals)
+    weak = True
+    for a in avals:
+        if not a.weak_type:
+            weak = False
+            break
     return ShapedArray(shape, d if dtype is None else dtype, weak and dtype is None)
 
 
@@ -100,7 +108,17 @@ def unary(name, impl, allowed=FLOAT, out_dtype=None):
 def binary(name, impl, allowed=NUMERIC, out_dtype=None):
     p = Primitive(name)
     p.impl = impl
-    p.abstract_eval = lambda a, b, **_: elementwise_aval(name, [a, b], out_dtype, allowed)
+    if out_dtype is None:
+        def abstract_eval(a, b, **_):
+            # the common case inline: equal shapes and dtypes
+            if a.shape == b.shape and a.dtype is b.dtype and (
+                    allowed is None or a.dtype.kind in allowed):
+                return a if a.weak_type <= b.weak_type else b
+            return elementwise_aval(name, [a, b], None, allowed)
+    else:
+        def abstract_eval(a, b, **_):
+            return elementwise_aval(name, [a, b], out_dtype, allowed)
+    p.abstract_eval = abstract_eval
     return p
 
 
@@ -190,7 +208,7 @@ def add_tangents(a, b):
 
 
 def broadcast_to_shape(x, shape):
-    s = shape_of(x)
+    s = x.shape if type(x) is np.ndarray else shape_of(x)
     if s == shape:
         return x
     from .shape_ops import broadcast_to
@@ -200,9 +218,14 @@ def broadcast_to_shape(x, shape):
 def unbroadcast(x, aval):
     """Sum `x` down to `aval`'s shape: the transpose of NumPy broadcasting."""
     shape = aval.shape
-    xs = shape_of(x)
-    if xs == shape:
-        return x
+    if type(x) is np.ndarray:
+        xs = x.shape
+        if xs == shape:
+            return x
+    else:
+        xs = shape_of(x)
+        if xs == shape:
+            return x
     from .reductions import reduce_sum
     from .shape_ops import reshape
     lead = len(xs) - len(shape)

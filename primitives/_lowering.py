@@ -105,3 +105,35 @@ def kind_of(dtype):
 
 def is_float(dtype):
     return dtype.kind == 'f'
+
+
+# --- higher-order primitives (control flow, calls) ---
+
+class Call(Structural):
+    """A call-like higher-order primitive whose evaluation is its sub-jaxpr
+    (`params[param]`, a ClosedJaxpr) applied to its operands: jit, checkpoint,
+    custom_jvp_call, custom_vjp_call. The compiler inlines its equations into
+    the surrounding code (fusing across the call boundary); used as a
+    Structural rule, it inlines the sub-jaxpr with `ctx.inline_jaxpr`.
+
+    Structural rules of control flow use `ctx.inline_jaxpr(closed, in_exprs)`
+    (the sub-jaxpr's code emitted at the current indentation, returning one
+    expression per output) and `ctx.block(header)` (a context manager emitting
+    `header` — `for ...:`, `if ...:` — and indenting what is emitted inside)."""
+    __slots__ = ('param',)
+    kind = 'call'
+
+    def __init__(self, param):
+        self.param = param
+
+        def fn(ctx, ins, out_avals, **params):
+            return ctx.inline_jaxpr(params[param], [o.expr for o in ins])
+        super().__init__(fn)
+
+
+def call_jaxpr(eqn):
+    """The ClosedJaxpr a call-like equation evaluates, or None."""
+    rule = eqn.primitive.lowering
+    if rule is not None and rule.kind == 'call':
+        return eqn.params.get(rule.param)
+    return None

@@ -257,6 +257,17 @@ def _add_products_impl(*xs):
 def _add_products_abstract(*avals):
     if len(avals) % 2:
         raise TypeError(f"add_products takes pairs of operands, got {len(avals)}")
+    a0 = avals[0]
+    shape, dt = a0.shape, a0.dtype
+    if dt.kind in NUMERIC:
+        strong = None
+        for a in avals:
+            if a.shape != shape or a.dtype is not dt:
+                break
+            if strong is None and not a.weak_type:
+                strong = a
+        else:   # one shape and dtype (the product rule's case)
+            return a0 if strong is None else strong
     return elementwise_aval('add_products', list(avals), allowed=NUMERIC)
 
 

@@ -1046,3 +1046,126 @@ def _while_batch(args, dims, *, cond_jaxpr, body_jaxpr, cond_nconsts, body_ncons
 cond_p.batch = _cond_batch
 scan_p.batch = _scan_batch
 while_p.batch = _while_batch
+
+
+# --- numba lowering ---
+# Loops and branches become Python loops and branches in the generated numba code,
+# their bodies the sub-jaxprs' code inlined (`ctx.inline_jaxpr`, with fresh names;
+# see transforms/codegen.py). Loop carries are locals rebound each iteration (the
+# generated code never writes into an existing array, so a carry cannot alias a
+# value still read); a scan reads its xs as views `xs[k]` and writes its ys into
+# arrays allocated before the loop. Branches assign their outputs to the same
+# names (the primitive's type rule makes their shapes and dtypes agree).
+from ._lowering import Structural as _Structural  # noqa: E402
+
+
+def _lw_rebind(ctx, names, exprs):
+    """names <- exprs, simultaneously (an expression may read one of the names)."""
+    pairs = [(n, e) for n, e in zip(names, exprs) if n != e]
+    if len(pairs) == 1:
+        ctx.emit(f'{pairs[0][0]} = {pairs[0][1]}')
+        return
+    tmps = []
+    for n, e in pairs:
+        t = ctx.fresh('nx')
+        ctx.emit(f'{t} = {e}')
+        tmps.append(t)
+    for (n, _), t in zip(pairs, tmps):
+        ctx.emit(f'{n} = {t}')
+
+
+def _lw_locals(ctx, ops, prefix, owned=()):
+    """Locals holding the loop carries; those in `owned` get a copy of their
+    initial value (the loop may update them in place)."""
+    names = []
+    for k, op in enumerate(ops):
+        n = ctx.fresh(prefix)
+        ctx.emit(f"{n} = {ctx.helper('copy')}({op.expr})" if k in owned else f'{n} = {op.expr}')
+        names.append(n)
+    return names
+
+
+def _lw_inplace(body, first_in, n):
+    """Carries (positions 0..n-1 of the body's outputs, inputs first_in..) that an
+    elementwise loop nest may update in place: -> {output pos: input pos}."""
+    jx = body.jaxpr
+    made_by = {}
+    for e in jx.eqns:
+        for v in e.outvars:
+            made_by[v] = e
+    outs = {}
+    for k in range(n):
+        ov, iv = jx.outvars[k], jx.invars[first_in + k]
+        e = made_by.get(ov)
+        if e is None or iv.aval.shape == () or e.primitive.lowering is None or \
+                e.primitive.lowering.kind != 'elementwise' or \
+                any(v is iv for v in jx.outvars) or sum(v is ov for v in jx.outvars) != 1:
+            continue
+        outs[k] = first_in + k
+    return outs
+
+
+def _lw_scan(ctx, ins, out_avals, *, jaxpr, num_consts, num_carry, length, reverse,
+             unroll):
+    consts, carry, xs = _split(ins, num_consts, num_carry)
+    inplace = _lw_inplace(jaxpr, num_consts, num_carry)
+    cnames = _lw_locals(ctx, carry, 'c', inplace)
+    ys = []
+    for a in out_avals[num_carry:]:
+        y = ctx.fresh('ys')
+        ctx.emit(f'{y} = {ctx.empty(a.shape, a.dtype)}')
+        ys.append(y)
+    k = ctx.fresh('k')
+    rng = f'range({length - 1}, -1, -1)' if reverse else f'range({length})'
+    with ctx.block(f'for {k} in {rng}:'):
+        outs = ctx.inline_jaxpr(jaxpr, [c.expr for c in consts] + cnames +
+                                [f'{x.expr}[{k}]' for x in xs], inplace)
+        for y, e in zip(ys, outs[num_carry:]):
+            ctx.emit(f'{y}[{k}] = {e}')
+        _lw_rebind(ctx, cnames, outs[:num_carry])
+    return cnames + ys
+
+
+def _lw_while(ctx, ins, out_avals, *, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
+    cc, bc, carry = _split(ins, cond_nconsts, body_nconsts)
+    inplace = _lw_inplace(body_jaxpr, body_nconsts, len(carry))
+    cnames = _lw_locals(ctx, carry, 'c', inplace)
+    with ctx.block('while True:'):
+        p, = ctx.inline_jaxpr(cond_jaxpr, [c.expr for c in cc] + cnames)
+        with ctx.block(f'if not {p}:'):
+            ctx.emit('break')
+        outs = ctx.inline_jaxpr(body_jaxpr, [c.expr for c in bc] + cnames, inplace)
+        _lw_rebind(ctx, cnames, outs)
+    return cnames
+
+
+def _lw_cond(ctx, ins, out_avals, *, branches):
+    index, ops = ins[0], ins[1:]
+    i = ctx.fresh('br')
+    ctx.emit(f'{i} = {index.expr}')
+    names = [ctx.fresh('o') for _ in out_avals]
+    args = [o.expr for o in ops]
+    n = len(branches)
+    for k, b in enumerate(branches):
+        if n == 1:
+            head = None
+        elif k == 0:
+            head = f'if {i} <= 0:'
+        elif k < n - 1:
+            head = f'elif {i} == {k}:'
+        else:
+            head = 'else:'
+        if head is None:
+            outs = ctx.inline_jaxpr(b, args)
+            _lw_rebind(ctx, names, outs)
+            continue
+        with ctx.block(head):
+            outs = ctx.inline_jaxpr(b, args)
+            for nm, e, a in zip(names, outs, out_avals):
+                ctx.emit(f'{nm} = {ctx.cast(e, a.dtype) if a.shape == () else e}')
+    return names
+
+
+scan_p.lowering = _Structural(_lw_scan)
+while_p.lowering = _Structural(_lw_while)
+cond_p.lowering = _Structural(_lw_cond)

@@ -62,6 +62,16 @@ def promote(*args):
     if len(args) == 2:
         x, y = args
         tx, ty = type(x), type(y)
+        if tx is ty and tx not in _PY and tx is not list and tx is not tuple:
+            # two arrays or two tracers of one kind: nothing to do when the dtypes
+            # agree and neither is weakly typed
+            if tx is _np.ndarray:
+                if x.dtype == y.dtype:
+                    return x, y
+            elif issubclass(tx, Tracer):
+                ax, ay = x.aval, y.aval
+                if ax.dtype == ay.dtype and not ax.weak_type and not ay.weak_type:
+                    return x, y
         # fast path: an inexact array with a Python int/float takes the array's dtype
         if (ty is float or ty is int) and tx not in _PY and tx is not list and tx is not tuple:
             dx = x.dtype

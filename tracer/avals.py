@@ -98,12 +98,12 @@ def concrete_aval(x):
 
 
 def is_float_dtype(dtype):
-    return np.issubdtype(dtype, np.inexact)
+    return dtype.kind in 'fc' if isinstance(dtype, np.dtype) else np.issubdtype(dtype, np.inexact)
 
 
 def tangent_aval(aval):
     """The aval of a tangent (or cotangent) of a value with this aval."""
-    if is_float_dtype(aval.dtype):
+    if aval.dtype.kind in 'fc':
         return aval.strip_weak_type() if aval.weak_type else aval
     return ShapedArray(aval.shape, float0)
 

@@ -171,7 +171,11 @@ class new_trace:
 
     def __enter__(self):
         global _dynamic_trace
-        _pause_gc.__enter__()
+        if pause_gc.depth == 0:
+            pause_gc.was_enabled = _gc.isenabled()
+            if pause_gc.was_enabled:
+                _gc.disable()
+        pause_gc.depth += 1
         trace = self.trace
         trace.level = len(_trace_stack)
         trace.alive = True
@@ -188,7 +192,9 @@ class new_trace:
         trace.alive = False
         if self.dynamic:
             _dynamic_trace = self.prev_dynamic
-        _pause_gc.__exit__()
+        pause_gc.depth -= 1
+        if pause_gc.depth == 0 and pause_gc.was_enabled:
+            _gc.enable()
         return False
 
 

@@ -131,6 +131,18 @@ def tree_flatten(tree, is_leaf=None):
     t = type(tree)
     if t not in _registry and not (isinstance(tree, tuple) and hasattr(t, '_fields')):
         return [tree], _LEAF   # a leaf: the common case, kept fast
+    if (t is tuple or t is list) and is_leaf is None:
+        # a flat tuple/list of leaves (function arguments): no work stack
+        for x in tree:
+            tx = type(x)
+            if tx in _registry or (isinstance(x, tuple) and hasattr(tx, '_fields')):
+                break
+        else:
+            n = len(tree)
+            d = _flat_defs.get((t, n))
+            if d is None:
+                d = _flat_defs[(t, n)] = PyTreeDef(t, None, (_LEAF,) * n)
+            return list(tree), d
     leaves = []
     work = []   # iterative post-order build; frames: [kind, aux, child_iter, child_defs]
     out = None
@@ -168,6 +180,7 @@ def tree_flatten(tree, is_leaf=None):
 
 
 _SENTINEL = object()
+_flat_defs = {}   # (tuple or list, n) -> the PyTreeDef of n leaves in one node
 
 
 def tree_unflatten(treedef, leaves):
@@ -175,8 +188,11 @@ def tree_unflatten(treedef, leaves):
     if len(leaves) != treedef.num_leaves:
         raise ValueError(f"tree_unflatten: the tree structure {treedef} has "
                          f"{treedef.num_leaves} leaves but {len(leaves)} were given")
-    if treedef.kind is None:
+    kind = treedef.kind
+    if kind is None:
         return leaves[0]
+    if (kind is tuple or kind is list) and _flat_defs.get((kind, len(leaves))) is treedef:
+        return tuple(leaves) if kind is tuple else leaves
     pos = [0]
     # Iterative: frames of (treedef, built children)
     work = [(treedef, [])]

@@ -15,6 +15,9 @@ from .errors import with_user_line
 from .ir import Var, DropVar, Literal, JaxprEqn, Jaxpr, ClosedJaxpr, is_literal_scalar, literal
 from . import pytree
 
+_ndarray = np.ndarray
+_new_aval = object.__new__
+
 
 class JaxprTracer(Tracer):
     __slots__ = ('_aval', '_var')
@@ -27,6 +30,14 @@ class JaxprTracer(Tracer):
     @property
     def aval(self):
         return self._aval
+
+    @property
+    def shape(self):
+        return self._aval.shape
+
+    @property
+    def dtype(self):
+        return self._aval.dtype
 
 
 class JaxprTrace(Trace):
@@ -80,8 +91,21 @@ class JaxprTrace(Trace):
         invars = []
         avals = []
         for x in args:
-            if type(x) is JaxprTracer and x._trace is self:
+            tx = type(x)
+            if tx is JaxprTracer and x._trace is self:
                 v = x._var
+            elif tx is _ndarray and x.ndim:
+                # an array from below (a residual, when linearizing): the hot case
+                v = self._const_ids.get(id(x))
+                if v is None:
+                    a = _new_aval(ShapedArray)
+                    a.shape = x.shape
+                    a.dtype = x.dtype
+                    a.weak_type = False
+                    v = Var(a)
+                    self.constvars.append(v)
+                    self.constvals.append(x)
+                    self._const_ids[id(x)] = v
             else:
                 if isinstance(x, Tracer):
                     self.full_raise(x)   # checks levels and liveness
@@ -103,8 +127,9 @@ class JaxprTrace(Trace):
             outvars = [Var(a) for a in out]
             result = [JaxprTracer(self, a, v) for a, v in zip(out, outvars)]
         else:
-            outvars = [Var(out)]
-            result = JaxprTracer(self, out, outvars[0])
+            v = Var(out)
+            outvars = [v]
+            result = JaxprTracer(self, out, v)
         self.eqns.append(JaxprEqn(primitive, invars, outvars, params))
         if cse is not None and key is not None:
             cse[key] = result

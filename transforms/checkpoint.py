@@ -360,3 +360,11 @@ def _remat_batch(args, dims, *, jaxpr, prevent_cse, differentiated, policy):
 
 
 remat_p.batch = _remat_batch
+
+
+# --- numba lowering ---
+# Evaluating a checkpoint is evaluating its jaxpr (recomputation is a matter of the
+# transforms): compiled code inlines it.
+from primitives._lowering import Call as _Call  # noqa: E402
+
+remat_p.lowering = _Call('jaxpr')

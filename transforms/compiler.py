@@ -26,7 +26,7 @@ from collections import OrderedDict
 import numpy as np
 
 from tracer import Literal, DropVar, Var, Jaxpr, ClosedJaxpr, eval_jaxpr
-from primitives._lowering import NotLowerable
+from primitives._lowering import NotLowerable, call_jaxpr
 from . import codegen
 from . import compile_cache
 
@@ -42,7 +42,7 @@ class JitFallbackWarning(UserWarning):
 # --- inlining nested jit calls ---------------------------------------------------------------
 
 def _has_nested(jaxpr):
-    return any(e.primitive.name == 'jit' and 'jaxpr' in e.params for e in jaxpr.eqns)
+    return any(call_jaxpr(e) is not None for e in jaxpr.eqns)
 
 
 def flatten(closed):
@@ -63,8 +63,8 @@ def flatten(closed):
     def inline(jx, sub):
         for eqn in jx.eqns:
             ins = [sub_atom(sub, v) for v in eqn.invars]
-            if eqn.primitive.name == 'jit' and 'jaxpr' in eqn.params:
-                inner = eqn.params['jaxpr']
+            inner = call_jaxpr(eqn)      # jit, checkpoint, custom_jvp/vjp calls
+            if inner is not None:
                 isub = {}
                 for cv, c in zip(inner.jaxpr.constvars, inner.consts):
                     nv = Var(cv.aval)
@@ -170,7 +170,7 @@ def _describe(eqn):
     return f"{eqn.primitive.name} ({'/'.join(dts)})"
 
 
-def _generate(params, eqns, outvars):
+def _generate(params, eqns, outvars, const_map=None):
     """-> (source, in-memory source, steps, eager descriptions)."""
     eager = set()
     while True:
@@ -187,7 +187,9 @@ def _generate(params, eqns, outvars):
                         s.outs = [v for v in outvars]
                     gen = codegen.FunctionGen(s.fname, s.ins, s.eqns,
                                               [v for v in s.outs], helpers)
+                    gen.const_map = const_map or {}
                     funcs.append(gen.generate())
+                    s.ins = list(s.ins) + gen.extra_params   # constants of nested jaxprs
         except NotLowerable as e:
             seg_eqns = s.eqns
             bad = seg_eqns[e.eqn_index]
@@ -225,11 +227,14 @@ class Executable:
         self.closed = closed
         constvars, consts, invars, eqns, outvars = flatten(closed)
         eqns = _dce(eqns, outvars)
+        # constants of jaxprs nested in loops and branches: parameters too
+        hoisted, hoisted_consts, const_map = codegen.hoist_consts(eqns)
+        constvars, consts = constvars + hoisted, consts + hoisted_consts
         self.n_args = len(invars)
         params = constvars + invars
         self._params = params
         self._outvars = outvars
-        source, mem_source, steps, notes = _generate(params, eqns, outvars)
+        source, mem_source, steps, notes = _generate(params, eqns, outvars, const_map)
         self.source = source
         self.steps = steps
         self.eager_notes = notes

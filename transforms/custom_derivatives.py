@@ -665,3 +665,14 @@ def _lin_batch(args, dims, *, bwd, num_res):
 custom_jvp_call_p.batch = _cj_batch
 custom_vjp_call_p.batch = _cv_batch
 custom_lin_p.batch = _lin_batch
+
+
+# --- numba lowering ---
+# Evaluating custom_jvp_call / custom_vjp_call is evaluating the primal function's
+# jaxpr: compiled code inlines it. custom_lin (a custom_vjp's linear pullback
+# evaluated forwards, which appears under jit(jvp(f)) or jit(linearize)) calls the
+# user's Python `bwd` when evaluated, so it has no lowering and runs eagerly.
+from primitives._lowering import Call as _Call  # noqa: E402
+
+custom_jvp_call_p.lowering = _Call('call_jaxpr')
+custom_vjp_call_p.lowering = _Call('call_jaxpr')

@@ -338,3 +338,10 @@ def _jit_batch(args, dims, *, jaxpr, name):
 
 
 jit_p.batch = _jit_batch
+
+
+# --- numba lowering ---
+# A jit call inside a compiled program is its jaxpr, inlined (transforms/compiler.py).
+from primitives._lowering import Call as _Call  # noqa: E402
+
+jit_p.lowering = _Call('jaxpr')

@@ -4,7 +4,12 @@ A tangent is a value of the trace below, a tracer of a staging trace (when
 linearizing), or a symbolic `Zero`. Operations whose tangents are all zero run on
 the primals alone; the rest apply their primitive's JVP rule.
 """
-from tracer import Trace, Tracer, Zero, get_aval, tangent_aval
+import numpy as np
+
+from tracer import Trace, Tracer, Zero, get_aval, tangent_aval, ShapedArray
+
+_ndarray = np.ndarray
+_new = object.__new__
 from tracer.errors import with_user_line
 
 
@@ -21,14 +26,25 @@ class JVPTracer(Tracer):
     def aval(self):
         a = self._aval
         if a is None:
-            a = self._aval = get_aval(self.primal)
+            p = self.primal
+            if type(p) is _ndarray:   # the eager case: skip get_aval's dispatch
+                a = _new(ShapedArray)
+                a.shape = p.shape
+                a.dtype = p.dtype
+                a.weak_type = False
+                self._aval = a
+            else:
+                a = self._aval = get_aval(p)
         return a
 
     @property
     def dtype(self):   # hot in dtype promotion: skip a property hop
         a = self._aval
         if a is None:
-            a = self._aval = get_aval(self.primal)
+            p = self.primal
+            if type(p) is _ndarray:
+                return p.dtype
+            a = self._aval = get_aval(p)
         return a.dtype
 
 
@@ -43,6 +59,17 @@ class JVPTrace(Trace):
     lift = pure
 
     def process_primitive(self, primitive, args, params):
+        if len(args) == 1:
+            # one operand (unary math): the hot case, without the general loop
+            x = args[0]
+            if type(x) is JVPTracer and x._trace is self:
+                t = x.tangent
+                rule = primitive.jvp
+                if type(t) is not Zero and rule is not None:
+                    out, t_out = rule([x.primal], [t], **params)
+                    if primitive.multiple_results:
+                        return [JVPTracer(self, o, t) for o, t in zip(out, t_out)]
+                    return JVPTracer(self, out, t_out)
         primals = []
         tangents = []
         nonzero = False

@@ -33,6 +33,11 @@ from primitives.shape_ops import broadcast_to
 
 def _as_ones(ct):
     """(ONES, scale) for a concrete real scalar cotangent, else None."""
+    if type(ct) is np.ndarray:   # the common case: grad's seed
+        if ct.ndim != 0 or ct.dtype.kind != 'f':
+            return None
+        c = float(ct)
+        return (ONES, c) if math.isfinite(c) and c != 0.0 else None
     if isinstance(ct, Tracer) or np.ndim(ct) != 0:
         return None
     try:
@@ -145,6 +150,8 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
             write(v, *ones)
         else:
             write(v, ct, 1.0)
+    cts_get = cts.get
+    cts_pop = cts.pop
     for eqn in reversed(lin_eqns):
         prim = eqn.primitive
         if prim.multiple_results:
@@ -159,7 +166,7 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                   c if keep_ones and c is ONES else
                   _materialize(c, v.aval) for (c, s), v in zip(pairs, eqn.outvars)]
         else:
-            e = cts.pop(eqn.outvars[0], None)
+            e = cts_pop(eqn.outvars[0], None)
             if e is None:
                 continue
             if type(e) is tuple:
@@ -191,9 +198,31 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
             else:
                 outs = _rule(prim)(_materialize(ct, eqn.outvars[0].aval), *args, **params)
         else:
-            outs = _rule(prim)(ct, *args, **params)
+            if scale != 1.0 and type(ct) is np.ndarray:
+                # Eager values: a scale carried past a rule whose linear operands are
+                # much larger than the cotangent (a matmul's weight gradient) would
+                # cost a multiply over those larger arrays when it is finally applied;
+                # apply it to the small cotangent now.
+                n = 0
+                for a in args:
+                    if type(a) is UndefinedPrimal:
+                        n += a.aval.size
+                if 4 * ct.size <= n:
+                    ct, scale = _scaled(ct, scale), 1.0
+            outs = (prim.transpose or _rule(prim))(ct, *args, **params)
+        # write(v, c, scale) for each operand, inlined (the hot loop)
         for v, c in zip(invars, outs):
-            write(v, c, scale)
+            if c is None or type(c) is Zero or type(v) is Literal:
+                continue
+            if (v in env) if all_linear else (v not in linear):
+                continue
+            e = cts_get(v)
+            if e is None:
+                cts[v] = (c, scale)
+            elif type(e) is tuple:
+                cts[v] = [e, (c, scale)]
+            else:
+                e.append((c, scale))
     out = []
     for v in jaxpr.invars:
         e = cts.pop(v, None)
