@@ -209,7 +209,9 @@ def run_w6(settings, side, ctx):
 
         def cot_build(metric=metric):
             jac = (ctx.jacrev if metric == 'jacrev' else ctx.jacfwd)(W.make_w6_g(ctx.pnp, w))
-            return {'cotangent': P.Peer(lambda: jac(x), P._same)}
+            jj = ctx.jit(jac)
+            return {'cotangent': P.Peer(lambda: jac(x), P._same),
+                    'cotangent_jit': P.Peer(lambda: jj(x), P._same)}
         impls = _impls(side, ctx, errors, cot_build, lambda m=metric: P.w6(ctx, w, x, m))
         out.append(ratio_record('W6', metric, lambda: W.w6_numpy_jacobian(w, x), impls,
                                 errors, settings, rtol=1e-9, atol=1e-12))

@@ -33,7 +33,8 @@ RATIO_ROWS = (
 )
 # targets of cotangent's jit (transforms.jit) column, one extra row each
 JIT_TARGETS = {('W1', 'grad'): 0.18, ('W1', 'forward'): None, ('W2', 'grad'): 1.0,
-               ('W3', 'hvp'): 1.0, ('W4', 'value_and_grad'): 0.26}
+               ('W3', 'hvp'): 1.0, ('W4', 'value_and_grad'): 0.26,
+               ('W6', 'jacrev'): 14.0, ('W6', 'jacfwd'): 14.0}
 JIT_TARGETS[('W8', 'grad')] = 1.2      # jit(grad) of the RNN scan vs hand BPTT
 # W7: first call of jit(value_and_grad(f)) in a fresh process, ms; targets vs JAX's
 W7_LABEL = {'mlp': 'MLP (W2)', 'gelu': 'GELU (W4)'}

@@ -289,6 +289,8 @@ def _lw_dot(ctx, ins, outs, dimension_numbers, preferred_element_type=None):
         c, d = lc[0], rc[0]
         fn = {(False, False): 'dot_nn', (True, False): 'dot_t', (False, True): 'dot_nt',
               (True, True): 'dot_tt'}[(c != nx - 1, d != 0)]
+        if nx == 2 and ny == 2:       # matrix products: NumPy's own BLAS (primitives/jitlib.py)
+            fn = 'gemm' + fn[3:]
         return [f"{ctx.helper(fn)}({xe}, {ye})"]
     # general: (b, m, k) x (b, k, n)
     xf = tuple(i for i in range(nx) if i not in lc and i not in lb)

@@ -18,8 +18,9 @@ max/min, integer division and remainder as NumPy computes them).
 
 All functions are `@njit(cache=True, forceinline=True)`: compiled once (and cached
 on disk), then inlined by LLVM into the loops that call them, where they
-vectorise. No fastmath except `radd`/`rmul`, whose
-single operation carries only the `reassoc` flag (NaN/inf semantics unchanged; a
+vectorise. Fast-math flags: the elementary functions carry only `contract`
+(a multiply-add may become one FMA: one rounding instead of two, NaN/inf semantics
+unchanged), and `radd`/`rmul`, whose single operation carries only `reassoc` (a
 sum's rounding order may differ from NumPy's pairwise order, as any loop's does).
 """
 import math
@@ -31,6 +32,10 @@ from numba.core import types
 from numba.extending import intrinsic
 
 _opts = dict(cache=True, error_model='numpy', forceinline=True)
+# the elementary functions may fuse a multiply and an add into one FMA instruction
+# (`contract`, one rounding instead of two: never less accurate, and NaN/inf behave
+# exactly as without the flag); their polynomials then cost half the instructions
+_fopts = dict(_opts, fastmath={'contract'})
 
 
 # --- bit casts ---------------------------------------------------------------------------
@@ -136,7 +141,7 @@ _LN2LO = 1.9082149292705877e-10
 _SHIFT = 6755399441055744.0      # 1.5 * 2^52: (v + SHIFT) - SHIFT rounds v to an integer
 
 
-@njit(**_opts)
+@njit(**_fopts)
 def _exp_poly(r):
     # exp(r) - 1 - r for |r| <= ln2/2, Taylor to r^13 (remainder < 2^-60 relative)
     p = 1.0 / 6227020800.0
@@ -154,7 +159,7 @@ def _exp_poly(r):
     return (r * r) * p
 
 
-@njit(**_opts)
+@njit(**_fopts)
 def vm_exp(x):
     xc = x if x > -746.0 else -746.0
     xc = xc if xc < 710.0 else 710.0
@@ -185,7 +190,7 @@ def _expm1(x):
     return res if x == x else x
 
 
-vm_expm1 = njit(**_opts)(_expm1)
+vm_expm1 = njit(**_fopts)(_expm1)
 
 
 # --- log, log1p ------------------------------------------------------------------------------
@@ -193,7 +198,7 @@ vm_expm1 = njit(**_opts)(_expm1)
 _SQRT2 = 1.4142135623730951
 
 
-@njit(**_opts)
+@njit(**_fopts)
 def _log_core(x):
     """log(x) for finite x > 0 (denormals included); garbage elsewhere."""
     small = x < 2.2250738585072014e-308
@@ -226,14 +231,14 @@ def _log_core(x):
     return fe * _LN2HI + (f - (hfsq - (s * (hfsq + R) + fe * _LN2LO)))
 
 
-@njit(**_opts)
+@njit(**_fopts)
 def vm_log(x):
     res = _log_core(x)
     res = res if x < np.inf else x                      # inf -> inf, nan -> nan
     return res if x > 0.0 else (-np.inf if x == 0.0 else np.nan)
 
 
-@njit(**_opts)
+@njit(**_fopts)
 def vm_log1p(x):
     u = 1.0 + x
     res = _log_core(u) + (x - (u - 1.0)) / u
@@ -244,19 +249,26 @@ def vm_log1p(x):
 
 # --- tanh, logistic ------------------------------------------------------------------------------
 
-@njit(**_opts)
+@njit(**_fopts)
 def vm_tanh(x):
+    # t = expm1(2|x|) with the argument clamped to [0, 44]: 2^k never overflows,
+    # so one scale factor and no special cases inside (cheaper than vm_expm1)
     ax = abs(x)
-    t = vm_expm1(2.0 * (ax if ax < 22.0 else 22.0))
-    r = 1.0 / (t + 2.0)
-    res = t * r if ax < 0.55 else 1.0 - 2.0 * r     # near 1: 1 - (a small, exact-ish term)
+    y = 2.0 * (ax if ax < 22.0 else 22.0)
+    k = (y * _INVLN2 + _SHIFT) - _SHIFT
+    r = (y - k * _LN2HI) - k * _LN2LO
+    q = r + _exp_poly(r)                              # expm1(r)
+    s = _pow2(np.int64(k))
+    t = s * q + (s - 1.0)                             # 2^k (q + 1) - 1
+    rr = 1.0 / (t + 2.0)
+    res = t * rr if ax < 0.55 else 1.0 - 2.0 * rr     # near 1: 1 - (a small, exact-ish term)
     res = res if ax < 22.0 else 1.0
     res = -res if x < 0.0 else res
     res = res if ax > 3.725290298461914e-09 else x       # tanh x = x below 2^-28
     return res if x == x else x
 
 
-@njit(**_opts)
+@njit(**_fopts)
 def vm_logistic(x):
     # as the eager implementation: tanh(x/2)/2 + 1/2
     return vm_tanh(x * 0.5) * 0.5 + 0.5
@@ -271,7 +283,7 @@ _PIO2_2 = 6.077100506303966e-11
 _PIO2_3 = 2.0222662487959506e-21
 
 
-@njit(**_opts)
+@njit(**_fopts)
 def _sin_poly(r):
     z = r * r
     p = -1.0 / 121645100408832000.0           # -1/19!
@@ -286,7 +298,7 @@ def _sin_poly(r):
     return r + (r * z) * p
 
 
-@njit(**_opts)
+@njit(**_fopts)
 def _cos_poly(r):
     z = r * r
     p = -1.0 / 6402373705728000.0             # -1/18!
@@ -303,7 +315,7 @@ def _cos_poly(r):
     return w + (((1.0 - w) - hz) + (z * z) * p)
 
 
-@njit(**_opts)
+@njit(**_fopts)
 def _reduce(x):
     xc = x if abs(x) <= TRIG_LIMIT else 0.0              # big/inf/nan lanes: garbage-free
     k = (xc * _TWO_OVER_PI + _SHIFT) - _SHIFT
@@ -311,13 +323,13 @@ def _reduce(x):
     return r, np.int64(k) & 3
 
 
-@njit(**_opts)
+@njit(**_fopts)
 def trig_big(x):
     """True where vm_sin/vm_cos/vm_tan are not accurate: the caller uses libm."""
     return not (abs(x) <= TRIG_LIMIT)
 
 
-@njit(**_opts)
+@njit(**_fopts)
 def vm_sin(x):
     r, n = _reduce(x)
     s = _sin_poly(r)
@@ -328,7 +340,7 @@ def vm_sin(x):
     return v if abs(x) <= TRIG_LIMIT else x - x         # nan for inf/nan
 
 
-@njit(**_opts)
+@njit(**_fopts)
 def vm_cos(x):
     r, n = _reduce(x)
     s = _sin_poly(r)
@@ -338,7 +350,7 @@ def vm_cos(x):
     return v if abs(x) <= TRIG_LIMIT else x - x
 
 
-@njit(**_opts)
+@njit(**_fopts)
 def vm_tan(x):
     r, n = _reduce(x)
     s = _sin_poly(r)
@@ -350,7 +362,7 @@ def vm_tan(x):
 
 # --- rounding --------------------------------------------------------------------------------
 
-@njit(**_opts)
+@njit(**_fopts)
 def vm_rint(x):
     """Round half to even (np.round / np.rint), exact for every float64."""
     ax = abs(x)

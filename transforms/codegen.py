@@ -67,6 +67,12 @@ def cast(expr, dtype):
     return f'{np_dtype(dtype)}({expr})'
 
 
+# jitlib calls that return a newly allocated array (which the function may overwrite
+# once nothing else reads it)
+_FRESH_CALLS = ('empty(', 'full(', 'copy(', 'dot(', 'dot_nn(', 'dot_t(', 'dot_nt(',
+                'dot_tt(', 'gemm_nn(', 'gemm_t(', 'gemm_nt(', 'gemm_tt(')
+
+
 class Cluster:
     __slots__ = ('shape', 'members', 'defined', 'red_outs', 'eqn_ids')
 
@@ -106,6 +112,7 @@ class FunctionGen:
         self.where = {}                  # var -> Cluster (while open)
         self.consumers = {}              # var -> set of eqn ids
         self.out_set = set(v for v in outs if type(v) is not Literal)
+        self.owned = set()               # vars holding a fresh array of this function
         self.const_map = {}              # constvar of a nested jaxpr -> hoisted Var
         self.extra_params = []           # hoisted constants this function takes too
         self.inplace = {}                # loop carry output -> (carry input, buffer)
@@ -240,6 +247,8 @@ class FunctionGen:
                 n = self.name(v)
                 self.emit(f'{n} = {o}')
                 self.avail.add(v)
+                if o.startswith(_FRESH_CALLS):
+                    self.owned.add(v)
 
     def alias(self, out, x):
         n = self.name(out)
@@ -344,10 +353,21 @@ class FunctionGen:
             flag = self.fresh('big')
             self.emit(f'{flag} = False')
             body_fast.append(f"{flag} = {flag} | {' | '.join(guards)}")
+        reuse = {} if guards else self.reusable(c, stores)
+        if reuse:
+            # stored in place of a dead operand: after every read of this iteration
+            late = [f'{self.names[v]}[{", ".join(idx)}] = {c.defined[v]}' for v in reuse]
+            body_fast = [ln for ln in body_fast if ln not in late]
         for v in c.defined:
-            if v in stores:
-                self.emit(f'{self.names[v]} = {self.store_target(v, c, bool(guards))}')
-        self.write_nest(c, idx, body_fast, reds, stores)
+            if v in reuse:
+                self.emit(f'{self.names[v]} = {self.names[reuse[v]]}')
+                self.owned.add(v)
+            elif v in stores:
+                target = self.store_target(v, c, bool(guards))
+                self.emit(f'{self.names[v]} = {target}')
+                if target.startswith(_FRESH_CALLS):
+                    self.owned.add(v)
+        self.write_nest(c, idx, body_fast, reds, stores, late if reuse else ())
         if guards:
             self.emit(f'if {flag}:')
             self.indent += 1
@@ -361,7 +381,29 @@ class FunctionGen:
             self.avail.add(v)
             self.where.pop(v, None)
 
-    def write_nest(self, c, idx, body, reds, stores):
+    def reusable(self, c, stores):
+        """{stored member: dead operand array it may overwrite}. An operand qualifies
+        when this function allocated it (a BLAS result, an earlier loop's store), it
+        has the cluster's shape and the member's dtype, and nothing outside this
+        cluster (nor the result) reads it: its element i is dead once iteration i has
+        read it, so the member's store goes last in the iteration, over it."""
+        dead = []
+        for _, eqn in c.members:
+            for a in eqn.invars:
+                if (type(a) is not Literal and a in self.owned and a not in dead
+                        and a not in self.out_set and a.aval.shape == c.shape
+                        and self.consumers.get(a, set()) <= c.eqn_ids):
+                    dead.append(a)
+        reuse = {}
+        for v in c.defined:
+            if v in stores and v not in self.inplace:    # loop carries: store_target
+                a = next((a for a in dead if a.aval.dtype == v.aval.dtype), None)
+                if a is not None:
+                    reuse[v] = a
+                    dead.remove(a)
+        return reuse
+
+    def write_nest(self, c, idx, body, reds, stores, late=()):
         shape = c.shape
         nd = len(shape)
         pro = [[] for _ in range(nd + 1)]   # statements before loop d opens
@@ -397,6 +439,8 @@ class FunctionGen:
             for line in pro[d + 1]:
                 self.emit(line)
         for line in inner:
+            self.emit(line)
+        for line in late:
             self.emit(line)
         for d in reversed(range(nd)):
             self.indent -= 1
