@@ -255,9 +255,10 @@ def _batched_outer(x, y, bx, by):
 dot_general_p.batch = _dot_general_batch
 
 # --- numba lowering ---
-# Floating-point contractions go to BLAS through np.dot on contiguous operands
-# (a transposed operand is passed as a transposed view, which BLAS reads as is);
-# batch dimensions loop over np.dot of 2-D slices; integer dtypes get plain loops.
+# Floating-point contractions go to BLAS: NumPy's own bundled OpenBLAS through the
+# gemm helpers of primitives/jitlib.py (vectors as 1-row/1-column matrices), or
+# numba's np.dot (which needs SciPy) when NumPy's CBLAS is not found; batch
+# dimensions loop over 2-D products; integer dtypes get plain loops.
 from ._lowering import Structural as _Structural, NotLowerable as _NotLowerable  # noqa: E402
 
 
@@ -285,11 +286,32 @@ def _lw_dot(ctx, ins, outs, dimension_numbers, preferred_element_type=None):
         return [r]
     nx, ny = len(x.aval.shape), len(y.aval.shape)
     flt = dt.kind == 'f'
+    if flt:
+        from . import jitlib
+        if not jitlib.HAVE_BLAS:
+            raise _NotLowerable(
+                "dot_general needs BLAS: NumPy's bundled OpenBLAS was not found and SciPy "
+                "(which numba's np.dot uses) is not installed")
+        numpy_blas = jitlib.HAVE_NUMPY_BLAS
     if flt and not lb and len(lc) == 1 and nx <= 2 and ny <= 2:
         c, d = lc[0], rc[0]
+        if numpy_blas and (nx == 1 or ny == 1):
+            # vectors as 1-row / 1-column matrices, so every case is one gemm
+            k = x.aval.shape[c]
+            rs = ctx.helper('reshape')
+            if nx == 1:
+                xe, c = f"{rs}({xe}, (1, {k}))", 1
+            if ny == 1:
+                ye, d = f"{rs}({ye}, ({k}, 1))", 0
+            fn = {(False, False): 'gemm_nn', (True, False): 'gemm_t', (False, True): 'gemm_nt',
+                  (True, True): 'gemm_tt'}[(c != 1, d != 0)]
+            prod = f"{ctx.helper(fn)}({xe}, {ye})"
+            if out.shape == ():
+                return [f"{prod}[0, 0]"]
+            return [f"{rs}({prod}, {out.shape!r})"]
         fn = {(False, False): 'dot_nn', (True, False): 'dot_t', (False, True): 'dot_nt',
               (True, True): 'dot_tt'}[(c != nx - 1, d != 0)]
-        if nx == 2 and ny == 2:       # matrix products: NumPy's own BLAS (primitives/jitlib.py)
+        if nx == 2 and ny == 2 or numpy_blas:   # NumPy's own BLAS (primitives/jitlib.py)
             fn = 'gemm' + fn[3:]
         return [f"{ctx.helper(fn)}({xe}, {ye})"]
     # general: (b, m, k) x (b, k, n)
@@ -308,7 +330,8 @@ def _lw_dot(ctx, ins, outs, dimension_numbers, preferred_element_type=None):
     bi = ctx.fresh('bi')
     ctx.emit(f'for {bi} in range({b}):')
     if flt:
-        ctx.emit(f"    {R}[{bi}] = {ctx.helper('dot_nn')}({X}[{bi}], {Y}[{bi}])")
+        ctx.emit(f"    {R}[{bi}] = {ctx.helper('gemm_nn' if numpy_blas else 'dot_nn')}"
+                 f"({X}[{bi}], {Y}[{bi}])")
     else:
         i, j, q, acc = ctx.fresh('i'), ctx.fresh('j'), ctx.fresh('q'), ctx.fresh('acc')
         ctx.emit(f'    for {i} in range({m}):')

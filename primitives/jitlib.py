@@ -189,3 +189,9 @@ if HAVE_NUMPY_BLAS:
     gemm_nn, gemm_t, gemm_nt, gemm_tt = _gemm_nn, _gemm_t, _gemm_nt, _gemm_tt
 else:
     gemm_nn, gemm_t, gemm_nt, gemm_tt = dot_nn, dot_t, dot_nt, dot_tt
+
+# numba's own np.dot needs SciPy's BLAS (not a dependency of cotangent): without
+# NumPy's CBLAS and without SciPy, float contractions cannot be compiled.
+import importlib.util as _ilu  # noqa: E402
+HAVE_SCIPY_BLAS = _ilu.find_spec('scipy') is not None
+HAVE_BLAS = HAVE_NUMPY_BLAS or HAVE_SCIPY_BLAS
