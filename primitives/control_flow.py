@@ -515,28 +515,177 @@ def _scan_transpose(cts, *args, jaxpr, num_consts, num_carry, length, reverse, u
     ys_zero = [type(c) is Zero for c in ct_ys]
     # outputs whose cotangent is zero are dropped from the body before transposing
     body = prune(jaxpr, [True] * len(avals), [True] * nk + [not z for z in ys_zero])
-    tb = _transposed_scan_body(body, tuple(c_lin), tuple(x_lin), nc, nk)
+    tb, plan = _transposed_scan_body(body, tuple(c_lin), tuple(x_lin), nc, nk, length)
     res_c = [x for x, l in zip(consts, c_lin) if not l]
     res_x = [x for x, l in zip(xs, x_lin) if not l]
+    t_xs = res_x + [c for c in ct_ys if type(c) is not Zero]
     lin_c_avals = [a for a, l in zip(avals[:nc], c_lin) if l]
-    acc0 = [zeros(a) for a in lin_c_avals]
-    outs = scan_p.bind(*res_c, *acc0, *ct_carry, *res_x, *[c for c in ct_ys if type(c) is not Zero],
+    acc0 = [zeros(tangent_aval(a)) for a, (carried, _) in zip(lin_c_avals, plan) if carried]
+    outs = scan_p.bind(*res_c, *acc0, *ct_carry, *t_xs,
                        jaxpr=tb, num_consts=len(res_c), num_carry=len(acc0) + nk,
                        length=length, reverse=not reverse, unroll=unroll)
-    ct_c, ct_init, ct_x = _split(outs, len(acc0), nk)
+    n_dx = sum(x_lin)
+    acc, ct_init, ct_x, new_ys = _split(outs, len(acc0), nk, n_dx)
+    ct_c = _finish_const_cts(plan, acc, t_xs, new_ys)
     ct_c, ct_x = iter(ct_c), iter(ct_x)
     return ([next(ct_c) if l else None for l in c_lin]
             + [c if is_undefined(x) else None for c, x in zip(ct_init, init)]
             + [next(ct_x) if l else None for l in x_lin])
 
 
-def _transposed_scan_body(body, c_lin, x_lin, nc, nk):
-    return _tbody_memo.get(body, (c_lin, x_lin, nc, nk),
-                           lambda: _build_transposed_body(body, c_lin, x_lin, nc, nk))
+# The cotangent of a loop-invariant linear input (a const: a weight matrix) is a sum
+# over the steps of per-step contributions. Accumulating it in the carry costs, per
+# step, the contribution (often an outer product of two vectors: O(n*m)) and an add.
+# Instead the transposed body outputs the per-step values the contribution is made
+# of as stacked ys, and the sum over the steps is taken after the loop in one
+# operation: for a contribution dot_general(a_t, b_t), one dot_general of the stacked
+# a and b contracting the step axis too (sum_t outer(a_t, b_t) = A^T B); for any other
+# loop-variant contribution, a reduce_sum of its stacked values. A factor that is
+# itself an xs input of the transposed scan (a stacked residual, a cotangent of ys) is
+# used as it is. Contributions that do not vary across steps, or whose stacking would
+# need too much memory, stay accumulated in the carry.
+#
+# plan: one entry per linear const, (carried, terms); terms are
+#   ('dot', coeff, a, b, dimension_numbers, preferred_element_type, permutation or None)
+#   ('sum', coeff, s)
+# with a, b, s sources: ('x', i) the i-th xs operand of the transposed scan, or
+# ('y', i) its i-th extra stacked output.
+
+_STACK_BUDGET = 1 << 26     # bytes of extra stacked outputs a transposed scan may add
 
 
-def _build_transposed_body(body, c_lin, x_lin, nc, nk):
-    from .arith import add_any
+def _finish_const_cts(plan, acc, t_xs, new_ys):
+    from .dot import dot_general
+    from .reductions import reduce_sum
+    from .shape_ops import transpose
+
+    def src(s):
+        return t_xs[s[1]] if s[0] == 'x' else new_ys[s[1]]
+
+    def shift(ds):
+        return tuple(d + 1 for d in ds)
+    acc = iter(acc)
+    out = []
+    for carried, terms in plan:
+        parts, coeffs = ([next(acc)], [1.0]) if carried else ([], [])
+        for t in terms:
+            if t[0] == 'dot':
+                _, coeff, a, b, ((lc, rc), (lb, rb)), pet, perm = t
+                dn = (((0,) + shift(lc), (0,) + shift(rc)), (shift(lb), shift(rb)))
+                v = dot_general(src(a), src(b), dn, preferred_element_type=pet)
+                if perm is not None:
+                    v = transpose(v, perm)
+            else:
+                _, coeff, s = t
+                v = reduce_sum(src(s), (0,))
+            parts.append(v)
+            coeffs.append(coeff)
+        out.append(_lincomb(parts, coeffs))
+    return out
+
+
+def _lincomb(parts, coeffs):
+    """sum_k coeffs[k] * parts[k] (add_any with scale factors when any is not 1)."""
+    from .arith import add_any, add_any_p, mul
+    if all(c == 1 for c in coeffs):
+        return add_any(*parts)
+    if len(parts) == 1:
+        return mul(parts[0], np.asarray(coeffs[0], get_aval(parts[0]).dtype))
+    return add_any_p.bind(*parts, coeffs=tuple(float(c) for c in coeffs))
+
+
+def _transposed_scan_body(body, c_lin, x_lin, nc, nk, length):
+    return _tbody_memo.get(body, (c_lin, x_lin, nc, nk, length, _STACK_BUDGET),
+                           lambda: _build_transposed_body(body, c_lin, x_lin, nc, nk, length))
+
+
+def _plan_const_cts(bt, n_lc, n_rc, n_xs, length):
+    """Decide how each linear const's cotangent is summed over the steps (see above).
+    bt: the transposed body (res_c, res_x, ct_carry, ct_y) -> (d_c, d_carry, d_x).
+    -> (plan, kept: per const the vars summed in the carry, extra: vars to stack)."""
+    j = bt.jaxpr
+    uses, producer = {}, {}
+    for eqn in j.eqns:
+        for v in eqn.invars:
+            if type(v) is not Literal:
+                uses[v] = uses.get(v, 0) + 1
+        for v in eqn.outvars:
+            producer[v] = eqn
+    for v in j.outvars:
+        if type(v) is not Literal:
+            uses[v] = uses.get(v, 0) + 1
+    xs_vars = j.invars[n_rc:n_rc + n_xs[0]] + j.invars[len(j.invars) - n_xs[1]:]
+    xs_pos = {v: i for i, v in enumerate(xs_vars)}
+    variant = set(j.invars[n_rc:])
+    for eqn in j.eqns:
+        if any(type(v) is not Literal and v in variant for v in eqn.invars):
+            variant.update(eqn.outvars)
+    extra, extra_pos = [], {}
+    budget = [_STACK_BUDGET]
+
+    def source(v, new):
+        if v in xs_pos:
+            return ('x', xs_pos[v])
+        if v in extra_pos:
+            return ('y', extra_pos[v])
+        if v not in new:
+            new.append(v)
+        return ('y', len(extra) + new.index(v))
+
+    def afford(new):
+        cost = sum(int(np.prod(v.aval.shape, dtype=np.int64)) * v.aval.dtype.itemsize
+                   for v in new) * length
+        if cost > budget[0]:
+            return False
+        budget[0] -= cost
+        for v in new:
+            extra_pos[v] = len(extra)
+            extra.append(v)
+        return True
+
+    def terms_of(v, c):
+        # the summands of v, each with its scale factor (add_any's coeffs)
+        e = producer.get(v) if type(v) is not Literal else None
+        if (e is not None and e.primitive.name == 'add_any' and uses[v] == 1 and
+                all(type(x) is not Literal and same_type(x.aval, v.aval) for x in e.invars)):
+            coeffs = e.params.get('coeffs') or (1.0,) * len(e.invars)
+            return [t for x, k in zip(e.invars, coeffs) for t in terms_of(x, c * k)]
+        return [(v, c)]
+
+    plan, kept = [], []
+    for out in j.outvars[:n_lc]:
+        keep, post = [], []
+        for t, coeff in terms_of(out, 1.0):
+            if type(t) is Literal or t not in variant:
+                keep.append((t, coeff))
+                continue
+            e, perm = producer.get(t), None
+            if (e is not None and e.primitive.name == 'transpose' and
+                    type(e.invars[0]) is not Literal and uses[e.invars[0]] == 1 and
+                    getattr(producer.get(e.invars[0]), 'primitive', None) is not None and
+                    producer[e.invars[0]].primitive.name == 'dot_general'):
+                perm = tuple(e.params['permutation'])
+                e = producer[e.invars[0]]
+            if (e is not None and e.primitive.name == 'dot_general' and
+                    all(type(x) is not Literal and x in variant for x in e.invars)):
+                new = []
+                a, b = (source(x, new) for x in e.invars)
+                if afford(new):
+                    post.append(('dot', coeff, a, b, e.params['dimension_numbers'],
+                                 e.params.get('preferred_element_type'), perm))
+                    continue
+            new = []
+            s = source(t, new)
+            if afford(new):
+                post.append(('sum', coeff, s))
+            else:
+                keep.append((t, coeff))
+        plan.append((bool(keep) or not post, tuple(post)))
+        kept.append(keep)
+    return tuple(plan), kept, extra
+
+
+def _build_transposed_body(body, c_lin, x_lin, nc, nk, length):
     avals = body.in_avals
     linear = list(c_lin) + [True] * nk + list(x_lin)
     bt = interpreters.transpose_jaxpr(body, linear)
@@ -546,18 +695,33 @@ def _build_transposed_body(body, c_lin, x_lin, nc, nk):
     res_x_avals = [a for a, l in zip(avals[nc + nk:], x_lin) if not l]
     y_avals = body.out_avals[nk:]
     n_rc, n_lc, n_rx = len(res_c_avals), len(lin_c_avals), len(res_x_avals)
+    plan, kept, extra = _plan_const_cts(bt, n_lc, n_rc, (n_rx, len(y_avals)), length)
+    # the transposed body computing the kept contributions, the carry and xs
+    # cotangents and the values to stack
+    j = bt.jaxpr
+    n_kept = [len(k) for k in kept]
+    outvars = [v for k in kept for v, _ in k] + j.outvars[n_lc:] + extra
+    bt2 = prune(ClosedJaxpr(Jaxpr(j.constvars, j.invars, outvars, j.eqns), bt.consts),
+                [True] * len(j.invars), [True] * len(outvars))
+    carried = [c for c, _ in plan]
+    n_acc = sum(carried)
 
     def fun(*a):
-        res_c, acc, ct_carry, res_x, ct_y = _split(a, n_rc, n_lc, nk, n_rx)
-        outs = eval_jaxpr(bt.jaxpr, bt.consts, *res_c, *res_x, *ct_carry, *ct_y)
-        d_c, d_carry, d_x = _split(outs, n_lc, nk)
-        return [add_any(x, d) for x, d in zip(acc, d_c)] + d_carry + d_x
+        res_c, acc, ct_carry, res_x, ct_y = _split(a, n_rc, n_acc, nk, n_rx)
+        outs = eval_jaxpr(bt2.jaxpr, bt2.consts, *res_c, *res_x, *ct_carry, *ct_y)
+        parts = _split(outs, *n_kept)
+        rest = parts.pop()
+        acc, new_acc = iter(acc), []
+        for c, p, k in zip(carried, parts, kept):
+            if c:
+                new_acc.append(_lincomb([next(acc)] + p, [1.0] + [cf for _, cf in k]))
+        return new_acc + rest
 
-    in_avals = (res_c_avals + [tangent_aval(a) for a in lin_c_avals]
+    in_avals = (res_c_avals + [tangent_aval(a) for a, c in zip(lin_c_avals, carried) if c]
                 + [tangent_aval(a) for a in carry_avals] + res_x_avals
                 + [tangent_aval(a) for a in y_avals])
     j, c = trace_to_jaxpr(fun, in_avals, name='transpose(scan)')
-    return ClosedJaxpr(j, c)
+    return ClosedJaxpr(j, c), plan
 
 
 from ._jaxpr_util import _Memo

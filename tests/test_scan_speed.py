@@ -1,0 +1,288 @@
+"""Speed rewrites of scan's rules, checked for unchanged values: the cotangents of a
+transposed scan's loop-invariant inputs summed after the loop (one dot_general over
+the stacked per-step factors instead of an outer product per step), against unrolled
+Python loops, the unoptimised path (no stacking budget) and finite differences."""
+import numpy as np
+import pytest
+
+import primitives.numpy as pnp
+import primitives.control_flow as cf
+from primitives import lax
+from tracer import make_jaxpr, check_jaxpr, tree_flatten
+from transforms import grad, jvp, vmap, jit, value_and_grad
+from tests.check_grads import check_grads
+
+
+def close(a, b, tol):
+    fa, fb = tree_flatten(a)[0], tree_flatten(b)[0]
+    assert len(fa) == len(fb)
+    for x, y in zip(fa, fb):
+        assert np.asarray(x).dtype == np.asarray(y).dtype
+        np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
+
+
+def rnn_params(H, D, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    W = (rng.normal(size=(H, H)) / np.sqrt(H)).astype(dtype)
+    U = (rng.normal(size=(H, D)) / np.sqrt(D)).astype(dtype)
+    b = (0.1 * rng.normal(size=H)).astype(dtype)
+    return W, U, b
+
+
+def make_rnn(form='Wh', reverse=False):
+    def cell(W, U, b, h, x):
+        if form == 'Wh':        # W @ h with h a vector: outer products per step
+            return pnp.tanh(W @ h + U @ x + b)
+        if form == 'hWT':       # batched rows: h (B, H) @ W.T: a contraction over B
+            return pnp.tanh(h @ W.T + x @ U.T + b)
+        if form == 'WTh':       # W.T @ h: the cotangent is transposed back
+            return pnp.tanh(W.T @ h + U @ x + b)
+        if form == 'twice':     # W used twice: two contributions to one cotangent
+            return pnp.tanh(W @ h + 0.5 * (W @ pnp.tanh(h)) + U @ x + b)
+        raise ValueError(form)
+
+    def loss(params, h0, X):
+        W, U, b = params
+
+        def body(h, x):
+            h = cell(W, U, b, h, x)
+            return h, pnp.sum(h * h)
+        h, ys = lax.scan(body, h0, X, reverse=reverse)
+        return pnp.sum(h) + 0.1 * pnp.sum(ys)
+
+    def unrolled(params, h0, X):
+        W, U, b = params
+        h, acc = h0, 0.0
+        order = range(X.shape[0] - 1, -1, -1) if reverse else range(X.shape[0])
+        ys = []
+        for t in order:
+            h = cell(W, U, b, h, X[t])
+            ys.append(pnp.sum(h * h))
+        total = pnp.sum(h)
+        for y in ys:
+            acc = acc + y
+        return total + 0.1 * acc
+    return loss, unrolled
+
+
+def rnn_args(form, H, D, T, dtype, B=3, seed=1):
+    rng = np.random.default_rng(seed)
+    params = rnn_params(H, D, dtype, seed)
+    if form == 'hWT':
+        h0 = (0.1 * rng.normal(size=(B, H))).astype(dtype)
+        X = rng.normal(size=(T, B, D)).astype(dtype)
+    else:
+        h0 = (0.1 * rng.normal(size=H)).astype(dtype)
+        X = rng.normal(size=(T, D)).astype(dtype)
+    return params, h0, X
+
+
+def unoptimised(monkeypatch, f):
+    """f evaluated with a zero stacking budget: every const cotangent accumulated in
+    the carry, as before the rewrite."""
+    with monkeypatch.context() as m:
+        m.setattr(cf, '_STACK_BUDGET', 0)
+        return f()
+
+
+def top_eqns(closed):
+    return [e.primitive.name for e in closed.jaxpr.eqns]
+
+
+# --- printed IR -------------------------------------------------------------------------
+
+def test_rnn_grad_sums_weight_cotangents_after_the_loop():
+    loss, _ = make_rnn('Wh')
+    params, h0, X = rnn_args('Wh', 6, 4, 9, np.float64)
+    closed = make_jaxpr(grad(loss))(params, h0, X)
+    check_jaxpr(closed)
+    names = top_eqns(closed)
+    last_scan = max(i for i, n in enumerate(names) if n == 'scan')
+    post = [e for e in closed.jaxpr.eqns[last_scan + 1:] if e.primitive.name == 'dot_general']
+    # ct_W = sum_t outer(dz_t, h_{t-1}) and ct_U = sum_t outer(dz_t, x_t): one
+    # dot_general each, contracting the step axis
+    assert len(post) == 2
+    for e in post:
+        assert e.params['dimension_numbers'] == (((0,), (0,)), ((), ()))
+        assert [v.aval.shape for v in e.invars] in ([(9, 6), (9, 6)], [(9, 6), (9, 4)])
+        assert e.outvars[0].aval.shape in ((6, 6), (6, 4))
+    assert 'reduce_sum' in names[last_scan + 1:]          # ct_b = sum_t dz_t
+    # the transposed scan carries no matrix and computes no outer product
+    tscan = closed.jaxpr.eqns[last_scan]
+    carry = tscan.outvars[:tscan.params['num_carry']]
+    assert all(v.aval.shape == (6,) for v in carry)
+    body = tscan.params['jaxpr'].jaxpr
+    for e in body.eqns:
+        if e.primitive.name == 'add_any':
+            assert e.outvars[0].aval.shape == (6,)
+        if e.primitive.name == 'dot_general':
+            assert e.params['dimension_numbers'][0] != ((), ())
+    text = str(closed)
+    assert 'dimension_numbers=(([0], [0]), ([], []))' in text
+
+
+def test_ir_transposed_and_batched_forms():
+    for form in ('hWT', 'WTh'):
+        loss, _ = make_rnn(form)
+        params, h0, X = rnn_args(form, 5, 3, 4, np.float64)
+        closed = make_jaxpr(grad(loss))(params, h0, X)
+        check_jaxpr(closed)
+        names = top_eqns(closed)
+        last_scan = max(i for i, n in enumerate(names) if n == 'scan')
+        post = [e for e in closed.jaxpr.eqns[last_scan + 1:]
+                if e.primitive.name == 'dot_general']
+        assert len(post) == 2, (form, names)
+        if form == 'hWT':       # the batch rows and the steps are both contracted
+            for e in post:
+                (lc, rc), _ = e.params['dimension_numbers']
+                assert lc[0] == 0 and rc[0] == 0 and len(lc) == 2
+        tscan = closed.jaxpr.eqns[last_scan]
+        carry = tscan.outvars[:tscan.params['num_carry']]
+        assert all(v.aval.shape != (5, 5) for v in carry)
+
+
+def test_zero_budget_keeps_the_carry_accumulation(monkeypatch):
+    loss, _ = make_rnn('Wh')
+    params, h0, X = rnn_args('Wh', 6, 4, 9, np.float64)
+    closed = unoptimised(monkeypatch, lambda: make_jaxpr(grad(loss))(params, h0, X))
+    names = top_eqns(closed)
+    last_scan = max(i for i, n in enumerate(names) if n == 'scan')
+    assert 'dot_general' not in names[last_scan + 1:]
+    tscan = closed.jaxpr.eqns[last_scan]
+    carry = tscan.outvars[:tscan.params['num_carry']]
+    assert (6, 6) in [v.aval.shape for v in carry]
+
+
+# --- values ------------------------------------------------------------------------------
+
+CASES = [
+    ('Wh', 6, 4, 9, np.float64, False),
+    ('Wh', 3, 7, 5, np.float32, False),
+    ('Wh', 6, 4, 9, np.float64, True),
+    ('hWT', 5, 3, 6, np.float64, False),
+    ('hWT', 4, 6, 5, np.float32, True),
+    ('WTh', 5, 3, 6, np.float64, False),
+    ('twice', 4, 2, 7, np.float64, True),
+    ('twice', 4, 5, 3, np.float32, False),
+]
+
+
+@pytest.mark.parametrize('form,H,D,T,dtype,reverse', CASES)
+def test_grads_equal_unrolled_and_unoptimised(monkeypatch, form, H, D, T, dtype, reverse):
+    loss, unrolled = make_rnn(form, reverse)
+    params, h0, X = rnn_args(form, H, D, T, dtype)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    g = grad(loss, argnums=(0, 1, 2))(params, h0, X)
+    close(g, grad(unrolled, argnums=(0, 1, 2))(params, h0, X), tol)
+    close(g, unoptimised(monkeypatch, lambda: grad(loss, argnums=(0, 1, 2))(params, h0, X)),
+          tol)
+    close(jit(grad(loss, argnums=(0, 1, 2)))(params, h0, X), g, tol * 10)
+    v, g2 = value_and_grad(loss)(params, h0, X)
+    close(g2, g[0], tol)
+    np.testing.assert_allclose(v, unrolled(params, h0, X), rtol=tol * 10)
+
+
+@pytest.mark.parametrize('form,reverse', [('Wh', False), ('hWT', True), ('twice', False)])
+def test_grads_against_finite_differences(form, reverse):
+    loss, _ = make_rnn(form, reverse)
+    params, h0, X = rnn_args(form, 3, 2, 4, np.float64)
+    check_grads(lambda W, U, b, h0, X: loss((W, U, b), h0, X), (*params, h0, X), order=2,
+                modes=('rev',))
+
+
+def test_partial_budget_mixes_carry_and_post_loop_sums(monkeypatch):
+    # two recurrences in one scan: the weights' per-step factors are two different
+    # vectors; with room for one stacked vector only, the first weight's cotangent is
+    # summed after the loop and the second one's stays accumulated in the carry
+    rng = np.random.default_rng(5)
+    W1, W2 = rng.normal(size=(2, 5, 5)) / 2
+    X = rng.normal(size=(6, 5))
+
+    def step(W1, W2, h1, h2, x):
+        return pnp.tanh(W1 @ h1 + x), pnp.tanh(W2 @ h2 - x)
+
+    def loss(W1, W2, X):
+        def body(c, x):
+            return step(W1, W2, *c, x), None
+        (h1, h2), _ = lax.scan(body, (np.zeros(5), np.ones(5)), X)
+        return pnp.sum(h1 * h2)
+
+    def unrolled(W1, W2, X):
+        h1, h2 = np.zeros(5), np.ones(5)
+        for t in range(X.shape[0]):
+            h1, h2 = step(W1, W2, h1, h2, X[t])
+        return pnp.sum(h1 * h2)
+    want = grad(unrolled, argnums=(0, 1))(W1, W2, X)
+    with monkeypatch.context() as m:
+        m.setattr(cf, '_STACK_BUDGET', 6 * 5 * 8)
+        closed = make_jaxpr(grad(loss, argnums=(0, 1)))(W1, W2, X)
+        got = grad(loss, argnums=(0, 1))(W1, W2, X)
+    check_jaxpr(closed)
+    names = top_eqns(closed)
+    last_scan = max(i for i, n in enumerate(names) if n == 'scan')
+    assert names[last_scan + 1:].count('dot_general') == 1
+    tscan = closed.jaxpr.eqns[last_scan]
+    carry = tscan.outvars[:tscan.params['num_carry']]
+    assert [v.aval.shape for v in carry].count((5, 5)) == 1
+    close(got, want, 1e-12)
+    close(grad(loss, argnums=(0, 1))(W1, W2, X), want, 1e-12)
+
+
+def test_elementwise_weights_and_several_consts():
+    # consts entering through elementwise products (no dot): their per-step
+    # contributions are stacked and reduce_summed after the loop
+    rng = np.random.default_rng(3)
+    a, c = rng.normal(size=4), rng.normal(size=(4, 4)) / 2
+    s = np.float64(0.7)
+    X = rng.normal(size=(6, 4))
+
+    def loss(a, c, s, X):
+        def body(h, x):
+            h = pnp.sin(a * h + s * (c @ x)) + x * a
+            return h, h[0] * s
+        h, ys = lax.scan(body, np.zeros(4), X)
+        return pnp.sum(h * h) + pnp.sum(ys)
+
+    def unrolled(a, c, s, X):
+        h, tot = np.zeros(4), 0.0
+        for t in range(X.shape[0]):
+            h = pnp.sin(a * h + s * (c @ X[t])) + X[t] * a
+            tot = tot + h[0] * s
+        return pnp.sum(h * h) + tot
+    g = grad(loss, argnums=(0, 1, 2, 3))(a, c, s, X)
+    close(g, grad(unrolled, argnums=(0, 1, 2, 3))(a, c, s, X), 1e-12)
+    closed = make_jaxpr(grad(loss, argnums=(0, 1, 2)))(a, c, s, X)
+    check_jaxpr(closed)
+    names = top_eqns(closed)
+    last_scan = max(i for i, n in enumerate(names) if n == 'scan')
+    assert 'reduce_sum' in names[last_scan + 1:]
+
+
+def test_zero_length_scan_gives_zero_weight_cotangents():
+    loss, _ = make_rnn('Wh')
+    params, h0, _ = rnn_args('Wh', 4, 3, 1, np.float64)
+    X = np.zeros((0, 3))
+    gW, gU, gb = grad(loss)(params, h0, X)
+    np.testing.assert_array_equal(gW, np.zeros((4, 4)))
+    np.testing.assert_array_equal(gU, np.zeros((4, 3)))
+    np.testing.assert_array_equal(gb, np.zeros(4))
+
+
+def test_vmap_and_jvp_of_grad():
+    loss, unrolled = make_rnn('Wh')
+    params, h0, X = rnn_args('Wh', 4, 3, 5, np.float64)
+    Xs = np.stack([X, 2 * X, -X])
+    got = vmap(grad(loss), in_axes=(None, None, 0))(params, h0, Xs)
+    for k in range(3):
+        close(tuple(g[k] for g in got), grad(unrolled)(params, h0, Xs[k]), 1e-12)
+    tangent = tuple(np.ones_like(p) * 0.1 for p in params)
+    _, hvp = jvp(lambda p: grad(loss)(p, h0, X), (params,), (tangent,))
+    _, hvp_ref = jvp(lambda p: grad(unrolled)(p, h0, X), (params,), (tangent,))
+    close(hvp, hvp_ref, 1e-11)
+
+
+def test_w8_workload_gradient_matches_hand_bptt():
+    from benchmarks.workloads import rnn_data, make_rnn_loss, rnn_numpy_grad
+    params, X = rnn_data(T=50)
+    got = grad(make_rnn_loss(pnp, lax))(params, X)
+    close(got, rnn_numpy_grad(params, X), 1e-10)
