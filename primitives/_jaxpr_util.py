@@ -207,22 +207,48 @@ class _Gen:
         return lines
 
     def compile(self, src, name):
-        code = compile(src, f"<cotangent {name}>", 'exec')
+        # the source names its values by position only (_f3, _p4, ...), so code
+        # objects are shared by every jaxpr of one structure (a loop body re-traced
+        # on each call of grad compiles once)
+        code = _code_cache.get(src)
+        if code is None:
+            code = compile(src, f"<cotangent {name}>", 'exec')
+            _code_cache[src] = code
+            if len(_code_cache) > 512:
+                _code_cache.popitem(last=False)
+        else:
+            _code_cache.move_to_end(src)
         exec(code, self.glob)
         return self.glob[name]
+
+
+_code_cache = OrderedDict()
 
 
 def _fast_impl(eqn):
     """A direct NumPy function for a few equations whose generic impl is slow in a
     loop body: an outer product (dot_general without contraction or batch
-    dimensions; NumPy's tensordot costs ~10x np.multiply.outer for two vectors)."""
+    dimensions; NumPy's tensordot costs ~10x np.multiply.outer for two vectors), and
+    matrix-vector / matrix-matrix products (np.dot, without the generic impl's
+    dispatch on the dimension numbers, decided here once from the avals)."""
     if eqn.primitive.name == 'dot_general':
         (lc, rc), (lb, rb) = eqn.params['dimension_numbers']
-        if not lc and not lb and eqn.params.get('preferred_element_type') is None:
-            a, b = eqn.invars
-            if a.aval.dtype == b.aval.dtype:
-                return np.multiply.outer
+        a, b = eqn.invars
+        if eqn.params.get('preferred_element_type') is not None or \
+                a.aval.dtype != b.aval.dtype or lb:
+            return None
+        if not lc:
+            return np.multiply.outer
+        na, nb = len(a.aval.shape), len(b.aval.shape)
+        if len(lc) == 1 and 1 <= na <= 2 and 1 <= nb <= 2:
+            return _DOTS[(lc[0] == na - 1, rc[0] == 0)]
     return None
+
+
+_DOTS = {(True, True): np.dot,
+         (True, False): lambda x, y: np.dot(x, y.T),
+         (False, True): lambda x, y: np.dot(x.T, y),
+         (False, False): lambda x, y: np.dot(x.T, y.T)}
 
 
 def python_fn(closed):

@@ -341,10 +341,114 @@ def _scan_impl(*args, jaxpr, num_consts, num_carry, length, reverse, unroll):
     consts = args[:num_consts]
     carry = args[num_consts:num_consts + num_carry]
     xs = args[num_consts + num_carry:]
+    plan = _hoist_plan(jaxpr, num_consts, num_carry, length) if length >= _HOIST_MIN_LENGTH \
+        else None
+    if plan is not None:
+        pre, body, n_inv, keep_c, keep_x = plan
+        outs = python_fn(pre)(*consts, *xs)
+        consts = [c for c, k in zip(consts, keep_c) if k] + outs[:n_inv]
+        # (a batched result may be a transposed view: rows read faster contiguous)
+        xs = [x for x, k in zip(xs, keep_x) if k] + [np.ascontiguousarray(o)
+                                                     for o in outs[n_inv:]]
+        jaxpr, num_consts = body, len(consts)
     ys = [np.empty((length,) + a.shape, a.dtype) for a in jaxpr.out_avals[num_carry:]]
     loop = scan_loop(jaxpr, num_consts, num_carry)
     carry = loop(consts, carry, xs, ys, range(length - 1, -1, -1) if reverse else range(length))
     return carry + ys
+
+
+# Eager scans: the work of the body that does not depend on the carry is taken out
+# of the loop. What depends only on the consts is computed once, before the loop;
+# what depends on the xs (and consts) but not on the carry is computed for all
+# steps at once, batched over the stacked xs (the vmap interpreter), and passed to
+# the loop as extra xs: an RNN's input projection U @ x_t becomes one matrix
+# product. Only when the loop is long enough to repay the batching, and the stacked
+# values fit in _STACK_BUDGET.
+
+_HOIST_MIN_LENGTH = 16
+
+
+def _hoistable(eqn):
+    """A first-order equation with a batching rule (higher-order ones, carrying
+    sub-jaxprs, stay in the loop)."""
+    if getattr(eqn.primitive, 'batch', None) is None:
+        return False
+    for p in eqn.params.values():
+        if isinstance(p, (ClosedJaxpr, Jaxpr)) or (
+                isinstance(p, tuple) and any(isinstance(q, (ClosedJaxpr, Jaxpr)) for q in p)):
+            return False
+    return True
+
+
+def _hoist_plan(jaxpr, nc, nk, length):
+    return _hoist_memo.get(jaxpr, (nc, nk, length, _STACK_BUDGET),
+                           lambda: _build_hoist_plan(jaxpr, nc, nk, length))
+
+
+def _build_hoist_plan(closed, nc, nk, length):
+    """-> None, or (pre, body, n_inv, keep_consts, keep_xs): pre (consts, stacked xs)
+    -> (n_inv loop-invariant values, stacked per-step values); body takes (kept
+    consts, invariant values, carry, kept xs, per-step values)."""
+    j = closed.jaxpr
+    consts, carry, xs = _split(j.invars, nc, nk)
+    if not xs:
+        return None
+    inv = set(j.constvars) | set(consts)     # loop-invariant
+    var = set(xs)                            # varies with the step, not with the carry
+    pre_eqns, rest = [], []
+    for eqn in j.eqns:
+        ins = [v for v in eqn.invars if type(v) is not Literal]
+        if all(v in inv or v in var for v in ins) and _hoistable(eqn):
+            pre_eqns.append(eqn)
+            (var if any(v in var for v in ins) else inv).update(eqn.outvars)
+        else:
+            rest.append(eqn)
+    if not any(any(type(v) is not Literal and v in var for v in e.invars) for e in pre_eqns):
+        # nothing per-step to batch (invariant-only hoisting is left to the tracer's
+        # constant folding)
+        return None
+    # the values the rest of the body needs from the hoisted part
+    pre_out = set(v for v in j.outvars if type(v) is not Literal)
+    needed = []
+    for eqn in rest:
+        needed += [v for v in eqn.invars if type(v) is not Literal]
+    needed += list(j.outvars)
+    hoisted = set(v for e in pre_eqns for v in e.outvars)
+    seen, inv_out, var_out = set(), [], []
+    for v in needed:
+        if type(v) is Literal or v in seen or v not in hoisted:
+            continue
+        seen.add(v)
+        (var_out if v in var else inv_out).append(v)
+    if not var_out and not inv_out:
+        return None
+    cost = sum(int(np.prod(v.aval.shape, dtype=np.int64)) * v.aval.dtype.itemsize
+               for v in var_out) * length
+    if cost > _STACK_BUDGET:
+        return None
+    # pre: (consts, xs) -> (invariant outs, per-step outs), batched over the xs
+    pre_j = Jaxpr(j.constvars, consts + xs, inv_out + var_out, pre_eqns)
+    pre = prune(ClosedJaxpr(pre_j, closed.consts), [True] * (nc + len(xs)),
+                [True] * len(pre_j.outvars))
+    pre, _ = interpreters.batch_jaxpr(pre, length, [None] * nc + [0] * len(xs),
+                                      [None] * len(inv_out) + [0] * len(var_out))
+    # the loop body without the hoisted equations
+    used = set()
+    for eqn in rest:
+        used.update(v for v in eqn.invars if type(v) is not Literal)
+    used.update(v for v in j.outvars if type(v) is not Literal)
+    keep_c = [v in used for v in consts]
+    keep_x = [v in used for v in xs]
+    body_j = Jaxpr(j.constvars,
+                   [v for v, k in zip(consts, keep_c) if k] + inv_out + carry
+                   + [v for v, k in zip(xs, keep_x) if k] + var_out, j.outvars, rest)
+    body = prune(ClosedJaxpr(body_j, closed.consts), [True] * len(body_j.invars),
+                 [True] * len(j.outvars))
+    return pre, body, len(inv_out), keep_c, keep_x
+
+
+from ._jaxpr_util import _Memo
+_hoist_memo = _Memo(256)
 
 
 def _scan_abstract_eval(*avals, jaxpr, num_consts, num_carry, length, reverse, unroll):

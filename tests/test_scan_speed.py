@@ -286,3 +286,108 @@ def test_w8_workload_gradient_matches_hand_bptt():
     params, X = rnn_data(T=50)
     got = grad(make_rnn_loss(pnp, lax))(params, X)
     close(got, rnn_numpy_grad(params, X), 1e-10)
+
+
+# --- eager scans: carry-independent work hoisted out of the loop -------------------------
+
+def no_hoisting(monkeypatch, f):
+    with monkeypatch.context() as m:
+        m.setattr(cf, '_HOIST_MIN_LENGTH', 1 << 40)
+        return f()
+
+
+def scan_eqn(f, *args):
+    closed = make_jaxpr(f)(*args)
+    return next(e for e in closed.jaxpr.eqns if e.primitive.name == 'scan')
+
+
+def test_w8_forward_input_projection_is_one_batched_product():
+    from benchmarks.workloads import rnn_data, make_rnn_loss
+    params, X = rnn_data(T=40)
+    e = scan_eqn(make_rnn_loss(pnp, lax), params, X)
+    p = e.params
+    plan = cf._hoist_plan(p['jaxpr'], p['num_consts'], p['num_carry'], p['length'])
+    pre, body, n_inv, keep_c, keep_x = plan
+    assert n_inv == 0 and keep_x == [False]          # x_t is only read by U @ x_t
+    dots = [q for q in pre.jaxpr.eqns if q.primitive.name == 'dot_general']
+    assert len(dots) == 1 and dots[0].outvars[0].aval.shape in ((64, 40), (40, 64))
+    assert [q.primitive.name for q in body.jaxpr.eqns].count('dot_general') == 1   # W @ h
+    check_jaxpr(pre)
+    check_jaxpr(body)
+    # too short a scan is not worth batching
+    assert cf._HOIST_MIN_LENGTH > 10
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(cf, '_STACK_BUDGET', 0)
+        assert cf._hoist_plan(p['jaxpr'], p['num_consts'], p['num_carry'], p['length']) is None
+
+
+@pytest.mark.parametrize('dtype,reverse', [(np.float64, False), (np.float32, True)])
+def test_hoisted_scan_values_and_grads(monkeypatch, dtype, reverse):
+    # invariant work (W.T, s * b), per-step work (U @ x, an elementwise function of x,
+    # a ys output that is hoisted), an xs only read by hoisted work, and an xs read
+    # by both
+    rng = np.random.default_rng(7)
+    H, D, T = 5, 3, 40
+    W = (rng.normal(size=(H, H)) / 3).astype(dtype)
+    U = (rng.normal(size=(H, D)) / 2).astype(dtype)
+    b = rng.normal(size=H).astype(dtype)
+    X = rng.normal(size=(T, D)).astype(dtype)
+    Z = rng.normal(size=(T, H)).astype(dtype)
+    s = dtype(0.3)
+
+    def step(W, U, b, h, x, z):
+        px = U @ x
+        h = pnp.tanh(W.T @ h + px + s * b) * pnp.cos(z) + z * h
+        return h, (px * 2.0, pnp.sum(h))
+
+    def f(W, U, b, X, Z):
+        def body(h, xz):
+            return step(W, U, b, h, *xz)
+        h, (ys, hs) = lax.scan(body, np.zeros(H, dtype), (X, Z), reverse=reverse)
+        return pnp.sum(h) + pnp.sum(ys * ys) + pnp.sum(hs)
+
+    def unrolled(W, U, b, X, Z):
+        h, tot = np.zeros(H, dtype), 0.0
+        order = range(T - 1, -1, -1) if reverse else range(T)
+        for t in order:
+            h, (y, hsum) = step(W, U, b, h, X[t], Z[t])
+            tot = tot + pnp.sum(y * y) + hsum
+        return pnp.sum(h) + tot
+    args = (W, U, b, X, Z)
+    tol = 1e-11 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(f(*args), unrolled(*args), rtol=tol)
+    np.testing.assert_allclose(f(*args), no_hoisting(monkeypatch, lambda: f(*args)), rtol=tol)
+    g = grad(f, argnums=(0, 1, 2, 3, 4))(*args)
+    close(g, grad(unrolled, argnums=(0, 1, 2, 3, 4))(*args), tol)
+    close(g, no_hoisting(monkeypatch, lambda: grad(f, argnums=(0, 1, 2, 3, 4))(*args)), tol)
+    # the body's plan: per-step U @ x and cos(z) leave the loop, W.T and s * b too
+    e = scan_eqn(f, *args)
+    p = e.params
+    pre, body, n_inv, keep_c, keep_x = cf._hoist_plan(p['jaxpr'], p['num_consts'],
+                                                      p['num_carry'], p['length'])
+    names = [q.primitive.name for q in pre.jaxpr.eqns]
+    assert 'dot_general' in names and 'cos' in names and 'transpose' in names
+    assert n_inv >= 1
+    assert keep_x == [False, True]
+
+
+def test_hoisting_under_vmap_and_with_carry_free_bodies():
+    rng = np.random.default_rng(2)
+    U = rng.normal(size=(4, 3))
+    X = rng.normal(size=(3, 30, 3))         # vmapped over the first axis
+
+    def f(U, X):
+        # ys only: the whole body is carry-independent
+        _, ys = lax.scan(lambda c, x: (c, pnp.sin(U @ x)), np.zeros(()), X)
+        c, _ = lax.scan(lambda c, x: (c + pnp.sum(U @ x), None), np.zeros(()), X)
+        return ys, c
+
+    ys, c = vmap(f, in_axes=(None, 0))(U, X)
+    for k in range(3):
+        np.testing.assert_allclose(ys[k], np.sin(X[k] @ U.T), rtol=1e-13)
+        np.testing.assert_allclose(c[k], np.sum(X[k] @ U.T), rtol=1e-12)
+    ys1, c1 = f(U, X[0])
+    np.testing.assert_allclose(ys1, np.sin(X[0] @ U.T), rtol=1e-13)
+    gU = grad(lambda U: pnp.sum(f(U, X[0])[0]) + f(U, X[0])[1])(U)
+    want = (np.cos(X[0] @ U.T)).T @ X[0] + np.ones((30, 4)).T @ X[0]
+    np.testing.assert_allclose(gU, want, rtol=1e-12)
