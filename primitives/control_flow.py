@@ -656,6 +656,7 @@ def _scan_transpose(cts, *args, jaxpr, num_consts, num_carry, length, reverse, u
 # ('y', i) its i-th extra stacked output.
 
 _STACK_BUDGET = 1 << 26     # bytes of extra stacked outputs a transposed scan may add
+_SMALL_TERM = 1024          # elements of a per-step contribution stacked to be summed
 
 
 def _finish_const_cts(plan, acc, t_xs, new_ys):
@@ -778,9 +779,12 @@ def _plan_const_cts(bt, n_lc, n_rc, n_xs, length):
                     post.append(('dot', coeff, a, b, e.params['dimension_numbers'],
                                  e.params.get('preferred_element_type'), perm))
                     continue
+            # any other contribution: stacked and summed after the loop when it is
+            # small (an add in the loop costs about what a store costs: only the
+            # per-equation overhead is saved) or stacked already
             new = []
             s = source(t, new)
-            if afford(new):
+            if (not new or t.aval.size <= _SMALL_TERM) and afford(new):
                 post.append(('sum', coeff, s))
             else:
                 keep.append((t, coeff))

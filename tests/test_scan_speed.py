@@ -391,3 +391,71 @@ def test_hoisting_under_vmap_and_with_carry_free_bodies():
     gU = grad(lambda U: pnp.sum(f(U, X[0])[0]) + f(U, X[0])[1])(U)
     want = (np.cos(X[0] @ U.T)).T @ X[0] + np.ones((30, 4)).T @ X[0]
     np.testing.assert_allclose(gU, want, rtol=1e-12)
+
+
+# --- loop bodies: a sum of outer products as one matrix product ---------------------------
+
+def test_sum_of_outer_products_is_one_matrix_product():
+    from primitives import _jaxpr_util as ju
+    from primitives.dot import dot_general
+    rng = np.random.default_rng(11)
+    outer = ((), ()), ((), ())
+
+    def f(a, b, c, d, e, s):
+        # fused: p1 + p2 + p3 (each product used once); not fused: the sum of two,
+        # a sum with a product used twice, a scaled sum (coeffs)
+        p1, p2, p3 = (dot_general(x, y, outer) for x, y in ((a, b), (c, d), (e, b)))
+        fused = lax.add_any(p1, p2, p3)
+        q1, q2 = dot_general(a, d, outer), dot_general(c, b, outer)
+        two = lax.add_any(q1, q2)
+        r1, r2, r3 = (dot_general(x, y, outer) for x, y in ((b, a), (d, c), (b, e)))
+        shared = lax.add_any(r1, r2, r3) + r1
+        return fused, two, shared, s * fused
+
+    for dtype in (np.float64, np.float32):
+        args = [rng.normal(size=5).astype(dtype) for _ in range(5)] + [dtype(2.0)]
+        closed = make_jaxpr(f)(*args)
+        fused, sums = ju._outer_sums(closed.jaxpr)
+        assert len(sums) == 1 and len(fused) == 3
+        got = ju.python_fn(closed)(*args)
+        a, b, c, d, e, s = args
+        want = [np.outer(a, b) + np.outer(c, d) + np.outer(e, b),
+                np.outer(a, d) + np.outer(c, b),
+                np.outer(b, a) + np.outer(d, c) + np.outer(b, e) + np.outer(b, a)]
+        want.append(s * want[0])
+        tol = 1e-13 if dtype == np.float64 else 1e-5
+        for x, y in zip(got, want):
+            assert x.dtype == dtype
+            np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
+
+
+def test_checkpointed_blocks_match_plain_blocks():
+    # the checkpointed block's backward sums K outer products per weight (fused),
+    # and the checkpoint's cotangent outputs (matrices) stay accumulated in the carry
+    from transforms import checkpoint
+    rng = np.random.default_rng(4)
+    H, K, NB = 33, 5, 20             # H * H > _SMALL_TERM: not stacked to be summed
+    assert H * H > cf._SMALL_TERM
+    W = rng.normal(size=(H, H)) / 3 / np.sqrt(H)
+    U = rng.normal(size=(H, H)) / 3 / np.sqrt(H)
+    Xb = rng.normal(size=(NB, K, H))
+
+    def make(ck):
+        def loss(W, U, Xb):
+            def block(h, xb):
+                for k in range(K):
+                    h = pnp.tanh(W @ h + U @ xb[k])
+                return h
+            blk = checkpoint(block) if ck else block
+            h, _ = lax.scan(lambda h, xb: (blk(h, xb), None), np.zeros(H), Xb)
+            return pnp.sum(h)
+        return loss
+    plain, ck = make(False), make(True)
+    gp = grad(plain, argnums=(0, 1, 2))(W, U, Xb)
+    gc = grad(ck, argnums=(0, 1, 2))(W, U, Xb)
+    close(gc, gp, 1e-12)
+    closed = make_jaxpr(grad(ck, argnums=(0, 1)))(W, U, Xb)
+    check_jaxpr(closed)
+    tscan = [e for e in closed.jaxpr.eqns if e.primitive.name == 'scan'][-1]
+    assert all(len(v.aval.shape) < 3 for v in tscan.outvars)     # no stacked matrices
+    assert [v.aval.shape for v in tscan.outvars].count((H, H)) == 2
