@@ -12,6 +12,7 @@ and a higher-order primitive's params hold no tracers.
 """
 import builtins
 import keyword
+import operator
 import os
 from collections import OrderedDict
 
@@ -239,8 +240,22 @@ def _fast_impl(eqn):
     loop body: an outer product (dot_general without contraction or batch
     dimensions; NumPy's tensordot costs ~10x np.multiply.outer for two vectors), and
     matrix-vector / matrix-matrix products (np.dot, without the generic impl's
-    dispatch on the dimension numbers, decided here once from the avals)."""
-    if eqn.primitive.name == 'dot_general':
+    dispatch on the dimension numbers, decided here once from the avals), slices and
+    squeezes (basic indexing: views, as their impls return)."""
+    name = eqn.primitive.name
+    if name == 'slice' and eqn.invars[0].aval.ndim >= 1 and type(eqn.invars[0]) is not Literal:
+        # the bounds were checked when the jaxpr was built: basic indexing (a view)
+        p = eqn.params
+        st = p['strides'] or (1,) * len(p['start_indices'])
+        return operator.itemgetter(tuple(
+            slice(int(a), int(b), int(c)) for a, b, c in zip(p['start_indices'],
+                                                             p['limit_indices'], st)))
+    if name == 'squeeze' and eqn.invars[0].aval.ndim >= 1 and type(eqn.invars[0]) is not Literal:
+        dims = set(d % eqn.invars[0].aval.ndim for d in eqn.params['dimensions'])
+        # (the trailing Ellipsis keeps a 0-d result an array, not a NumPy scalar)
+        return operator.itemgetter(tuple(0 if d in dims else slice(None)
+                                         for d in range(eqn.invars[0].aval.ndim)) + (...,))
+    if name == 'dot_general':
         (lc, rc), (lb, rb) = eqn.params['dimension_numbers']
         a, b = eqn.invars
         if eqn.params.get('preferred_element_type') is not None or \

@@ -459,3 +459,28 @@ def test_checkpointed_blocks_match_plain_blocks():
     tscan = [e for e in closed.jaxpr.eqns if e.primitive.name == 'scan'][-1]
     assert all(len(v.aval.shape) < 3 for v in tscan.outvars)     # no stacked matrices
     assert [v.aval.shape for v in tscan.outvars].count((H, H)) == 2
+
+
+def test_slices_and_squeezes_in_generated_code_are_views_of_the_right_values():
+    from primitives import _jaxpr_util as ju
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(4, 1, 6))
+
+    def f(x):
+        a = lax.slice(x, (1, 0, 2), (4, 1, 6), (2, 1, 3))
+        b = lax.squeeze(x[2:3, :, 5:6], (0, 1, 2))          # to a 0-d value
+        c = lax.squeeze(x, (1,))
+        return a, b, c, b * 2.0
+    closed = make_jaxpr(f)(x)
+    names = [e.primitive.name for e in closed.jaxpr.eqns]
+    assert 'slice' in names and 'squeeze' in names
+    got = ju.python_fn(closed)(x)
+    want = [x[1:4:2, 0:1, 2:6:3], x[2, 0, 5], x[:, 0, :], 2 * x[2, 0, 5]]
+    for k, (g, w) in enumerate(zip(got, want)):
+        assert np.shape(g) == np.shape(w)
+        assert k == 3 or isinstance(g, np.ndarray)       # a 0-d squeeze stays an array
+        np.testing.assert_array_equal(g, w)
+    # in a scan body too
+    ys = lax.scan(lambda c, xr: (c + lax.squeeze(xr, (0,))[1], xr[0, 2:4]), 0.0, x)
+    np.testing.assert_allclose(ys[0], x[:, 0, 1].sum(), rtol=1e-14)
+    np.testing.assert_array_equal(ys[1], x[:, 0, 2:4])
