@@ -403,12 +403,9 @@ def _build_hoist_plan(closed, nc, nk, length):
             (var if any(v in var for v in ins) else inv).update(eqn.outvars)
         else:
             rest.append(eqn)
-    if not any(any(type(v) is not Literal and v in var for v in e.invars) for e in pre_eqns):
-        # nothing per-step to batch (invariant-only hoisting is left to the tracer's
-        # constant folding)
+    if not pre_eqns:
         return None
     # the values the rest of the body needs from the hoisted part
-    pre_out = set(v for v in j.outvars if type(v) is not Literal)
     needed = []
     for eqn in rest:
         needed += [v for v in eqn.invars if type(v) is not Literal]

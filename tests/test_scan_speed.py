@@ -484,3 +484,30 @@ def test_slices_and_squeezes_in_generated_code_are_views_of_the_right_values():
     ys = lax.scan(lambda c, xr: (c + lax.squeeze(xr, (0,))[1], xr[0, 2:4]), 0.0, x)
     np.testing.assert_allclose(ys[0], x[:, 0, 1].sum(), rtol=1e-14)
     np.testing.assert_array_equal(ys[1], x[:, 0, 2:4])
+
+
+def test_loop_invariant_work_alone_is_hoisted():
+    # W.T and sum(W) are computed once; nothing else is carry-independent
+    rng = np.random.default_rng(8)
+    W = rng.normal(size=(4, 4)) / 3
+    X = rng.normal(size=(32, 4))
+
+    def cell(W, h, x):
+        return pnp.tanh(W.T @ h + h * pnp.sum(W)) + x
+
+    def f(W, X):
+        h, _ = lax.scan(lambda h, x: (cell(W, h, x), None), np.ones(4), X)
+        return pnp.sum(h * h)
+
+    def unrolled(W, X):
+        h = np.ones(4)
+        for t in range(X.shape[0]):
+            h = cell(W, h, X[t])
+        return pnp.sum(h * h)
+    p = scan_eqn(f, W, X).params
+    pre, body, n_inv, keep_c, keep_x = cf._hoist_plan(p['jaxpr'], p['num_consts'],
+                                                      p['num_carry'], p['length'])
+    assert n_inv == 2 and len(pre.jaxpr.outvars) == 2
+    assert keep_c == [False] and keep_x == [True]
+    np.testing.assert_allclose(f(W, X), unrolled(W, X), rtol=1e-13)
+    np.testing.assert_allclose(grad(f)(W, X), grad(unrolled)(W, X), rtol=1e-12)
