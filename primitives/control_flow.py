@@ -366,6 +366,7 @@ def _scan_impl(*args, jaxpr, num_consts, num_carry, length, reverse, unroll):
 # values fit in _STACK_BUDGET.
 
 _HOIST_MIN_LENGTH = 16
+_CHECKPOINT_HOIST_BUDGET = 1 << 24  # bytes: stacked values recomputed by a checkpoint
 
 
 def _hoistable(eqn):
@@ -381,7 +382,7 @@ def _hoistable(eqn):
 
 
 def _hoist_plan(jaxpr, nc, nk, length):
-    return _hoist_memo.get(jaxpr, (nc, nk, length, _STACK_BUDGET),
+    return _hoist_memo.get(jaxpr, (nc, nk, length, _STACK_BUDGET, _CHECKPOINT_HOIST_BUDGET),
                            lambda: _build_hoist_plan(jaxpr, nc, nk, length))
 
 
@@ -389,10 +390,18 @@ def _build_hoist_plan(closed, nc, nk, length):
     """-> None, or (pre, body, n_inv, keep_consts, keep_xs): pre (consts, stacked xs)
     -> (n_inv loop-invariant values, stacked per-step values); body takes (kept
     consts, invariant values, carry, kept xs, per-step values)."""
+    if not closed.jaxpr.invars[nc + nk:]:
+        return None
+    budget = _STACK_BUDGET
+    if any(_is_checkpoint_call(e) for e in closed.jaxpr.eqns):
+        # evaluated eagerly, checkpoint(f) is f: inlined, its carry-independent work
+        # (a block recomputed in a backward loop from its saved input) can leave the
+        # loop too, batched over the steps, if its stacked values stay small: a
+        # checkpoint asks for a recomputation to save memory
+        closed = _inline_checkpoints(closed)
+        budget = min(budget, _CHECKPOINT_HOIST_BUDGET)
     j = closed.jaxpr
     consts, carry, xs = _split(j.invars, nc, nk)
-    if not xs:
-        return None
     inv = set(j.constvars) | set(consts)     # loop-invariant
     var = set(xs)                            # varies with the step, not with the carry
     pre_eqns, rest = [], []
@@ -421,7 +430,7 @@ def _build_hoist_plan(closed, nc, nk, length):
         return None
     cost = sum(int(np.prod(v.aval.shape, dtype=np.int64)) * v.aval.dtype.itemsize
                for v in var_out) * length
-    if cost > _STACK_BUDGET:
+    if cost > budget:
         return None
     # pre: (consts, xs) -> (invariant outs, per-step outs), batched over the xs
     pre_j = Jaxpr(j.constvars, consts + xs, inv_out + var_out, pre_eqns)
@@ -442,6 +451,35 @@ def _build_hoist_plan(closed, nc, nk, length):
     body = prune(ClosedJaxpr(body_j, closed.consts), [True] * len(body_j.invars),
                  [True] * len(j.outvars))
     return pre, body, len(inv_out), keep_c, keep_x
+
+
+def _is_checkpoint_call(eqn):
+    return eqn.primitive.name == 'checkpoint' and isinstance(eqn.params.get('jaxpr'),
+                                                            ClosedJaxpr)
+
+
+def _inline_checkpoints(closed):
+    j = closed.jaxpr
+
+    def fun(*args):
+        env = dict(zip(j.constvars, closed.consts))
+        env.update(zip(j.invars, args))
+
+        def read(v):
+            return v.val if type(v) is Literal else env[v]
+        for eqn in j.eqns:
+            vals = [read(v) for v in eqn.invars]
+            if _is_checkpoint_call(eqn):
+                inner = eqn.params['jaxpr']
+                outs = eval_jaxpr(inner.jaxpr, inner.consts, *vals)
+            else:
+                outs = eqn.primitive.bind(*vals, **eqn.params)
+                if not eqn.primitive.multiple_results:
+                    outs = [outs]
+            env.update(zip(eqn.outvars, outs))
+        return [read(v) for v in j.outvars]
+    jaxpr, consts = trace_to_jaxpr(fun, closed.in_avals, name='scan')
+    return ClosedJaxpr(jaxpr, consts)
 
 
 from ._jaxpr_util import _Memo

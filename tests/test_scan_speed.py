@@ -459,6 +459,25 @@ def test_checkpointed_blocks_match_plain_blocks():
     tscan = [e for e in closed.jaxpr.eqns if e.primitive.name == 'scan'][-1]
     assert all(len(v.aval.shape) < 3 for v in tscan.outvars)     # no stacked matrices
     assert [v.aval.shape for v in tscan.outvars].count((H, H)) == 2
+    # evaluated eagerly, the backward scan inlines the checkpointed block: its
+    # recomputation (from the block's input state, a residual, and xb) leaves the
+    # loop, batched over the blocks: the K input projections U @ xb[k] and the K
+    # recurrent products W @ h
+    p = tscan.params
+    assert [e.primitive.name for e in p['jaxpr'].jaxpr.eqns].count('checkpoint') == 1
+    pre, body, n_inv, keep_c, keep_x = cf._hoist_plan(p['jaxpr'], p['num_consts'],
+                                                      p['num_carry'], p['length'])
+    assert [e.primitive.name for e in pre.jaxpr.eqns].count('dot_general') == 2 * K
+    assert 'checkpoint' not in [e.primitive.name for e in body.jaxpr.eqns]
+    check_jaxpr(pre)
+    check_jaxpr(body)
+    # with a small budget for stacking a checkpoint's recomputed values, the block
+    # is recomputed in the loop, as checkpoint asks
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(cf, '_CHECKPOINT_HOIST_BUDGET', 1000)
+        assert cf._hoist_plan(p['jaxpr'], p['num_consts'], p['num_carry'],
+                              p['length']) is None
+        close(grad(ck, argnums=(0, 1, 2))(W, U, Xb), gp, 1e-12)
 
 
 def test_slices_and_squeezes_in_generated_code_are_views_of_the_right_values():
