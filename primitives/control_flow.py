@@ -345,12 +345,18 @@ def _scan_impl(*args, jaxpr, num_consts, num_carry, length, reverse, unroll):
         else None
     if plan is not None:
         pre, body, n_inv, keep_c, keep_x = plan
-        outs = python_fn(pre)(*consts, *xs)
-        consts = [c for c, k in zip(consts, keep_c) if k] + outs[:n_inv]
-        # (a batched result may be a transposed view: rows read faster contiguous)
-        xs = [x for x, k in zip(xs, keep_x) if k] + [np.ascontiguousarray(o)
-                                                     for o in outs[n_inv:]]
-        jaxpr, num_consts = body, len(consts)
+        try:
+            outs = python_fn(pre)(*consts, *xs)
+        except Exception:
+            # (an optimisation only: on any failure of the batched evaluation the
+            # plain loop runs, and raises if the error is the body's own)
+            outs = None
+        if outs is not None:
+            consts = [c for c, k in zip(consts, keep_c) if k] + outs[:n_inv]
+            # (a batched result may be a transposed view: rows read faster contiguous)
+            xs = [x for x, k in zip(xs, keep_x) if k] + [np.ascontiguousarray(o)
+                                                         for o in outs[n_inv:]]
+            jaxpr, num_consts = body, len(consts)
     ys = [np.empty((length,) + a.shape, a.dtype) for a in jaxpr.out_avals[num_carry:]]
     loop = scan_loop(jaxpr, num_consts, num_carry)
     carry = loop(consts, carry, xs, ys, range(length - 1, -1, -1) if reverse else range(length))
@@ -436,8 +442,11 @@ def _build_hoist_plan(closed, nc, nk, length):
     pre_j = Jaxpr(j.constvars, consts + xs, inv_out + var_out, pre_eqns)
     pre = prune(ClosedJaxpr(pre_j, closed.consts), [True] * (nc + len(xs)),
                 [True] * len(pre_j.outvars))
-    pre, _ = interpreters.batch_jaxpr(pre, length, [None] * nc + [0] * len(xs),
-                                      [None] * len(inv_out) + [0] * len(var_out))
+    try:
+        pre, _ = interpreters.batch_jaxpr(pre, length, [None] * nc + [0] * len(xs),
+                                          [None] * len(inv_out) + [0] * len(var_out))
+    except Exception:
+        return None     # an equation without a usable batching rule: no hoisting
     # the loop body without the hoisted equations
     used = set()
     for eqn in rest:

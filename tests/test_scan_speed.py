@@ -530,3 +530,48 @@ def test_loop_invariant_work_alone_is_hoisted():
     assert keep_c == [False] and keep_x == [True]
     np.testing.assert_allclose(f(W, X), unrolled(W, X), rtol=1e-13)
     np.testing.assert_allclose(grad(f)(W, X), grad(unrolled)(W, X), rtol=1e-12)
+
+
+def test_hoisting_falls_back_to_the_plain_loop(monkeypatch):
+    rng = np.random.default_rng(9)
+    U = rng.normal(size=(3, 3))
+    X = rng.normal(size=(20, 3))
+
+    def f(U, X):
+        h, ys = lax.scan(lambda h, x: (pnp.tanh(h + U @ x), U @ x), np.zeros(3), X)
+        return h, ys
+
+    def unrolled(U, X):
+        h, ys = np.zeros(3), []
+        for x in X:
+            h = np.tanh(h + U @ x)
+            ys.append(U @ x)
+        return h, np.stack(ys)
+    want = unrolled(U, X)
+    p = scan_eqn(f, U, X).params
+    # no batching possible: no plan
+    with monkeypatch.context() as m:
+        def fail(*a, **k):
+            raise NotImplementedError("no batching rule")
+        m.setattr(cf.interpreters, 'batch_jaxpr', fail)
+        assert cf._hoist_plan(p['jaxpr'], p['num_consts'], p['num_carry'], 20) is None
+        close(f(U, X), want, 1e-13)
+    # the batched part fails when it runs: the plain loop runs instead
+    p = scan_eqn(f, U, X).params         # (a new jaxpr: plans are memoised per jaxpr)
+    plan = cf._hoist_plan(p['jaxpr'], p['num_consts'], p['num_carry'], 20)
+    assert plan is not None
+    orig = cf.python_fn
+    calls = []
+
+    def python_fn(closed):
+        if closed is plan[0]:
+            def boom(*a):
+                calls.append(1)
+                raise FloatingPointError("batched evaluation failed")
+            return boom
+        return orig(closed)
+    with monkeypatch.context() as m:
+        m.setattr(cf, 'python_fn', python_fn)
+        out = cf.scan_p.bind(U, np.zeros(3), X, **p)
+        close((out[0], out[1]), want, 1e-13)
+    assert calls == [1]
