@@ -16,7 +16,8 @@ explicit leading operands (the "consts"), so transforms see them.
 Each primitive has the rules of the transforms, defined on its sub-jaxprs with the
 jaxpr interpreters of tracer.hooks:
 - eager evaluation runs generated Python code calling the equations'
-  implementations directly (see _jaxpr_util.py);
+  implementations directly (see _jaxpr_util.py); a long scan's carry-independent
+  work is hoisted out of the loop first, batched over the xs;
 - jvp: the construct applied to the JVP of its bodies (a fixed point decides
   which loop carries have nonzero tangents);
 - partial evaluation (linearize, hence grad): the known part runs now, the
@@ -25,9 +26,11 @@ jaxpr interpreters of tracer.hooks:
   residuals that are inputs are passed on, not copied. A cond whose predicate is
   concrete reduces to the selected branch;
 - transpose: a cond transposes each branch; a scan runs the transposed body
-  backwards over the stacked residuals, accumulating the cotangents of its
-  loop-invariant inputs in the carry. A while_loop has no transpose (reverse mode
-  needs the trip count): JAX's error;
+  backwards over the stacked residuals; the cotangents of its loop-invariant
+  inputs are sums over the steps, taken after the loop over stacked per-step
+  values (one dot_general for a sum of products) or accumulated in the carry.
+  A while_loop has no transpose (reverse mode needs the trip count): JAX's
+  error;
 - batching (vmap): a batched predicate turns cond into a select and makes a
   while loop run until every batch element is done;
 - dce: unused outputs (and what only they need) are pruned from the bodies.
