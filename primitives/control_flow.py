@@ -613,7 +613,8 @@ def _scan_partial_eval(trace, args, params):
         elif not var_r:
             kinds.append(('hoist', None))
         else:
-            kinds.append(('stack', None))
+            view = _xs_view(kj, r, nck + nkk)
+            kinds.append(('view', view) if view is not None else ('stack', None))
     hoisted = [k == 'hoist' for k, _ in kinds]
     if any(hoisted):
         keep = [False] * n_known_out + hoisted
@@ -635,6 +636,8 @@ def _scan_partial_eval(trace, args, params):
             const_res.append(next(hoist_vals)); const_idx.append(i)
         elif kind == 'xs':
             xs_res.append(k_xs[p]); xs_idx.append(i)
+        elif kind == 'view':
+            xs_res.append(k_xs[p[0]]); xs_idx.append(i)
         else:
             xs_res.append(next(stacked_res)); xs_idx.append(i)
     # the unknown body takes (residuals, unknown consts, unknown carry, unknown xs):
@@ -644,6 +647,15 @@ def _scan_partial_eval(trace, args, params):
     order = (const_idx + list(range(r, r + nuc + nuk)) + xs_idx
              + list(range(r + nuc + nuk, len(unknown.in_avals))))
     body_u = permute(unknown, order)
+    views = [p for kind, p in (kinds[i] for i in xs_idx) if kind == 'view'] \
+        if any(k == 'view' for k, _ in kinds) else []
+    if views:
+        # residuals that are views of an xs (x[k] of a block): the xs is passed, the
+        # view taken again in the unknown body, instead of stacking a copy
+        first = len(const_res) + nuc + nuk
+        body_u = _apply_views(body_u, known, nck + nkk,
+                              {first + j: p for j, (kind, p) in
+                               enumerate(kinds[i] for i in xs_idx) if kind == 'view'})
     u_args = (const_res + [x for x, u in zip(consts, const_uk) if u]
               + [x for x, u in zip(init, carry_uk) if u]
               + xs_res + [x for x, u in zip(xs, xs_uk) if u])
@@ -652,6 +664,82 @@ def _scan_partial_eval(trace, args, params):
                                              unroll=unroll))
     k_it, u_it = iter(k_outs[:n_known_out]), iter(u_outs)
     return [next(u_it) if u else next(k_it) for u in carry_uk + ys_uk]
+
+
+_VIEW_OPS = frozenset(['slice', 'squeeze', 'reshape', 'transpose'])
+
+
+def _stacked_view(x, chain):
+    """The view `chain` ((primitive, params) per equation, taking one step's value)
+    applied to the stacked values x of all steps at once."""
+    n = get_aval(x).shape[0]
+    for prim, params in chain:
+        name = prim.name
+        if name == 'slice':
+            st = params['strides']
+            new = dict(start_indices=(0,) + tuple(params['start_indices']),
+                       limit_indices=(n,) + tuple(params['limit_indices']),
+                       strides=None if st is None else (1,) + tuple(st))
+        elif name == 'squeeze':
+            new = dict(dimensions=tuple(d + 1 for d in params['dimensions']))
+        elif name == 'reshape':
+            new = dict(new_sizes=(n,) + tuple(params['new_sizes']))
+        else:
+            new = dict(permutation=(0,) + tuple(d + 1 for d in params['permutation']))
+        x = prim.bind(x, **new)
+    return x
+
+
+def _xs_view(jaxpr, r, first_xs, xs_vars=None):
+    """If `r` is a chain of view operations (slice, squeeze, ...) of one xs input of
+    the jaxpr (the inputs from first_xs on, or those listed): (its xs position, the
+    chain's equations in order), else None."""
+    producer = {}
+    for e in jaxpr.eqns:
+        for v in e.outvars:
+            producer[v] = e
+    chain, v = [], r
+    while True:
+        e = producer.get(v)
+        if e is None:
+            break
+        ins = [x for x in e.invars if type(x) is not Literal]
+        if e.primitive.name not in _VIEW_OPS or len(ins) != 1 or len(e.invars) != 1:
+            return None
+        chain.append(e)
+        v = ins[0]
+    if not chain:
+        return None
+    if xs_vars is not None:
+        p = next((i for i, x in enumerate(xs_vars) if x is v), None)
+        return None if p is None else (p, tuple(reversed(chain)))
+    p = next((i for i, x in enumerate(jaxpr.invars) if x is v), None)
+    if p is None or p < first_xs:
+        return None
+    return p - first_xs, tuple(reversed(chain))
+
+
+def _apply_views(body, known, first_xs, views):
+    """`body` taking, at the positions of `views`, the stacked xs a residual is a
+    view of (per step: one xs element) and taking the view itself."""
+    kj = known.jaxpr
+    in_avals = list(body.in_avals)
+    fns = {}
+    for pos, (p, chain) in views.items():
+        x = kj.invars[first_xs + p]
+        in_avals[pos] = x.aval
+        fns[pos] = (x, chain)
+
+    def fun(*args):
+        args = list(args)
+        for pos, (x, chain) in fns.items():
+            env = {x: args[pos]}
+            for e in chain:
+                env[e.outvars[0]] = e.primitive.bind(env[e.invars[0]], **e.params)
+            args[pos] = env[chain[-1].outvars[0]]
+        return eval_jaxpr(body.jaxpr, body.consts, *args)
+    j, c = trace_to_jaxpr(fun, in_avals, name='scan')
+    return ClosedJaxpr(j, c)
 
 
 def _scan_transpose(cts, *args, jaxpr, num_consts, num_carry, length, reverse, unroll):
@@ -712,6 +800,8 @@ def _finish_const_cts(plan, acc, t_xs, new_ys):
     from .shape_ops import transpose
 
     def src(s):
+        if s[0] == 'xv':
+            return _stacked_view(t_xs[s[1]], s[2])
         return t_xs[s[1]] if s[0] == 'x' else new_ys[s[1]]
 
     def shift(ds):
@@ -778,6 +868,9 @@ def _plan_const_cts(bt, n_lc, n_rc, n_xs, length):
     def source(v, new):
         if v in xs_pos:
             return ('x', xs_pos[v])
+        view = _xs_view(j, v, n_rc, xs_vars)
+        if view is not None:
+            return ('xv', view[0], tuple((e.primitive, e.params) for e in view[1]))
         if v in extra_pos:
             return ('y', extra_pos[v])
         if v not in new:

@@ -575,3 +575,50 @@ def test_hoisting_falls_back_to_the_plain_loop(monkeypatch):
         out = cf.scan_p.bind(U, np.zeros(3), X, **p)
         close((out[0], out[1]), want, 1e-13)
     assert calls == [1]
+
+
+# --- residuals that are views of the xs --------------------------------------------------
+
+@pytest.mark.parametrize('reverse', [False, True])
+def test_xs_views_are_not_stacked_as_residuals(reverse):
+    # the body reads its xs element through slices, squeezes, a reshape and a
+    # transpose; the forward scan stacks no copy of them, the backward scan takes the
+    # views again and the weight cotangents take them of the stacked xs after the loop
+    rng = np.random.default_rng(13)
+    H, K, NB = 4, 3, 5
+    W = rng.normal(size=(H, H)) / 2
+    U = rng.normal(size=(H, H)) / 2
+    V = rng.normal(size=(H, 2 * H)) / 3
+    Xb = rng.normal(size=(NB, K, H))
+    Zb = rng.normal(size=(NB, H, 2))
+
+    def block(W, U, V, h, xb, zb):
+        for k in range(K):
+            h = pnp.tanh(W @ h + U @ xb[k] + V @ zb.T.reshape(2 * H))
+        return h
+
+    def loss(W, U, V, Xb, Zb):
+        h, _ = lax.scan(lambda h, xz: (block(W, U, V, h, *xz), None), np.zeros(H), (Xb, Zb),
+                        reverse=reverse)
+        return pnp.sum(h * h)
+
+    def unrolled(W, U, V, Xb, Zb):
+        h = np.zeros(H)
+        for b in (range(NB - 1, -1, -1) if reverse else range(NB)):
+            h = block(W, U, V, h, Xb[b], Zb[b])
+        return pnp.sum(h * h)
+    args = (W, U, V, Xb, Zb)
+    g = grad(loss, argnums=(0, 1, 2, 3, 4))(*args)
+    close(g, grad(unrolled, argnums=(0, 1, 2, 3, 4))(*args), 1e-12)
+    closed = make_jaxpr(grad(loss, argnums=(0, 1, 2)))(*args)
+    check_jaxpr(closed)
+    fwd, bwd = [e for e in closed.jaxpr.eqns if e.primitive.name == 'scan']
+    # stacked residuals per block: h before each step and 1 - h^2 after it, no views
+    stacked = fwd.outvars[fwd.params['num_carry']:]
+    assert len(stacked) == 2 * K and all(v.aval.shape == (NB, H) for v in stacked)
+    after = [e.primitive.name for e in closed.jaxpr.eqns[closed.jaxpr.eqns.index(bwd) + 1:]]
+    assert 'slice' in after and 'squeeze' in after and 'transpose' in after
+    from transforms import saved_residuals
+    kept = [a for a, d in saved_residuals(loss, *args) if not d.startswith('from the argument')]
+    # (+ the final state, for sum(h * h), and the broadcast seed of the backward scan)
+    assert sum(a.size for a in kept) == 2 * K * NB * H + 2 * H
