@@ -647,15 +647,12 @@ def _scan_partial_eval(trace, args, params):
     order = (const_idx + list(range(r, r + nuc + nuk)) + xs_idx
              + list(range(r + nuc + nuk, len(unknown.in_avals))))
     body_u = permute(unknown, order)
-    views = [p for kind, p in (kinds[i] for i in xs_idx) if kind == 'view'] \
-        if any(k == 'view' for k, _ in kinds) else []
+    # residuals that are views of an xs (x[k] of a block): the xs is passed and the
+    # view taken again in the unknown body, instead of stacking a copy
+    first = len(const_res) + nuc + nuk
+    views = {first + j: kinds[i][1] for j, i in enumerate(xs_idx) if kinds[i][0] == 'view'}
     if views:
-        # residuals that are views of an xs (x[k] of a block): the xs is passed, the
-        # view taken again in the unknown body, instead of stacking a copy
-        first = len(const_res) + nuc + nuk
-        body_u = _apply_views(body_u, known, nck + nkk,
-                              {first + j: p for j, (kind, p) in
-                               enumerate(kinds[i] for i in xs_idx) if kind == 'view'})
+        body_u = _apply_views(body_u, known, nck + nkk, views)
     u_args = (const_res + [x for x, u in zip(consts, const_uk) if u]
               + [x for x, u in zip(init, carry_uk) if u]
               + xs_res + [x for x, u in zip(xs, xs_uk) if u])
