@@ -12,6 +12,7 @@ and a higher-order primitive's params hold no tracers.
 """
 import builtins
 import keyword
+import operator
 import os
 from collections import OrderedDict
 
@@ -157,7 +158,16 @@ class _Gen:
     def eqns(self, jaxpr, indent):
         pad = ' ' * indent
         lines = []
+        fused, sums = _outer_sums(jaxpr)
         for eqn in jaxpr.eqns:
+            if eqn in fused:
+                continue
+            if eqn in sums:
+                lhs, rhs = ([self.atom(e.invars[k]) for e in sums[eqn]] for k in (0, 1))
+                lines.append(f"{pad}{self.bind_var(eqn.outvars[0])} = "
+                             f"{self.const(_sum_of_outers, '_f')}(({', '.join(lhs)},), "
+                             f"({', '.join(rhs)},))")
+                continue
             args = [self.atom(v) for v in eqn.invars]
             fast = _fast_impl(eqn)
             if fast is not None:
@@ -182,22 +192,108 @@ class _Gen:
         return lines
 
     def compile(self, src, name):
-        code = compile(src, f"<cotangent {name}>", 'exec')
+        # the source names its values by position only (_f3, _p4, ...), so code
+        # objects are shared by every jaxpr of one structure (a loop body re-traced
+        # on each call of grad compiles once)
+        code = _code_cache.get(src)
+        if code is None:
+            code = compile(src, f"<cotangent {name}>", 'exec')
+            _code_cache[src] = code
+            if len(_code_cache) > 512:
+                _code_cache.popitem(last=False)
+        else:
+            _code_cache.move_to_end(src)
         exec(code, self.glob)
         return self.glob[name]
+
+
+_code_cache = OrderedDict()
 
 
 def _fast_impl(eqn):
     """A direct NumPy function for a few equations whose generic impl is slow in a
     loop body: an outer product (dot_general without contraction or batch
-    dimensions; NumPy's tensordot costs ~10x np.multiply.outer for two vectors)."""
-    if eqn.primitive.name == 'dot_general':
+    dimensions; NumPy's tensordot costs ~10x np.multiply.outer for two vectors), and
+    matrix-vector / matrix-matrix products (np.dot, without the generic impl's
+    dispatch on the dimension numbers, decided here once from the avals), slices and
+    squeezes (basic indexing: views, as their impls return)."""
+    name = eqn.primitive.name
+    if name == 'slice' and eqn.invars[0].aval.ndim >= 1 and type(eqn.invars[0]) is not Literal:
+        # the bounds were checked when the jaxpr was built: basic indexing (a view)
+        p = eqn.params
+        st = p['strides'] or (1,) * len(p['start_indices'])
+        return operator.itemgetter(tuple(
+            slice(int(a), int(b), int(c)) for a, b, c in zip(p['start_indices'],
+                                                             p['limit_indices'], st)))
+    if name == 'squeeze' and eqn.invars[0].aval.ndim >= 1 and type(eqn.invars[0]) is not Literal:
+        dims = set(d % eqn.invars[0].aval.ndim for d in eqn.params['dimensions'])
+        # (the trailing Ellipsis keeps a 0-d result an array, not a NumPy scalar)
+        return operator.itemgetter(tuple(0 if d in dims else slice(None)
+                                         for d in range(eqn.invars[0].aval.ndim)) + (...,))
+    if name == 'dot_general':
         (lc, rc), (lb, rb) = eqn.params['dimension_numbers']
-        if not lc and not lb and eqn.params.get('preferred_element_type') is None:
-            a, b = eqn.invars
-            if a.aval.dtype == b.aval.dtype:
-                return np.multiply.outer
+        a, b = eqn.invars
+        if eqn.params.get('preferred_element_type') is not None or \
+                a.aval.dtype != b.aval.dtype or lb:
+            return None
+        if not lc:
+            return _OUTER
+        na, nb = len(a.aval.shape), len(b.aval.shape)
+        if len(lc) == 1 and 1 <= na <= 2 and 1 <= nb <= 2:
+            return _DOTS[(lc[0] == na - 1, rc[0] == 0)]
     return None
+
+
+def _outer_sums(jaxpr):
+    """Sums of outer products of vectors (add_any of dot_generals without contraction,
+    each used only there): -> (the dot equations to skip, {add_any eqn: its dots}).
+    Such a sum is emitted as one matrix product of the stacked vectors (sum_k
+    outer(a_k, b_k) = A^T B), as backpropagation through unrolled steps produces
+    (the weight cotangent of K steps of an RNN). From three products on: for two
+    the stacking costs about what it saves."""
+    cands = [e for e in jaxpr.eqns if e.primitive.name == 'add_any' and len(e.invars) > 2
+             and not any(c != 1 for c in (e.params.get('coeffs') or ()))]
+    if not cands:
+        return (), {}
+    uses, producer = {}, {}
+    for e in jaxpr.eqns:
+        for v in e.invars:
+            if type(v) is not Literal:
+                uses[v] = uses.get(v, 0) + 1
+        for v in e.outvars:
+            producer[v] = e
+    for v in jaxpr.outvars:
+        if type(v) is not Literal:
+            uses[v] = uses.get(v, 0) + 1
+    fused, sums = set(), {}
+    for e in cands:
+        dots = []
+        for v in e.invars:
+            d = producer.get(v) if type(v) is not Literal else None
+            if (d is None or uses[v] != 1 or _fast_impl(d) is not _OUTER or
+                    any(type(x) is Literal or len(x.aval.shape) != 1 for x in d.invars)):
+                break
+            dots.append(d)
+        else:
+            a0, b0 = dots[0].invars
+            if all(d.invars[0].aval.shape == a0.aval.shape and
+                   d.invars[1].aval.shape == b0.aval.shape and
+                   d.invars[0].aval.dtype == a0.aval.dtype == d.invars[1].aval.dtype
+                   for d in dots) and e.outvars[0].aval.dtype == a0.aval.dtype:
+                sums[e] = dots
+                fused.update(dots)
+    return fused, sums
+
+
+def _sum_of_outers(lhs, rhs):
+    return np.dot(np.array(lhs).T, np.array(rhs))
+
+
+_OUTER = np.multiply.outer
+_DOTS = {(True, True): np.dot,
+         (True, False): lambda x, y: np.dot(x, y.T),
+         (False, True): lambda x, y: np.dot(x.T, y),
+         (False, False): lambda x, y: np.dot(x.T, y.T)}
 
 
 def python_fn(closed):

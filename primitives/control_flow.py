@@ -16,7 +16,8 @@ explicit leading operands (the "consts"), so transforms see them.
 Each primitive has the rules of the transforms, defined on its sub-jaxprs with the
 jaxpr interpreters of tracer.hooks:
 - eager evaluation runs generated Python code calling the equations'
-  implementations directly (see _jaxpr_util.py);
+  implementations directly (see _jaxpr_util.py); a long scan's carry-independent
+  work is hoisted out of the loop first, batched over the xs;
 - jvp: the construct applied to the JVP of its bodies (a fixed point decides
   which loop carries have nonzero tangents);
 - partial evaluation (linearize, hence grad): the known part runs now, the
@@ -25,9 +26,11 @@ jaxpr interpreters of tracer.hooks:
   residuals that are inputs are passed on, not copied. A cond whose predicate is
   concrete reduces to the selected branch;
 - transpose: a cond transposes each branch; a scan runs the transposed body
-  backwards over the stacked residuals, accumulating the cotangents of its
-  loop-invariant inputs in the carry. A while_loop has no transpose (reverse mode
-  needs the trip count): JAX's error;
+  backwards over the stacked residuals; the cotangents of its loop-invariant
+  inputs are sums over the steps, taken after the loop over stacked per-step
+  values (one dot_general for a sum of products) or accumulated in the carry.
+  A while_loop has no transpose (reverse mode needs the trip count): JAX's
+  error;
 - batching (vmap): a batched predicate turns cond into a select and makes a
   while loop run until every batch element is done;
 - dce: unused outputs (and what only they need) are pruned from the bodies.
@@ -341,10 +344,158 @@ def _scan_impl(*args, jaxpr, num_consts, num_carry, length, reverse, unroll):
     consts = args[:num_consts]
     carry = args[num_consts:num_consts + num_carry]
     xs = args[num_consts + num_carry:]
+    plan = _hoist_plan(jaxpr, num_consts, num_carry, length) if length >= _HOIST_MIN_LENGTH \
+        else None
+    if plan is not None:
+        pre, body, n_inv, keep_c, keep_x = plan
+        try:
+            outs = python_fn(pre)(*consts, *xs)
+        except Exception:
+            # (an optimisation only: on any failure of the batched evaluation the
+            # plain loop runs, and raises if the error is the body's own)
+            outs = None
+        if outs is not None:
+            consts = [c for c, k in zip(consts, keep_c) if k] + outs[:n_inv]
+            # (a batched result may be a transposed view: rows read faster contiguous)
+            xs = [x for x, k in zip(xs, keep_x) if k] + [np.ascontiguousarray(o)
+                                                         for o in outs[n_inv:]]
+            jaxpr, num_consts = body, len(consts)
     ys = [np.empty((length,) + a.shape, a.dtype) for a in jaxpr.out_avals[num_carry:]]
     loop = scan_loop(jaxpr, num_consts, num_carry)
     carry = loop(consts, carry, xs, ys, range(length - 1, -1, -1) if reverse else range(length))
     return carry + ys
+
+
+# Eager scans: the work of the body that does not depend on the carry is taken out
+# of the loop. What depends only on the consts is computed once, before the loop;
+# what depends on the xs (and consts) but not on the carry is computed for all
+# steps at once, batched over the stacked xs (the vmap interpreter), and passed to
+# the loop as extra xs: an RNN's input projection U @ x_t becomes one matrix
+# product. Only when the loop is long enough to repay the batching, and the stacked
+# values fit in _STACK_BUDGET.
+
+_HOIST_MIN_LENGTH = 16
+_CHECKPOINT_HOIST_BUDGET = 1 << 24  # bytes: stacked values recomputed by a checkpoint
+
+
+def _hoistable(eqn):
+    """A first-order equation with a batching rule (higher-order ones, carrying
+    sub-jaxprs, stay in the loop)."""
+    if getattr(eqn.primitive, 'batch', None) is None:
+        return False
+    for p in eqn.params.values():
+        if isinstance(p, (ClosedJaxpr, Jaxpr)) or (
+                isinstance(p, tuple) and any(isinstance(q, (ClosedJaxpr, Jaxpr)) for q in p)):
+            return False
+    return True
+
+
+def _hoist_plan(jaxpr, nc, nk, length):
+    return _hoist_memo.get(jaxpr, (nc, nk, length, _STACK_BUDGET, _CHECKPOINT_HOIST_BUDGET),
+                           lambda: _build_hoist_plan(jaxpr, nc, nk, length))
+
+
+def _build_hoist_plan(closed, nc, nk, length):
+    """-> None, or (pre, body, n_inv, keep_consts, keep_xs): pre (consts, stacked xs)
+    -> (n_inv loop-invariant values, stacked per-step values); body takes (kept
+    consts, invariant values, carry, kept xs, per-step values)."""
+    if not closed.jaxpr.invars[nc + nk:]:
+        return None
+    budget = _STACK_BUDGET
+    if any(_is_checkpoint_call(e) for e in closed.jaxpr.eqns):
+        # evaluated eagerly, checkpoint(f) is f: inlined, its carry-independent work
+        # (a block recomputed in a backward loop from its saved input) can leave the
+        # loop too, batched over the steps, if its stacked values stay small: a
+        # checkpoint asks for a recomputation to save memory
+        closed = _inline_checkpoints(closed)
+        budget = min(budget, _CHECKPOINT_HOIST_BUDGET)
+    j = closed.jaxpr
+    consts, carry, xs = _split(j.invars, nc, nk)
+    inv = set(j.constvars) | set(consts)     # loop-invariant
+    var = set(xs)                            # varies with the step, not with the carry
+    pre_eqns, rest = [], []
+    for eqn in j.eqns:
+        ins = [v for v in eqn.invars if type(v) is not Literal]
+        if all(v in inv or v in var for v in ins) and _hoistable(eqn):
+            pre_eqns.append(eqn)
+            (var if any(v in var for v in ins) else inv).update(eqn.outvars)
+        else:
+            rest.append(eqn)
+    if not pre_eqns:
+        return None
+    # the values the rest of the body needs from the hoisted part
+    needed = []
+    for eqn in rest:
+        needed += [v for v in eqn.invars if type(v) is not Literal]
+    needed += list(j.outvars)
+    hoisted = set(v for e in pre_eqns for v in e.outvars)
+    seen, inv_out, var_out = set(), [], []
+    for v in needed:
+        if type(v) is Literal or v in seen or v not in hoisted:
+            continue
+        seen.add(v)
+        (var_out if v in var else inv_out).append(v)
+    if not var_out and not inv_out:
+        return None
+    cost = sum(int(np.prod(v.aval.shape, dtype=np.int64)) * v.aval.dtype.itemsize
+               for v in var_out) * length
+    if cost > budget:
+        return None
+    # pre: (consts, xs) -> (invariant outs, per-step outs), batched over the xs
+    pre_j = Jaxpr(j.constvars, consts + xs, inv_out + var_out, pre_eqns)
+    pre = prune(ClosedJaxpr(pre_j, closed.consts), [True] * (nc + len(xs)),
+                [True] * len(pre_j.outvars))
+    try:
+        pre, _ = interpreters.batch_jaxpr(pre, length, [None] * nc + [0] * len(xs),
+                                          [None] * len(inv_out) + [0] * len(var_out))
+    except Exception:
+        return None     # an equation without a usable batching rule: no hoisting
+    # the loop body without the hoisted equations
+    used = set()
+    for eqn in rest:
+        used.update(v for v in eqn.invars if type(v) is not Literal)
+    used.update(v for v in j.outvars if type(v) is not Literal)
+    keep_c = [v in used for v in consts]
+    keep_x = [v in used for v in xs]
+    body_j = Jaxpr(j.constvars,
+                   [v for v, k in zip(consts, keep_c) if k] + inv_out + carry
+                   + [v for v, k in zip(xs, keep_x) if k] + var_out, j.outvars, rest)
+    body = prune(ClosedJaxpr(body_j, closed.consts), [True] * len(body_j.invars),
+                 [True] * len(j.outvars))
+    return pre, body, len(inv_out), keep_c, keep_x
+
+
+def _is_checkpoint_call(eqn):
+    return eqn.primitive.name == 'checkpoint' and isinstance(eqn.params.get('jaxpr'),
+                                                            ClosedJaxpr)
+
+
+def _inline_checkpoints(closed):
+    j = closed.jaxpr
+
+    def fun(*args):
+        env = dict(zip(j.constvars, closed.consts))
+        env.update(zip(j.invars, args))
+
+        def read(v):
+            return v.val if type(v) is Literal else env[v]
+        for eqn in j.eqns:
+            vals = [read(v) for v in eqn.invars]
+            if _is_checkpoint_call(eqn):
+                inner = eqn.params['jaxpr']
+                outs = eval_jaxpr(inner.jaxpr, inner.consts, *vals)
+            else:
+                outs = eqn.primitive.bind(*vals, **eqn.params)
+                if not eqn.primitive.multiple_results:
+                    outs = [outs]
+            env.update(zip(eqn.outvars, outs))
+        return [read(v) for v in j.outvars]
+    jaxpr, consts = trace_to_jaxpr(fun, closed.in_avals, name='scan')
+    return ClosedJaxpr(jaxpr, consts)
+
+
+from ._jaxpr_util import _Memo
+_hoist_memo = _Memo(256)
 
 
 def _scan_abstract_eval(*avals, jaxpr, num_consts, num_carry, length, reverse, unroll):
@@ -462,7 +613,8 @@ def _scan_partial_eval(trace, args, params):
         elif not var_r:
             kinds.append(('hoist', None))
         else:
-            kinds.append(('stack', None))
+            view = _xs_view(kj, r, nck + nkk)
+            kinds.append(('view', view) if view is not None else ('stack', None))
     hoisted = [k == 'hoist' for k, _ in kinds]
     if any(hoisted):
         keep = [False] * n_known_out + hoisted
@@ -484,6 +636,8 @@ def _scan_partial_eval(trace, args, params):
             const_res.append(next(hoist_vals)); const_idx.append(i)
         elif kind == 'xs':
             xs_res.append(k_xs[p]); xs_idx.append(i)
+        elif kind == 'view':
+            xs_res.append(k_xs[p[0]]); xs_idx.append(i)
         else:
             xs_res.append(next(stacked_res)); xs_idx.append(i)
     # the unknown body takes (residuals, unknown consts, unknown carry, unknown xs):
@@ -493,6 +647,12 @@ def _scan_partial_eval(trace, args, params):
     order = (const_idx + list(range(r, r + nuc + nuk)) + xs_idx
              + list(range(r + nuc + nuk, len(unknown.in_avals))))
     body_u = permute(unknown, order)
+    # residuals that are views of an xs (x[k] of a block): the xs is passed and the
+    # view taken again in the unknown body, instead of stacking a copy
+    first = len(const_res) + nuc + nuk
+    views = {first + j: kinds[i][1] for j, i in enumerate(xs_idx) if kinds[i][0] == 'view'}
+    if views:
+        body_u = _apply_views(body_u, known, nck + nkk, views)
     u_args = (const_res + [x for x, u in zip(consts, const_uk) if u]
               + [x for x, u in zip(init, carry_uk) if u]
               + xs_res + [x for x, u in zip(xs, xs_uk) if u])
@@ -501,6 +661,82 @@ def _scan_partial_eval(trace, args, params):
                                              unroll=unroll))
     k_it, u_it = iter(k_outs[:n_known_out]), iter(u_outs)
     return [next(u_it) if u else next(k_it) for u in carry_uk + ys_uk]
+
+
+_VIEW_OPS = frozenset(['slice', 'squeeze', 'reshape', 'transpose'])
+
+
+def _stacked_view(x, chain):
+    """The view `chain` ((primitive, params) per equation, taking one step's value)
+    applied to the stacked values x of all steps at once."""
+    n = get_aval(x).shape[0]
+    for prim, params in chain:
+        name = prim.name
+        if name == 'slice':
+            st = params['strides']
+            new = dict(start_indices=(0,) + tuple(params['start_indices']),
+                       limit_indices=(n,) + tuple(params['limit_indices']),
+                       strides=None if st is None else (1,) + tuple(st))
+        elif name == 'squeeze':
+            new = dict(dimensions=tuple(d + 1 for d in params['dimensions']))
+        elif name == 'reshape':
+            new = dict(new_sizes=(n,) + tuple(params['new_sizes']))
+        else:
+            new = dict(permutation=(0,) + tuple(d + 1 for d in params['permutation']))
+        x = prim.bind(x, **new)
+    return x
+
+
+def _xs_view(jaxpr, r, first_xs, xs_vars=None):
+    """If `r` is a chain of view operations (slice, squeeze, ...) of one xs input of
+    the jaxpr (the inputs from first_xs on, or those listed): (its xs position, the
+    chain's equations in order), else None."""
+    producer = {}
+    for e in jaxpr.eqns:
+        for v in e.outvars:
+            producer[v] = e
+    chain, v = [], r
+    while True:
+        e = producer.get(v)
+        if e is None:
+            break
+        ins = [x for x in e.invars if type(x) is not Literal]
+        if e.primitive.name not in _VIEW_OPS or len(ins) != 1 or len(e.invars) != 1:
+            return None
+        chain.append(e)
+        v = ins[0]
+    if not chain:
+        return None
+    if xs_vars is not None:
+        p = next((i for i, x in enumerate(xs_vars) if x is v), None)
+        return None if p is None else (p, tuple(reversed(chain)))
+    p = next((i for i, x in enumerate(jaxpr.invars) if x is v), None)
+    if p is None or p < first_xs:
+        return None
+    return p - first_xs, tuple(reversed(chain))
+
+
+def _apply_views(body, known, first_xs, views):
+    """`body` taking, at the positions of `views`, the stacked xs a residual is a
+    view of (per step: one xs element) and taking the view itself."""
+    kj = known.jaxpr
+    in_avals = list(body.in_avals)
+    fns = {}
+    for pos, (p, chain) in views.items():
+        x = kj.invars[first_xs + p]
+        in_avals[pos] = x.aval
+        fns[pos] = (x, chain)
+
+    def fun(*args):
+        args = list(args)
+        for pos, (x, chain) in fns.items():
+            env = {x: args[pos]}
+            for e in chain:
+                env[e.outvars[0]] = e.primitive.bind(env[e.invars[0]], **e.params)
+            args[pos] = env[chain[-1].outvars[0]]
+        return eval_jaxpr(body.jaxpr, body.consts, *args)
+    j, c = trace_to_jaxpr(fun, in_avals, name='scan')
+    return ClosedJaxpr(j, c)
 
 
 def _scan_transpose(cts, *args, jaxpr, num_consts, num_carry, length, reverse, unroll):
@@ -515,28 +751,186 @@ def _scan_transpose(cts, *args, jaxpr, num_consts, num_carry, length, reverse, u
     ys_zero = [type(c) is Zero for c in ct_ys]
     # outputs whose cotangent is zero are dropped from the body before transposing
     body = prune(jaxpr, [True] * len(avals), [True] * nk + [not z for z in ys_zero])
-    tb = _transposed_scan_body(body, tuple(c_lin), tuple(x_lin), nc, nk)
+    tb, plan = _transposed_scan_body(body, tuple(c_lin), tuple(x_lin), nc, nk, length)
     res_c = [x for x, l in zip(consts, c_lin) if not l]
     res_x = [x for x, l in zip(xs, x_lin) if not l]
+    t_xs = res_x + [c for c in ct_ys if type(c) is not Zero]
     lin_c_avals = [a for a, l in zip(avals[:nc], c_lin) if l]
-    acc0 = [zeros(a) for a in lin_c_avals]
-    outs = scan_p.bind(*res_c, *acc0, *ct_carry, *res_x, *[c for c in ct_ys if type(c) is not Zero],
+    acc0 = [zeros(tangent_aval(a)) for a, (carried, _) in zip(lin_c_avals, plan) if carried]
+    outs = scan_p.bind(*res_c, *acc0, *ct_carry, *t_xs,
                        jaxpr=tb, num_consts=len(res_c), num_carry=len(acc0) + nk,
                        length=length, reverse=not reverse, unroll=unroll)
-    ct_c, ct_init, ct_x = _split(outs, len(acc0), nk)
+    n_dx = sum(x_lin)
+    acc, ct_init, ct_x, new_ys = _split(outs, len(acc0), nk, n_dx)
+    ct_c = _finish_const_cts(plan, acc, t_xs, new_ys)
     ct_c, ct_x = iter(ct_c), iter(ct_x)
     return ([next(ct_c) if l else None for l in c_lin]
             + [c if is_undefined(x) else None for c, x in zip(ct_init, init)]
             + [next(ct_x) if l else None for l in x_lin])
 
 
-def _transposed_scan_body(body, c_lin, x_lin, nc, nk):
-    return _tbody_memo.get(body, (c_lin, x_lin, nc, nk),
-                           lambda: _build_transposed_body(body, c_lin, x_lin, nc, nk))
+# The cotangent of a loop-invariant linear input (a const: a weight matrix) is a sum
+# over the steps of per-step contributions. Accumulating it in the carry costs, per
+# step, the contribution (often an outer product of two vectors: O(n*m)) and an add.
+# Instead the transposed body outputs the per-step values the contribution is made
+# of as stacked ys, and the sum over the steps is taken after the loop in one
+# operation: for a contribution dot_general(a_t, b_t), one dot_general of the stacked
+# a and b contracting the step axis too (sum_t outer(a_t, b_t) = A^T B); for any other
+# loop-variant contribution, a reduce_sum of its stacked values. A factor that is
+# itself an xs input of the transposed scan (a stacked residual, a cotangent of ys) is
+# used as it is. Contributions that do not vary across steps, or whose stacking would
+# need too much memory, stay accumulated in the carry.
+#
+# plan: one entry per linear const, (carried, terms); terms are
+#   ('dot', coeff, a, b, dimension_numbers, preferred_element_type, permutation or None)
+#   ('sum', coeff, s)
+# with a, b, s sources: ('x', i) the i-th xs operand of the transposed scan, or
+# ('y', i) its i-th extra stacked output.
+
+_STACK_BUDGET = 1 << 26     # bytes of extra stacked outputs a transposed scan may add
+_SMALL_TERM = 1024          # elements of a per-step contribution stacked to be summed
 
 
-def _build_transposed_body(body, c_lin, x_lin, nc, nk):
-    from .arith import add_any
+def _finish_const_cts(plan, acc, t_xs, new_ys):
+    from .dot import dot_general
+    from .reductions import reduce_sum
+    from .shape_ops import transpose
+
+    def src(s):
+        if s[0] == 'xv':
+            return _stacked_view(t_xs[s[1]], s[2])
+        return t_xs[s[1]] if s[0] == 'x' else new_ys[s[1]]
+
+    def shift(ds):
+        return tuple(d + 1 for d in ds)
+    acc = iter(acc)
+    out = []
+    for carried, terms in plan:
+        parts, coeffs = ([next(acc)], [1.0]) if carried else ([], [])
+        for t in terms:
+            if t[0] == 'dot':
+                _, coeff, a, b, ((lc, rc), (lb, rb)), pet, perm = t
+                dn = (((0,) + shift(lc), (0,) + shift(rc)), (shift(lb), shift(rb)))
+                v = dot_general(src(a), src(b), dn, preferred_element_type=pet)
+                if perm is not None:
+                    v = transpose(v, perm)
+            else:
+                _, coeff, s = t
+                v = reduce_sum(src(s), (0,))
+            parts.append(v)
+            coeffs.append(coeff)
+        out.append(_lincomb(parts, coeffs))
+    return out
+
+
+def _lincomb(parts, coeffs):
+    """sum_k coeffs[k] * parts[k] (add_any with scale factors when any is not 1)."""
+    from .arith import add_any, add_any_p, mul
+    if all(c == 1 for c in coeffs):
+        return add_any(*parts)
+    if len(parts) == 1:
+        return mul(parts[0], np.asarray(coeffs[0], get_aval(parts[0]).dtype))
+    return add_any_p.bind(*parts, coeffs=tuple(float(c) for c in coeffs))
+
+
+def _transposed_scan_body(body, c_lin, x_lin, nc, nk, length):
+    return _tbody_memo.get(body, (c_lin, x_lin, nc, nk, length, _STACK_BUDGET),
+                           lambda: _build_transposed_body(body, c_lin, x_lin, nc, nk, length))
+
+
+def _plan_const_cts(bt, n_lc, n_rc, n_xs, length):
+    """Decide how each linear const's cotangent is summed over the steps (see above).
+    bt: the transposed body (res_c, res_x, ct_carry, ct_y) -> (d_c, d_carry, d_x).
+    -> (plan, kept: per const the vars summed in the carry, extra: vars to stack)."""
+    j = bt.jaxpr
+    uses, producer = {}, {}
+    for eqn in j.eqns:
+        for v in eqn.invars:
+            if type(v) is not Literal:
+                uses[v] = uses.get(v, 0) + 1
+        for v in eqn.outvars:
+            producer[v] = eqn
+    for v in j.outvars:
+        if type(v) is not Literal:
+            uses[v] = uses.get(v, 0) + 1
+    xs_vars = j.invars[n_rc:n_rc + n_xs[0]] + j.invars[len(j.invars) - n_xs[1]:]
+    xs_pos = {v: i for i, v in enumerate(xs_vars)}
+    variant = set(j.invars[n_rc:])
+    for eqn in j.eqns:
+        if any(type(v) is not Literal and v in variant for v in eqn.invars):
+            variant.update(eqn.outvars)
+    extra, extra_pos = [], {}
+    budget = [_STACK_BUDGET]
+
+    def source(v, new):
+        if v in xs_pos:
+            return ('x', xs_pos[v])
+        view = _xs_view(j, v, n_rc, xs_vars)
+        if view is not None:
+            return ('xv', view[0], tuple((e.primitive, e.params) for e in view[1]))
+        if v in extra_pos:
+            return ('y', extra_pos[v])
+        if v not in new:
+            new.append(v)
+        return ('y', len(extra) + new.index(v))
+
+    def afford(new):
+        cost = sum(int(np.prod(v.aval.shape, dtype=np.int64)) * v.aval.dtype.itemsize
+                   for v in new) * length
+        if cost > budget[0]:
+            return False
+        budget[0] -= cost
+        for v in new:
+            extra_pos[v] = len(extra)
+            extra.append(v)
+        return True
+
+    def terms_of(v, c):
+        # the summands of v, each with its scale factor (add_any's coeffs)
+        e = producer.get(v) if type(v) is not Literal else None
+        if (e is not None and e.primitive.name == 'add_any' and uses[v] == 1 and
+                all(type(x) is not Literal and same_type(x.aval, v.aval) for x in e.invars)):
+            coeffs = e.params.get('coeffs') or (1.0,) * len(e.invars)
+            return [t for x, k in zip(e.invars, coeffs) for t in terms_of(x, c * k)]
+        return [(v, c)]
+
+    plan, kept = [], []
+    for out in j.outvars[:n_lc]:
+        keep, post = [], []
+        for t, coeff in terms_of(out, 1.0):
+            if type(t) is Literal or t not in variant:
+                keep.append((t, coeff))
+                continue
+            e, perm = producer.get(t), None
+            if (e is not None and e.primitive.name == 'transpose' and
+                    type(e.invars[0]) is not Literal and uses[e.invars[0]] == 1 and
+                    getattr(producer.get(e.invars[0]), 'primitive', None) is not None and
+                    producer[e.invars[0]].primitive.name == 'dot_general'):
+                perm = tuple(e.params['permutation'])
+                e = producer[e.invars[0]]
+            if (e is not None and e.primitive.name == 'dot_general' and
+                    all(type(x) is not Literal and x in variant for x in e.invars)):
+                new = []
+                a, b = (source(x, new) for x in e.invars)
+                if afford(new):
+                    post.append(('dot', coeff, a, b, e.params['dimension_numbers'],
+                                 e.params.get('preferred_element_type'), perm))
+                    continue
+            # any other contribution: stacked and summed after the loop when it is
+            # small (an add in the loop costs about what a store costs: only the
+            # per-equation overhead is saved) or stacked already
+            new = []
+            s = source(t, new)
+            if (not new or t.aval.size <= _SMALL_TERM) and afford(new):
+                post.append(('sum', coeff, s))
+            else:
+                keep.append((t, coeff))
+        plan.append((bool(keep) or not post, tuple(post)))
+        kept.append(keep)
+    return tuple(plan), kept, extra
+
+
+def _build_transposed_body(body, c_lin, x_lin, nc, nk, length):
     avals = body.in_avals
     linear = list(c_lin) + [True] * nk + list(x_lin)
     bt = interpreters.transpose_jaxpr(body, linear)
@@ -546,18 +940,33 @@ def _build_transposed_body(body, c_lin, x_lin, nc, nk):
     res_x_avals = [a for a, l in zip(avals[nc + nk:], x_lin) if not l]
     y_avals = body.out_avals[nk:]
     n_rc, n_lc, n_rx = len(res_c_avals), len(lin_c_avals), len(res_x_avals)
+    plan, kept, extra = _plan_const_cts(bt, n_lc, n_rc, (n_rx, len(y_avals)), length)
+    # the transposed body computing the kept contributions, the carry and xs
+    # cotangents and the values to stack
+    j = bt.jaxpr
+    n_kept = [len(k) for k in kept]
+    outvars = [v for k in kept for v, _ in k] + j.outvars[n_lc:] + extra
+    bt2 = prune(ClosedJaxpr(Jaxpr(j.constvars, j.invars, outvars, j.eqns), bt.consts),
+                [True] * len(j.invars), [True] * len(outvars))
+    carried = [c for c, _ in plan]
+    n_acc = sum(carried)
 
     def fun(*a):
-        res_c, acc, ct_carry, res_x, ct_y = _split(a, n_rc, n_lc, nk, n_rx)
-        outs = eval_jaxpr(bt.jaxpr, bt.consts, *res_c, *res_x, *ct_carry, *ct_y)
-        d_c, d_carry, d_x = _split(outs, n_lc, nk)
-        return [add_any(x, d) for x, d in zip(acc, d_c)] + d_carry + d_x
+        res_c, acc, ct_carry, res_x, ct_y = _split(a, n_rc, n_acc, nk, n_rx)
+        outs = eval_jaxpr(bt2.jaxpr, bt2.consts, *res_c, *res_x, *ct_carry, *ct_y)
+        parts = _split(outs, *n_kept)
+        rest = parts.pop()
+        acc, new_acc = iter(acc), []
+        for c, p, k in zip(carried, parts, kept):
+            if c:
+                new_acc.append(_lincomb([next(acc)] + p, [1.0] + [cf for _, cf in k]))
+        return new_acc + rest
 
-    in_avals = (res_c_avals + [tangent_aval(a) for a in lin_c_avals]
+    in_avals = (res_c_avals + [tangent_aval(a) for a, c in zip(lin_c_avals, carried) if c]
                 + [tangent_aval(a) for a in carry_avals] + res_x_avals
                 + [tangent_aval(a) for a in y_avals])
     j, c = trace_to_jaxpr(fun, in_avals, name='transpose(scan)')
-    return ClosedJaxpr(j, c)
+    return ClosedJaxpr(j, c), plan
 
 
 from ._jaxpr_util import _Memo

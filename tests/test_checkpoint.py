@@ -156,13 +156,14 @@ def test_checkpointed_scan_blocks_save_less_with_identical_gradients():
     assert plain(p, xs) == ck(p, xs)
     for a, b in zip(grad(plain)(p, xs), grad(ck)(p, xs)):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
-    # per block the plain scan stacks h_prev, 1 - h^2 and the slice xb[k] for each of
-    # the K steps; the checkpointed one stacks the block's input carry only (and a
-    # broadcast seed of H values is common to both)
+    # per block the plain scan stacks h_prev and 1 - h^2 for each of the K steps (the
+    # slices xb[k] are not copied: xs is passed and sliced again); the checkpointed one
+    # stacks the block's input carry only (and a broadcast seed of H values is common
+    # to both)
     saved_plain = nbytes(plain, p, xs, exclude_args=True)
     saved_ck = nbytes(ck, p, xs, exclude_args=True)
-    assert saved_plain == ((T // K) * K * 3 * H + H) * 8
+    assert saved_plain == ((T // K) * K * 2 * H + H) * 8
     assert saved_ck == ((T // K) * H + H) * 8
-    assert saved_plain / saved_ck > 2 * K
+    assert saved_plain / saved_ck > 1.5 * K
     check_jaxpr(make_jaxpr(grad(ck))(p, xs))
     np.testing.assert_allclose(jit(grad(ck))(p, xs)[0], grad(plain)(p, xs)[0], rtol=1e-13)
