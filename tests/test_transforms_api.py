@@ -285,3 +285,17 @@ def test_make_jaxpr_of_each_transform_typechecks():
         got = eval_jaxpr(closed.jaxpr, closed.consts, X, Y)
         for a, b in zip(got, expected):
             np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+def test_demo_runs_and_prints_each_part(capsys, tmp_path, monkeypatch):
+    # `python -m transforms` (the README's first command)
+    monkeypatch.setenv('COTANGENT_CACHE_DIR', str(tmp_path))
+    from transforms.__main__ import main
+    main()
+    out = capsys.readouterr().out
+    for part in ("make_jaxpr(grad(loss))(w, x):", "make_jaxpr(hvp)(w, v)",
+                 "make_jaxpr(vmap(grad(loss)", "@njit(cache=True", "def seg0("):
+        assert part in out, part
+    grads = [l for l in out.splitlines() if l.strip().startswith(('grad      =',
+                                                                 'jit(grad(loss))(w, x) ='))]
+    assert len(grads) == 2 and grads[0].split('=')[1].strip() == grads[1].split('=')[1].strip()
