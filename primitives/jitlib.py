@@ -195,3 +195,35 @@ else:
 import importlib.util as _ilu  # noqa: E402
 HAVE_SCIPY_BLAS = _ilu.find_spec('scipy') is not None
 HAVE_BLAS = HAVE_NUMPY_BLAS or HAVE_SCIPY_BLAS
+
+
+# --- a lean compilation pipeline for generated programs ----------------------------------------
+# Generated code is straight-line loops over arrays and scalars: no closures, `with`
+# blocks, literal_unroll, array expressions or dead constant branches. numba's default
+# nopython pipeline runs passes for all of those (rewrites, closure inlining, literal
+# propagation...) at ~0.1 ms per IR statement; this one keeps only what such code needs.
+from numba.core.compiler import CompilerBase as _CompilerBase, PassManager as _PassManager  # noqa: E402
+from numba.core import untyped_passes as _up, typed_passes as _tp  # noqa: E402
+
+
+class LeanPipeline(_CompilerBase):
+    """`njit(pipeline_class=LeanPipeline)`: numba's nopython pipeline without the
+    passes generated code never needs."""
+
+    def define_pipelines(self):
+        pm = _PassManager('cotangent_lean')
+        if self.state.func_ir is None:
+            pm.add_pass(_up.TranslateByteCode, "analyzing bytecode")
+            pm.add_pass(_up.FixupArgs, "fix up args")
+        pm.add_pass(_up.IRProcessing, "processing IR")
+        pm.add_pass(_up.RewriteDynamicRaises, "rewrite dynamic raises")
+        pm.add_pass(_up.ReconstructSSA, "ssa")
+        pm.add_pass(_tp.NopythonTypeInference, "nopython frontend")
+        pm.add_pass(_tp.PreLowerStripPhis, "remove phis nodes")
+        pm.add_pass(_tp.NoPythonSupportedFeatureValidation, "validate")
+        pm.add_pass(_tp.IRLegalization, "ensure IR is legal prior to lowering")
+        pm.add_pass(_tp.AnnotateTypes, "annotate types")
+        pm.add_pass(_tp.NativeLowering, "native lowering")
+        pm.add_pass(_tp.NoPythonBackend, "nopython mode backend")
+        pm.finalize()
+        return [pm]

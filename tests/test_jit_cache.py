@@ -162,3 +162,28 @@ def test_unwritable_cache_dir_warns_once(tmp_path, monkeypatch):
     assert 'memory' in str(cache_warnings[0].message)
     assert e1.path is None and e2.path is None
     compile_cache._memory.clear()
+
+
+def test_generated_source_does_not_depend_on_hash_order(tmp_path):
+    """Two reductions in one loop nest (the MLP loss's logsumexp and its max's tie
+    count): their order in the generated text, hence the cache key, used to follow
+    set iteration order, so half of new processes missed the disk cache."""
+    script = textwrap.dedent('''
+        import hashlib, sys
+        import numpy as np
+        import primitives.numpy as pnp
+        from transforms import jit, value_and_grad
+        from benchmarks import workloads as W
+        params, x, onehot = W.w2_data()     # (tracing only: nothing is compiled)
+        src = jit(value_and_grad(W.make_mlp_loss(pnp))).lower(params, x, onehot).as_text()
+        print(hashlib.sha256(src.encode()).hexdigest())
+    ''')
+    keys = set()
+    for seed in ('1', '3'):   # seeds that gave two different texts before the fix
+        env = dict(os.environ, PYTHONHASHSEED=seed, COTANGENT_CACHE_DIR=str(tmp_path),
+                   PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+        r = subprocess.run([sys.executable, '-c', script], env=env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        keys.add(r.stdout.split()[-1])
+    assert len(keys) == 1

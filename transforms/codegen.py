@@ -80,7 +80,9 @@ class Cluster:
         self.shape = shape
         self.members = []      # (eqn_id, eqn)
         self.defined = {}      # var -> local scalar name
-        self.red_outs = set()  # outputs of reductions in this cluster
+        self.red_outs = {}     # outputs of reductions in this cluster (ordered: the
+        #                        generated text, hence the cache key, must not depend
+        #                        on hash order)
         self.eqn_ids = set()
 
 
@@ -294,7 +296,7 @@ class FunctionGen:
                 continue
             self.where[v] = c
             if is_reduce:
-                c.red_outs.add(v)
+                c.red_outs[v] = None
             else:
                 c.defined[v] = self.fresh('e')
 
@@ -433,9 +435,15 @@ class FunctionGen:
                 inner.append(f'{ref} = {self.red_step(op, dt, ref, v)}')
         for line in pro[0]:
             self.emit(line)
+        # a dimension of size 1 is an assignment, not a loop: fewer blocks for numba
+        # to compile (a program's first call is mostly numba compiling it)
+        opened = [shape[d] != 1 for d in range(nd)]
         for d in range(nd):
-            self.emit(f'for {idx[d]} in range({shape[d]}):')
-            self.indent += 1
+            if opened[d]:
+                self.emit(f'for {idx[d]} in range({shape[d]}):')
+                self.indent += 1
+            else:
+                self.emit(f'{idx[d]} = 0')
             for line in pro[d + 1]:
                 self.emit(line)
         for line in inner:
@@ -443,7 +451,8 @@ class FunctionGen:
         for line in late:
             self.emit(line)
         for d in reversed(range(nd)):
-            self.indent -= 1
+            if opened[d]:
+                self.indent -= 1
             for line in epi[d]:
                 self.emit(line)
 

@@ -31,8 +31,12 @@ from . import codegen
 from . import compile_cache
 
 _HEADER = ("import math\nimport numpy as np\nfrom numba import njit\n")
-_DECORATOR = "@njit(cache=True, error_model='numpy')"
-_DECORATOR_MEM = "@njit(cache=False, error_model='numpy')"
+# LeanPipeline (primitives/jitlib.py): numba's pipeline without the passes generated
+# code never needs; no C-callable wrapper (generated functions are only called from
+# Python). Both cut compile time (the first call of a program) by ~10%.
+_OPTIONS = "error_model='numpy', pipeline_class=LeanPipeline, no_cfunc_wrapper=True"
+_DECORATOR = f"@njit(cache=True, {_OPTIONS})"
+_DECORATOR_MEM = f"@njit(cache=False, {_OPTIONS})"
 
 
 class JitFallbackWarning(UserWarning):
@@ -189,7 +193,7 @@ def _generate(params, eqns, outvars, const_map=None):
         break
     imports = ''
     from primitives import jitlib
-    lib = sorted(h for h in helpers if hasattr(jitlib, h))
+    lib = sorted({'LeanPipeline'} | {h for h in helpers if hasattr(jitlib, h)})
     vm = sorted(h for h in helpers if not hasattr(jitlib, h))
     if vm:
         imports += f"from primitives.vecmath import {', '.join(vm)}\n"
