@@ -44,6 +44,21 @@ def trace_fun(fun, in_tree, in_avals, name):
     return closed, out_tree, lifted
 
 
+def uses_and_producers(jaxpr):
+    """({var: number of reads, outputs counted}, {var: the equation defining it})."""
+    uses, producer = {}, {}
+    for eqn in jaxpr.eqns:
+        for v in eqn.invars:
+            if type(v) is not Literal:
+                uses[v] = uses.get(v, 0) + 1
+        for v in eqn.outvars:
+            producer[v] = eqn
+    for v in jaxpr.outvars:
+        if type(v) is not Literal:
+            uses[v] = uses.get(v, 0) + 1
+    return uses, producer
+
+
 def fun_name(fun):
     """"'name' (file.py:12)", for error messages."""
     name = getattr(fun, '__name__', None) or type(fun).__name__
@@ -255,16 +270,7 @@ def _outer_sums(jaxpr):
              and not any(c != 1 for c in (e.params.get('coeffs') or ()))]
     if not cands:
         return (), {}
-    uses, producer = {}, {}
-    for e in jaxpr.eqns:
-        for v in e.invars:
-            if type(v) is not Literal:
-                uses[v] = uses.get(v, 0) + 1
-        for v in e.outvars:
-            producer[v] = e
-    for v in jaxpr.outvars:
-        if type(v) is not Literal:
-            uses[v] = uses.get(v, 0) + 1
+    uses, producer = uses_and_producers(jaxpr)
     fused, sums = set(), {}
     for e in cands:
         dots = []

@@ -42,8 +42,9 @@ from tracer import (Primitive, Zero, ClosedJaxpr, Jaxpr, JaxprTracer, Tracer, Li
                     tangent_aval, is_undefined, trace_to_jaxpr, float0)
 from tracer.errors import with_user_line, ConcretizationTypeError
 from tracer.hooks import interpreters
-from ._jaxpr_util import (trace_fun, fun_name, same_type, permute, add_unused_inputs,
-                          prune, used_inputs, depends_on, zeros, stacked, unstacked,
+from ._jaxpr_util import (trace_fun, fun_name, uses_and_producers, same_type, permute,
+                          add_unused_inputs, prune, used_inputs, depends_on, zeros, stacked,
+                          unstacked,
                           python_fn, scan_loop)
 
 __all__ = ['cond', 'switch', 'while_loop', 'fori_loop', 'scan', 'cond_p', 'while_p', 'scan_p']
@@ -843,16 +844,7 @@ def _plan_const_cts(bt, n_lc, n_rc, n_xs, length):
     bt: the transposed body (res_c, res_x, ct_carry, ct_y) -> (d_c, d_carry, d_x).
     -> (plan, kept: per const the vars summed in the carry, extra: vars to stack)."""
     j = bt.jaxpr
-    uses, producer = {}, {}
-    for eqn in j.eqns:
-        for v in eqn.invars:
-            if type(v) is not Literal:
-                uses[v] = uses.get(v, 0) + 1
-        for v in eqn.outvars:
-            producer[v] = eqn
-    for v in j.outvars:
-        if type(v) is not Literal:
-            uses[v] = uses.get(v, 0) + 1
+    uses, producer = uses_and_producers(j)
     xs_vars = j.invars[n_rc:n_rc + n_xs[0]] + j.invars[len(j.invars) - n_xs[1]:]
     xs_pos = {v: i for i, v in enumerate(xs_vars)}
     variant = set(j.invars[n_rc:])

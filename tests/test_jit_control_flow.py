@@ -7,7 +7,6 @@ test compares with eager evaluation and asserts that nothing fell back to eager
 evaluation (no JitFallbackWarning). Programs are grouped to keep numba compilations
 few; they compile into a module-scoped temporary cache directory.
 """
-import os
 import re
 import warnings
 
@@ -20,15 +19,7 @@ from transforms import grad, jvp, vmap, jit, custom_jvp, custom_vjp, checkpoint
 from transforms.compiler import JitFallbackWarning
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _cache_dir(tmp_path_factory):
-    old = os.environ.get('COTANGENT_CACHE_DIR')
-    os.environ['COTANGENT_CACHE_DIR'] = str(tmp_path_factory.mktemp('cotangent-cache'))
-    yield
-    if old is None:
-        os.environ.pop('COTANGENT_CACHE_DIR', None)
-    else:
-        os.environ['COTANGENT_CACHE_DIR'] = old
+pytestmark = pytest.mark.usefixtures('jit_cache_dir')   # tests/conftest.py
 
 
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}

@@ -7,7 +7,6 @@ primitives are grouped into a few programs (one numba function each), compiled
 into a session-scoped temporary cache directory.
 """
 import math
-import os
 import warnings
 
 import numpy as np
@@ -19,15 +18,7 @@ from tracer import make_jaxpr, eval_jaxpr
 from transforms import grad, value_and_grad, jvp, jit
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _cache_dir(tmp_path_factory):
-    old = os.environ.get('COTANGENT_CACHE_DIR')
-    os.environ['COTANGENT_CACHE_DIR'] = str(tmp_path_factory.mktemp('cotangent-cache'))
-    yield
-    if old is None:
-        os.environ.pop('COTANGENT_CACHE_DIR', None)
-    else:
-        os.environ['COTANGENT_CACHE_DIR'] = old
+pytestmark = pytest.mark.usefixtures('jit_cache_dir')   # tests/conftest.py
 
 
 def compiled_vs_eager(f, *args, rtol=None, atol=None, expect_eager=()):
