@@ -198,10 +198,10 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
             else:
                 outs = _rule(prim)(_materialize(ct, eqn.outvars[0].aval), *args, **params)
         else:
-            if scale != 1.0 and type(ct) is np.ndarray:
-                # Eager values: a scale carried past a rule whose linear operands are
-                # much larger than the cotangent (a matmul's weight gradient) would
-                # cost a multiply over those larger arrays when it is finally applied;
+            if scale != 1.0 and (type(ct) is np.ndarray or isinstance(ct, Tracer)):
+                # A scale carried past a rule whose linear operands are much larger
+                # than the cotangent (a matmul's weight gradient) would cost a
+                # multiply over those larger arrays when it is finally applied;
                 # apply it to the small cotangent now.
                 n = 0
                 for a in args:
