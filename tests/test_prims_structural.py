@@ -767,3 +767,24 @@ def test_slicing_errors():
         L.scatter_add(x, np.array([[0, 5]]), np.ones((1,)), (0, 1))
     with pytest.raises(IndexError):
         L.gather(x, np.array([[4]]), (0,))
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_integer_pow_by_squaring_matches_numpy_power(dtype):
+    # exponents 4..16 run as repeated squaring (as JAX lowers integer_pow), not np.power
+    from primitives import lax
+    rng = np.random.default_rng(3)
+    x = (rng.uniform(0.5, 1.5, 500) * rng.choice([-1, 1], 500)).astype(dtype)
+    x0 = x.copy()
+    for y in (4, 5, 7, 8, 11, 16, -4, -7, -16):
+        got = lax.integer_pow(x, y)
+        want = np.power(x, dtype(y))
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=8 * np.finfo(dtype).eps)
+    np.testing.assert_array_equal(x, x0)          # the operand is not modified
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, 1e-30], dtype)
+    with np.errstate(all='ignore'):
+        for y in (5, 6, -5, -6):
+            got, want = lax.integer_pow(special, y), np.power(special, dtype(y))
+            np.testing.assert_allclose(got, want, rtol=8 * np.finfo(dtype).eps)
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
