@@ -1,7 +1,6 @@
 """Control flow (cond, switch, scan, fori_loop, while_loop): values against Python
 loops, derivatives against unrolled code and finite differences, nesting with the
 other transforms, printed IR, and the errors for bad bodies."""
-import time
 
 import numpy as np
 import pytest
@@ -354,15 +353,21 @@ def test_nested_scans_and_cond_in_while():
 # --- tracing is independent of the trip count -------------------------------------------
 
 def test_tracing_a_scan_does_not_depend_on_its_length():
+    traces = []
+
+    def body(c, x):
+        traces.append(1)
+        return pnp.tanh(c + x), c
+
     def f(xs):
-        return lax.scan(lambda c, x: (pnp.tanh(c + x), c), 0.0, xs)
+        return lax.scan(body, 0.0, xs)
     small = make_jaxpr(f)(np.zeros(10))
-    t0 = time.perf_counter()
     big = make_jaxpr(f)(np.zeros(100_000))
-    elapsed = time.perf_counter() - t0
     assert len(big.jaxpr.eqns) == len(small.jaxpr.eqns) == 1
     assert big.jaxpr.eqns[0].params['length'] == 100_000
-    assert elapsed < 1.0   # a loop body traced once, not 100,000 times
+    # the loop body is traced once per scan, not once per step (time is measured
+    # in benchmarks/, W8)
+    assert len(traces) == 2
     gbig = make_jaxpr(grad(lambda xs: f(xs)[0]))(np.zeros(100_000))
     gsmall = make_jaxpr(grad(lambda xs: f(xs)[0]))(np.zeros(10))
     assert len(gbig.jaxpr.eqns) == len(gsmall.jaxpr.eqns)
