@@ -28,13 +28,12 @@ and `saved_residuals` returns it.
 import functools
 import inspect
 
-import numpy as np
-
 from tracer import (Primitive, Zero, ClosedJaxpr, Jaxpr, JaxprTrace, JaxprTracer, Tracer,
                     Literal, new_trace, eval_jaxpr, tree_flatten, tree_unflatten,
                     get_aval, tangent_aval, is_undefined, trace_to_jaxpr)
 from tracer.staging import dce_call_eqn
 from tracer.hooks import interpreters
+from .jaxpr_transforms import instantiate_zeros
 from tracer.errors import user_line
 from primitives._jaxpr_util import trace_fun, python_fn, prune, same_type, used_inputs
 
@@ -209,8 +208,7 @@ def _remat_partial_eval(trace, args, params):
 
 def _remat_transpose(cts, *args, jaxpr, prevent_cse, differentiated, policy):
     linear = [is_undefined(x) for x in args]
-    cts = [np.zeros(tangent_aval(a).shape, tangent_aval(a).dtype) if type(c) is Zero else c
-           for c, a in zip(cts, jaxpr.out_avals)]
+    cts = [instantiate_zeros(c) for c in cts]
     jt = interpreters.transpose_jaxpr(jaxpr, linear)
     nonlin = [x for x in args if not is_undefined(x)]
     outs = iter(remat_p.bind(*nonlin, *cts, jaxpr=jt, prevent_cse=prevent_cse,
