@@ -8,6 +8,11 @@ batch. Operands that are not batched (closed-over arrays, in_axes=None arguments
 values computed only from those) are never boxed: they stay plain values of the
 trace below, so they keep their shapes and cost nothing extra.
 
+A batched value may also be a symbolic standard basis (`Basis`, from jacfwd and
+jacrev; see primitives/_basis.py): a primitive meeting one runs its structured
+rule when it has one that applies, else the basis is materialised first; results
+leaving vmap are always materialised.
+
 `vmap(f, in_axes, out_axes, axis_size)` follows JAX's semantics; `batch_jaxpr`
 batches a closed jaxpr, for the rules of higher-order primitives.
 """
@@ -20,6 +25,7 @@ from tracer import (Trace, Tracer, new_trace, get_aval, ShapedArray, tree_flatte
 from tracer.errors import ConcretizationTypeError, with_user_line
 from tracer.hooks import register_interpreter
 import primitives._batching as _B
+from primitives._basis import Basis, materialize as _materialize, rules as _basis_rules
 from .ad import _own
 from .jaxpr_transforms import Memo
 
@@ -49,6 +55,8 @@ class BatchTracer(Tracer):
                 a.shape = s[:b] + s[b + 1:]
                 a.dtype = v.dtype
                 a.weak_type = False
+            elif type(v) is Basis:
+                a = v.aval
             else:
                 a = get_aval(v)
                 if b is not None:
@@ -78,19 +86,33 @@ class BatchTrace(Trace):
         vals = []
         dims = []
         batched = False
+        structured = False
         for x in args:
             if type(x) is BatchTracer and x._trace is self:
-                vals.append(x.val)
+                v = x.val
+                vals.append(v)
                 d = x.bdim
                 dims.append(d)
                 if d is not None:
                     batched = True
+                    if type(v) is Basis:
+                        structured = True
             else:
                 vals.append(x)
                 dims.append(None)
         if not batched:
             # nothing here is batched: the result is a value of the trace below
             return primitive.bind(*vals, **params)
+        if structured:
+            # a symbolic basis (jacfwd/jacrev): the primitive's structured rule, if
+            # it has a cheaper result; else the basis is materialised
+            srule = _basis_rules.get(primitive)
+            if srule is not None:
+                res = srule(vals, dims, **params)
+                if res is not None:
+                    out, out_dim = res
+                    return out if out_dim is None else BatchTracer(self, out, out_dim)
+            vals = [_materialize(v) if type(v) is Basis else v for v in vals]
         rule = primitive.batch
         if rule is None:
             raise TypeError(with_user_line(
@@ -124,7 +146,8 @@ _SCALARS = (int, float, complex, bool)
 
 
 def _is_leaf(x):
-    return type(x) is np.ndarray or isinstance(x, (Tracer, np.generic)) or type(x) in _SCALARS
+    return (type(x) is np.ndarray or isinstance(x, (Tracer, np.generic)) or type(x) in _SCALARS
+            or type(x) is Basis)
 
 
 def _children(x):
@@ -245,11 +268,16 @@ def _normalize_in(fun, triples, axis_size):
     leaves, axes = [], []
     sizes = []
     for x, a, path in triples:
-        leaves.append(x)
         if a is None:
+            leaves.append(_materialize(x) if type(x) is Basis else x)
             axes.append(None)
             continue
-        shape = x.shape if type(x) is np.ndarray or isinstance(x, Tracer) else np.shape(x)
+        leaves.append(x)
+        if type(x) is Basis:
+            # a symbolic basis (jacfwd / jacrev) is batched along its leading axis
+            shape = x.batched_shape
+        else:
+            shape = x.shape if type(x) is np.ndarray or isinstance(x, Tracer) else np.shape(x)
         nd = len(shape)
         if not -nd <= a < nd:
             raise ValueError(
@@ -260,6 +288,8 @@ def _normalize_in(fun, triples, axis_size):
                 f"to leave it unbatched.")
         if a < 0:
             a += nd
+        if type(x) is Basis and a != 0:
+            leaves[-1] = _B.moveaxis(_materialize(x), 0, a)
         axes.append(a)
         sizes.append((path, a, shape[a], x))
     if axis_size is not None:
@@ -287,6 +317,8 @@ def _move_out(trace, x, axis, size, path, fun=None):
     """A result leaf with its batch axis at `axis` (None: must be unbatched)."""
     if type(x) is BatchTracer and x._trace is trace:
         val, d = x.val, x.bdim
+        if type(val) is Basis:
+            val = _materialize(val)
         if d is None:
             return _move_out(trace, val, axis, size, path, fun)
         if axis is None:
