@@ -74,6 +74,10 @@ class Basis:
         return Basis(self.n, self.off, self.shape if shape is None else shape,
                      self.dtype if dtype is None else dtype, d)
 
+    def spec(self):
+        """A hashable description (everything but the value of d)."""
+        return ('basis', self.n, self.off, self.shape, self.dtype, self.d is None)
+
     def same_rows(self, other):
         return (type(other) is Basis and other.n == self.n and other.off == self.off
                 and other.shape == self.shape and other.dtype == self.dtype)

@@ -449,3 +449,56 @@ def test_results_never_alias_closed_over_arrays():
             assert J.flags.writeable and not np.shares_memory(J, w)
             J[...] = 0
             np.testing.assert_array_equal(w, w0)
+
+
+# --- through an inner jit: the basis stays symbolic inside the compiled call ------------------
+
+def _nested_eqns(closed):
+    out = []
+
+    def walk(jaxpr):
+        for e in jaxpr.eqns:
+            out.append(e)
+            for p in e.params.values():
+                inner = getattr(p, 'jaxpr', None)
+                if inner is not None and hasattr(inner, 'eqns'):
+                    walk(inner)
+    walk(closed.jaxpr)
+    return out
+
+
+@pytest.mark.parametrize('jac', [jacfwd, jacrev], ids=['fwd', 'rev'])
+def test_jacobian_of_jit_keeps_the_basis_symbolic(jac):
+    g, x, n = _w6_setup()
+    gj = jit(g)
+    want = ref_jacobian(g, (x,))
+    np.testing.assert_allclose(jac(gj)(x), want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(jit(jac(gj))(x), want, rtol=1e-12, atol=1e-14)
+    closed = make_jaxpr(jac(gj))(x)
+    check_jaxpr(closed)
+    dots = [e for e in _nested_eqns(closed) if e.primitive.name == 'dot_general']
+    assert len(dots) == 1 and dots[0].outvars[0].aval.shape == (n,), closed
+    assert n_identity_consts(closed) == 0
+
+
+def test_jit_receiving_scaled_bases_and_several_leaves():
+    h = jit(lambda a, b: pnp.tanh(W[:, :3] @ a) * b[0] + pnp.sin(b[1]) * W[:, 3])
+    C3 = C[:3]
+
+    def f(a, b):
+        return h(a * C3, b / 2.0)          # scaled bases (d = C3, 1/2) enter the jit
+
+    a, b = rand(3), rand(2)
+    want = ref_jacobian(f, (a, b), (0, 1))
+    for jac in (jacfwd, jacrev):
+        assert_tree_close(jac(f, (0, 1))(a, b), want, rtol=1e-10, atol=1e-12)
+    s = lambda a: pnp.sum(f(a, b) * W[:, 4])
+    np.testing.assert_allclose(hessian(s)(a), ref_hessian(s, a), rtol=1e-9, atol=1e-12)
+
+
+def test_jit_that_materialises_the_basis_inside():
+    h = jit(lambda x: pnp.tanh(x[IDX]) * x[::-1][:4])
+    x = rand(5)
+    want = ref_jacobian(h, (x,))
+    for jac in (jacfwd, jacrev):
+        np.testing.assert_allclose(jac(h)(x), want, rtol=1e-10, atol=1e-12)

@@ -111,6 +111,9 @@ class BatchTrace(Trace):
                 res = srule(vals, dims, **params)
                 if res is not None:
                     out, out_dim = res
+                    if primitive.multiple_results:
+                        return [o if d is None else BatchTracer(self, o, d)
+                                for o, d in zip(out, out_dim)]
                     return out if out_dim is None else BatchTracer(self, out, out_dim)
             vals = [_materialize(v) if type(v) is Basis else v for v in vals]
         rule = primitive.batch
@@ -391,9 +394,16 @@ def batch_jaxpr(closed, axis_size, in_dims, out_dims=None):
     Its inputs are batched at in_dims (None: unbatched); outputs come batched at the
     returned out_dims (None: unbatched), or at the given out_dims when these are
     given (None there asks for an unbatched output; a batched one is an error).
-    Memoised per jaxpr object, so a jit called in a loop is batched once."""
+    Memoised per jaxpr object, so a jit called in a loop is batched once.
+
+    An in_dims entry may be a `Basis` (jacfwd's / jacrev's symbolic basis, see
+    primitives/_basis.py), a template: that input is the basis inside, kept
+    symbolic through the jaxpr. The batched jaxpr then takes, in its place, the
+    basis' scale d (of the input's shape) when the template has one, and nothing
+    when it has none (`basis_call_args` gives the arguments)."""
     in_dims = tuple(in_dims)
-    key = (int(axis_size), in_dims, None if out_dims is None else tuple(out_dims))
+    key = (int(axis_size), tuple(d.spec() if type(d) is Basis else d for d in in_dims),
+           None if out_dims is None else tuple(out_dims))
     return _batch_memo.get(closed, key, lambda: _batch_jaxpr(closed, int(axis_size),
                                                              in_dims, out_dims))
 
@@ -404,6 +414,10 @@ def _batch_jaxpr(closed, axis_size, in_dims, out_dims):
     in_avals = []
     for v, d in zip(jaxpr.invars, in_dims):
         a = v.aval
+        if type(d) is Basis:
+            if d.d is not None:
+                in_avals.append(ShapedArray(d.shape, d.dtype))
+            continue
         if d is not None:
             shape = list(a.shape)
             shape.insert(d, axis_size)
@@ -414,8 +428,15 @@ def _batch_jaxpr(closed, axis_size, in_dims, out_dims):
     def fun(*args):
         trace = BatchTrace(axis_size)
         with new_trace(trace):
-            boxed = [x if d is None else BatchTracer(trace, x, d)
-                     for x, d in zip(args, in_dims)]
+            it = iter(args)
+            boxed = []
+            for d in in_dims:
+                if type(d) is Basis:
+                    b = d.like(None if d.d is None else next(it))
+                    boxed.append(BatchTracer(trace, b, 0))
+                else:
+                    x = next(it)
+                    boxed.append(x if d is None else BatchTracer(trace, x, d))
             outs = eval_jaxpr(jaxpr, consts, *boxed)
             res = []
             for i, o in enumerate(outs):
@@ -424,7 +445,9 @@ def _batch_jaxpr(closed, axis_size, in_dims, out_dims):
                 batched = type(o) is BatchTracer and o._trace is trace
                 if out_dims is None:
                     found.append(o.bdim if batched else None)
-                    res.append(o.val if batched else o)
+                    if batched:
+                        o = _materialize(o.val) if type(o.val) is Basis else o.val
+                    res.append(o)
                 else:
                     res.append(_move_out(trace, o, out_dims[i], axis_size,
                                          ('output', i)))
@@ -436,6 +459,13 @@ def _batch_jaxpr(closed, axis_size, in_dims, out_dims):
         len(a.shape) + 1) for d, a in zip(dims, closed.out_avals)]
 
 
+def basis_call_args(args):
+    """The arguments of a jaxpr batched by batch_jaxpr with `args`' bases as
+    templates: each basis' scale d, or nothing for a basis without one."""
+    return [a.d if type(a) is Basis else a for a in args
+            if type(a) is not Basis or a.d is not None]
+
+
 register_interpreter('batch_jaxpr', batch_jaxpr)
 
-__all__ = ['vmap', 'BatchTrace', 'BatchTracer', 'batch_jaxpr']
+__all__ = ['vmap', 'BatchTrace', 'BatchTracer', 'batch_jaxpr', 'basis_call_args']
