@@ -322,6 +322,26 @@ def _jit_batch(args, dims, *, jaxpr, name):
 jit_p.batch = _jit_batch
 
 
+# --- structured basis rules ---
+# (see primitives/_basis.py: jacfwd's / jacrev's symbolic standard basis under vmap)
+
+def _jit_basis(args, dims, *, jaxpr, name):
+    """vmap of a jit call that receives a symbolic basis (jacrev(jit(f)),
+    jacfwd(jit(f))): the jaxpr is batched with the basis as a template, so it stays
+    symbolic inside the compiled call too (its scale, if any, is passed in)."""
+    from primitives._basis import Basis
+    from .vmap import batch_jaxpr, basis_call_args
+    n = next(a.n for a in args if type(a) is Basis)
+    in_dims = [a if type(a) is Basis else d for a, d in zip(args, dims)]
+    batched, out_dims = batch_jaxpr(jaxpr, n, in_dims)
+    return jit_p.bind(*basis_call_args(args), jaxpr=batched, name=f"vmap({name})"), out_dims
+
+
+from primitives._basis import register as _register_basis_rule  # noqa: E402
+
+_register_basis_rule(jit_p, _jit_basis)
+
+
 # --- numba lowering ---
 # A jit call inside a compiled program is its jaxpr, inlined (transforms/compiler.py).
 from primitives._lowering import Call as _Call  # noqa: E402
