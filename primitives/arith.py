@@ -291,11 +291,12 @@ def _add_products_transpose(ct, *xs):
     cts = [None] * len(xs)
     for i in range(0, len(xs), 2):
         a, b = xs[i], xs[i + 1]
-        if is_undefined(a) and is_undefined(b):
-            raise TypeError("add_products: a product of two linear operands is not linear")
-        if is_undefined(a):
+        ua, ub = type(a) is UndefinedPrimal, type(b) is UndefinedPrimal
+        if ua:
+            if ub:
+                raise TypeError("add_products: a product of two linear operands is not linear")
             cts[i] = unbroadcast(mul_p.bind(ct, b), a.aval)
-        elif is_undefined(b):
+        elif ub:
             cts[i + 1] = unbroadcast(mul_p.bind(a, ct), b.aval)
     return cts
 

@@ -16,7 +16,7 @@ from .ir import Var, DropVar, Literal, JaxprEqn, Jaxpr, ClosedJaxpr, is_literal_
 from . import pytree
 
 _ndarray = np.ndarray
-_new_aval = object.__new__
+_new = object.__new__
 
 
 class JaxprTracer(Tracer):
@@ -98,11 +98,12 @@ class JaxprTrace(Trace):
                 # an array from below (a residual, when linearizing): the hot case
                 v = self._const_ids.get(id(x))
                 if v is None:
-                    a = _new_aval(ShapedArray)
+                    a = _new(ShapedArray)
                     a.shape = x.shape
                     a.dtype = x.dtype
                     a.weak_type = False
-                    v = Var(a)
+                    v = _new(Var)
+                    v.aval = a
                     self.constvars.append(v)
                     self.constvals.append(x)
                     self._const_ids[id(x)] = v
@@ -127,10 +128,22 @@ class JaxprTrace(Trace):
             outvars = [Var(a) for a in out]
             result = [JaxprTracer(self, a, v) for a, v in zip(out, outvars)]
         else:
-            v = Var(out)
+            # Var(out), JaxprTracer(self, out, v) and JaxprEqn(...) without their
+            # __init__ calls: this runs once per staged equation
+            v = _new(Var)
+            v.aval = out
             outvars = [v]
-            result = JaxprTracer(self, out, v)
-        self.eqns.append(JaxprEqn(primitive, invars, outvars, params))
+            result = _new(JaxprTracer)
+            result._trace = self
+            result._aval = out
+            result._var = v
+        eqn = _new(JaxprEqn)
+        eqn.primitive = primitive
+        eqn.invars = invars
+        eqn.outvars = outvars
+        eqn.params = params
+        eqn.source_info = None
+        self.eqns.append(eqn)
         if cse is not None and key is not None:
             cse[key] = result
         return result
