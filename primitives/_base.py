@@ -110,10 +110,15 @@ def binary(name, impl, allowed=NUMERIC, out_dtype=None):
     p.impl = impl
     if out_dtype is None:
         def abstract_eval(a, b, **_):
-            # the common case inline: equal shapes and dtypes
-            if a.shape == b.shape and a.dtype is b.dtype and (
-                    allowed is None or a.dtype.kind in allowed):
-                return a if a.weak_type <= b.weak_type else b
+            # the common cases inline: equal shapes and dtypes, or an array and a
+            # weakly typed scalar of its dtype (a Python-number literal)
+            if a.dtype is b.dtype and (allowed is None or a.dtype.kind in allowed):
+                if a.shape == b.shape:
+                    return a if a.weak_type <= b.weak_type else b
+                if b.weak_type and not b.shape:
+                    return a
+                if a.weak_type and not a.shape:
+                    return b
             return elementwise_aval(name, [a, b], None, allowed)
     else:
         def abstract_eval(a, b, **_):

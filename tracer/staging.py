@@ -50,6 +50,7 @@ class JaxprTrace(Trace):
         self.constvals = []
         self._const_ids = {}   # id(value) -> Var; values kept alive in constvals
         self._cse = {} if cse else None
+        self._multiple_results = False   # some equation has several outputs
 
     def new_arg(self, aval):
         var = Var(aval)
@@ -125,6 +126,7 @@ class JaxprTrace(Trace):
                 if hit is not None:
                     return hit
         if primitive.multiple_results:
+            self._multiple_results = True
             outvars = [Var(a) for a in out]
             result = [JaxprTracer(self, a, v) for a, v in zip(out, outvars)]
         else:
@@ -148,11 +150,15 @@ class JaxprTrace(Trace):
             cse[key] = result
         return result
 
-    def to_jaxpr(self, out_tracers):
+    def to_jaxpr(self, out_tracers, dce=True):
         """The jaxpr computing `out_tracers` from the args, dead code removed.
-        Returns (jaxpr, consts)."""
+        dce=False may keep dead code, for a caller that ignores it: it is still
+        removed when some equation has several outputs, since a partly used
+        higher-order equation is pruned by its dce_rule. Returns (jaxpr, consts)."""
         outvars = [self.full_raise(t)._var for t in out_tracers]
-        return dce(self.constvars, self.constvals, self.invars, outvars, self.eqns)
+        if not dce and not self._multiple_results:
+            return Jaxpr(self.constvars, self.invars, outvars, self.eqns), self.constvals
+        return _dce(self.constvars, self.constvals, self.invars, outvars, self.eqns)
 
 
 def _literal_key(v):
@@ -204,6 +210,9 @@ def dce(constvars, constvals, invars, outvars, eqns):
             cvars.append(v)
             cvals.append(c)
     return Jaxpr(cvars, invars, outvars, kept), cvals
+
+
+_dce = dce
 
 
 def dce_jaxpr(closed, used_outputs):
