@@ -12,11 +12,13 @@ from tracer.avals import result_dtype, short_dtype
 
 
 def shape_of(x):
+    if type(x) is np.ndarray:   # the common case, before the tuple isinstance
+        return x.shape
     return x.shape if isinstance(x, (Tracer, np.ndarray, np.generic)) else np.shape(x)
 
 
 def dtype_of(x):
-    if isinstance(x, (Tracer, np.ndarray, np.generic)):
+    if type(x) is np.ndarray or isinstance(x, (Tracer, np.ndarray, np.generic)):
         return x.dtype
     return get_aval(x).dtype
 

@@ -108,9 +108,11 @@ class JaxprTrace(Trace):
                     self.constvars.append(v)
                     self.constvals.append(x)
                     self._const_ids[id(x)] = v
+            elif isinstance(x, Tracer):
+                # a tracer of an outer transform (a residual when linearizing under
+                # jvp): full_raise checks levels and liveness, and boxes it as a constant
+                v = self.full_raise(x)._var
             else:
-                if isinstance(x, Tracer):
-                    self.full_raise(x)   # checks levels and liveness
                 v = self._atom(x)
             invars.append(v)
             avals.append(v.aval)
