@@ -324,6 +324,10 @@ class Tracer:
         return self.aval.dtype
 
     @property
+    def weak_type(self):
+        return self.aval.weak_type
+
+    @property
     def ndim(self):
         return len(self.aval.shape)
 

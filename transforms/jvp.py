@@ -38,6 +38,12 @@ class JVPTracer(Tracer):
         return a
 
     @property
+    def weak_type(self):   # hot in dtype promotion: an array primal is never weak
+        if self._aval is None and type(self.primal) is _ndarray:
+            return False
+        return self.aval.weak_type
+
+    @property
     def dtype(self):   # hot in dtype promotion: skip a property hop
         a = self._aval
         if a is None:
