@@ -98,6 +98,7 @@ def unary(name, impl, allowed=FLOAT, out_dtype=None):
     """A one-operand elementwise primitive."""
     p = Primitive(name)
     p.impl = impl
+    p.elementwise = True
 
     def abstract_eval(a, **_):
         if out_dtype is None and (allowed is None or a.dtype.kind in allowed):
@@ -110,6 +111,7 @@ def unary(name, impl, allowed=FLOAT, out_dtype=None):
 def binary(name, impl, allowed=NUMERIC, out_dtype=None):
     p = Primitive(name)
     p.impl = impl
+    p.elementwise = True
     if out_dtype is None:
         def abstract_eval(a, b, **_):
             # the common cases inline: equal shapes and dtypes, or an array and a

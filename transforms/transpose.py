@@ -212,11 +212,14 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
             else:
                 outs = _rule(prim)(_materialize(ct, eqn.outvars[0].aval), *args, **params)
         else:
-            if scale != 1.0 and (type(ct) is np.ndarray or isinstance(ct, Tracer)):
+            if scale != 1.0 and (len(args) >= 4 or not prim.elementwise) and (
+                    type(ct) is np.ndarray or isinstance(ct, Tracer)):
                 # A scale carried past a rule whose linear operands are much larger
                 # than the cotangent (a matmul's weight gradient) would cost a
                 # multiply over those larger arrays when it is finally applied;
-                # apply it to the small cotangent now.
+                # apply it to the small cotangent now. (An elementwise operand is
+                # no larger than the cotangent: with < 4 operands the sum below
+                # stays under 4 * ct.size, so it is not computed.)
                 n = 0
                 for a in args:
                     if type(a) is UndefinedPrimal:
