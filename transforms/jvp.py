@@ -75,8 +75,7 @@ class JVPTrace(Trace):
     lift = pure
 
     def process_primitive(self, primitive, args, params):
-        n = len(args)
-        if n == 1:
+        if len(args) == 1:
             # one operand (unary math): the hot case, without the general loop
             x = args[0]
             if type(x) is JVPTracer and x._trace is self:
@@ -86,18 +85,6 @@ class JVPTrace(Trace):
                     out, t_out = rule([x.primal], [t], **params)
                     if primitive.multiple_results:
                         return [JVPTracer(self, o, t) for o, t in zip(out, t_out)]
-                    return _new_tracer(self, out, t_out)
-        elif n == 2:
-            # two operands of this trace with nonzero tangents (y*x, y+x): as above
-            x, y = args
-            if (type(x) is JVPTracer and x._trace is self and type(y) is JVPTracer
-                    and y._trace is self):
-                tx = x.tangent
-                ty = y.tangent
-                rule = primitive.jvp
-                if type(tx) is not Zero and type(ty) is not Zero and rule is not None \
-                        and not primitive.multiple_results:
-                    out, t_out = rule([x.primal, y.primal], [tx, ty], **params)
                     return _new_tracer(self, out, t_out)
         primals = []
         tangents = []
