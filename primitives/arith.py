@@ -149,6 +149,7 @@ def fused_lincomb(xs, coeffs):
 # transforms/transpose.py) land in `coeffs` instead of costing a `mul` each.
 add_any_p = Primitive('add_any')
 add_any_p.impl = _add_any_impl
+add_any_p.elementwise = True
 add_any_p.abstract_eval = lambda *avals, coeffs=None: elementwise_aval('add_any', list(avals))
 deflinear(add_any_p, _add_any_transpose)
 def _add_any_scale_transpose(*xs, coeffs=None):
@@ -291,17 +292,19 @@ def _add_products_transpose(ct, *xs):
     cts = [None] * len(xs)
     for i in range(0, len(xs), 2):
         a, b = xs[i], xs[i + 1]
-        if is_undefined(a) and is_undefined(b):
-            raise TypeError("add_products: a product of two linear operands is not linear")
-        if is_undefined(a):
+        ua, ub = type(a) is UndefinedPrimal, type(b) is UndefinedPrimal
+        if ua:
+            if ub:
+                raise TypeError("add_products: a product of two linear operands is not linear")
             cts[i] = unbroadcast(mul_p.bind(ct, b), a.aval)
-        elif is_undefined(b):
+        elif ub:
             cts[i + 1] = unbroadcast(mul_p.bind(a, ct), b.aval)
     return cts
 
 
 add_products_p = Primitive('add_products')
 add_products_p.impl = _add_products_impl
+add_products_p.elementwise = True
 add_products_p.abstract_eval = _add_products_abstract
 add_products_p.jvp = _add_products_jvp
 add_products_p.transpose = _add_products_transpose
