@@ -23,6 +23,8 @@ scalar per outer index, others in an output array.
 Lowering rules live beside their primitives (`p.lowering`, see
 primitives/_lowering.py for the interface).
 """
+import ast
+
 import numpy as np
 
 from tracer import Literal, DropVar, Var
@@ -67,6 +69,134 @@ def cast(expr, dtype):
     return f'{np_dtype(dtype)}({expr})'
 
 
+# --- constants and numba's types of generated expressions ------------------------------------
+# A program's first call is mostly numba compiling it, at a cost per statement of its
+# IR: `np.float32(1.0)` is three (a global, an attribute, a call) and so is every cast.
+# Typed constants are module globals instead (numba freezes a global's value: one
+# statement), and a cast is left out when numba's type of the expression is already
+# the target dtype (`expr_dtype`: a small model of numba's typing rules that answers
+# None, keeping the cast, for anything it does not know).
+
+class ModuleConsts:
+    """The typed constants of one generated module: `_c<k> = np.float32(1.0)`."""
+
+    def __init__(self):
+        self.by_text = {}      # 'np.float32(1.0)' -> '_c0'
+        self.lines = []
+        self.dtypes = {}       # '_c0' -> np.dtype
+        self.values = {}       # '_c0' -> the Python value
+
+    def name(self, text, dtype, value):
+        n = self.by_text.get(text)
+        if n is None:
+            n = self.by_text[text] = f'_c{len(self.lines)}'
+            self.lines.append(f'{n} = {text}')
+            self.dtypes[n] = np.dtype(dtype)
+            self.values[n] = value
+        return n
+
+
+_F32, _F64, _I64, _BOOL = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64),
+                           np.dtype(np.bool_))
+_FLOATS = (_F32, _F64)
+_ARITH = {ast.Add: '+', ast.Sub: '-', ast.Mult: '*', ast.Div: '/'}
+_NP_SCALARS = {'bool_', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32',
+               'uint64', 'float32', 'float64'}
+# vecmath helpers called on float64 return float64
+_VM_F64 = {'vm_exp', 'vm_expm1', 'vm_log', 'vm_log1p', 'vm_tanh', 'vm_logistic', 'vm_sin',
+           'vm_cos', 'vm_tan', 'vm_rint'}
+
+
+def _binop_dtype(op, a, b):
+    """numba's result type of `a op b` for the cases modelled (same-typed float32/64
+    operands; int64 for + - *), else None."""
+    if a is None or a != b:
+        return None
+    if a in _FLOATS:
+        return a
+    if a == _I64 and op != '/':
+        return a
+    return None
+
+
+class _Typer:
+    """numba's type of a generated scalar expression, or None when unsure.
+    scalars: name -> dtype; arrays: name -> (dtype, ndim); consts: ModuleConsts."""
+
+    def __init__(self, scalars, arrays, consts):
+        self.scalars, self.arrays, self.consts = scalars, arrays, consts
+
+    def __call__(self, expr):
+        try:
+            node = ast.parse(expr, mode='eval').body
+        except SyntaxError:
+            return None
+        return self.ty(node)
+
+    def ty(self, n):
+        t = type(n)
+        if t is ast.Name:
+            return self.scalars.get(n.id) or self.consts.dtypes.get(n.id)
+        if t is ast.Subscript:
+            if type(n.value) is not ast.Name:
+                return None
+            arr = self.arrays.get(n.value.id)
+            if arr is None:
+                return None
+            ix = n.slice.elts if type(n.slice) is ast.Tuple else [n.slice]
+            if len(ix) != arr[1] or not all(
+                    type(i) is ast.Name or (type(i) is ast.Constant and type(i.value) is int)
+                    for i in ix):
+                return None
+            return arr[0]
+        if t is ast.Constant:
+            v = n.value
+            return _BOOL if type(v) is bool else _F64 if type(v) is float else None
+        if t is ast.BinOp:
+            op = _ARITH.get(type(n.op))
+            return None if op is None else _binop_dtype(op, self.ty(n.left), self.ty(n.right))
+        if t is ast.UnaryOp:
+            if type(n.op) is ast.USub:
+                a = self.ty(n.operand)
+                return a if a in (_F32, _F64, _I64) else None
+            if type(n.op) is ast.Not:
+                return _BOOL if self.ty(n.operand) is not None else None
+            return None
+        if t is ast.Compare:
+            if len(n.ops) != 1 or type(n.ops[0]) in (ast.In, ast.NotIn, ast.Is, ast.IsNot):
+                return None
+            a, b = self.ty(n.left), self.ty(n.comparators[0])
+            return _BOOL if a is not None and b is not None and a.kind in 'biuf' \
+                and b.kind in 'biuf' else None
+        if t is ast.IfExp:
+            a, b = self.ty(n.body), self.ty(n.orelse)
+            return a if a is not None and a == b and self.ty(n.test) is not None else None
+        if t is ast.Call:
+            if n.keywords:
+                return None
+            f = n.func
+            if type(f) is ast.Attribute and type(f.value) is ast.Name and f.value.id == 'np' \
+                    and f.attr in _NP_SCALARS and len(n.args) == 1:
+                return np.dtype(f.attr) if self.ty(n.args[0]) is not None else None
+            if type(f) is not ast.Name:
+                return None
+            args = [self.ty(a) for a in n.args]
+            name = f.id
+            if name in _VM_F64:
+                return _F64 if args == [_F64] else None
+            if len(args) == 2:
+                if name == 'radd':
+                    return _binop_dtype('+', *args)
+                if name == 'rmul':
+                    return _binop_dtype('*', *args)
+                if name in ('fmax', 'fmin', 'safe_mul'):
+                    return args[0] if args[0] in _FLOATS and args[0] == args[1] else None
+            if name == 'abs' and len(args) == 1 and args[0] in (_F32, _F64):
+                return args[0]
+            return None
+        return None
+
+
 # jitlib calls that return a newly allocated array (which the function may overwrite
 # once nothing else reads it)
 _FRESH_CALLS = ('empty(', 'full(', 'copy(', 'dot(', 'dot_nn(', 'dot_t(', 'dot_nt(',
@@ -99,7 +229,7 @@ _IDENT = {
 class FunctionGen:
     """Generates one numba function: params -> eqns -> outs."""
 
-    def __init__(self, fname, params, eqns, outs, helpers):
+    def __init__(self, fname, params, eqns, outs, helpers, consts=None):
         self.fname = fname
         self.params = params
         self.eqns = eqns
@@ -118,6 +248,10 @@ class FunctionGen:
         self.const_map = {}              # constvar of a nested jaxpr -> hoisted Var
         self.extra_params = []           # hoisted constants this function takes too
         self.inplace = {}                # loop carry output -> (carry input, buffer)
+        self.consts = consts if consts is not None else ModuleConsts()
+        self.scalar_types = {}           # local scalar name -> its dtype (as numba types it)
+        self.array_types = {}            # local array name -> (dtype, ndim)
+        self.typer = _Typer(self.scalar_types, self.array_types, self.consts)
 
     # --- helpers for rules -----------------------------------------------------------
     def fresh(self, prefix='t'):
@@ -128,10 +262,40 @@ class FunctionGen:
         self.lines.append('    ' * self.indent + line)
 
     def lit(self, val, dtype):
-        return literal(val, dtype)
+        """A constant of that dtype: a Python literal for float64 and bool, else a
+        module global (see ModuleConsts)."""
+        text = literal(val, dtype)
+        dt = np.dtype(dtype)
+        if dt.kind == 'b' or (dt.kind == 'f' and dt.itemsize == 8 and
+                              text[:1] not in ('n', '(')):
+            return text
+        return self.consts.name(text, dt, val)
+
+    def const_value(self, expr):
+        """The value of `expr` when it is a constant this generator emitted, else None."""
+        v = self.consts.values.get(expr)
+        if v is not None:
+            return v
+        try:
+            v = ast.literal_eval(expr)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return None
+        return v if type(v) in (float, int, bool) else None
+
+    def expr_dtype(self, expr):
+        """numba's type of the scalar expression `expr`, or None when unsure."""
+        return self.typer(expr)
 
     def cast(self, expr, dtype):
+        """`expr` converted to `dtype` (no conversion when numba types it so already)."""
+        if self.typer(expr) == np.dtype(dtype):
+            return expr
         return cast(expr, dtype)
+
+    def local(self, name, dtype):
+        """Declare `name` a local scalar whose every assignment has type `dtype`."""
+        self.scalar_types[name] = np.dtype(dtype)
+        return name
 
     def helper(self, name):
         """`name` from primitives.vecmath or primitives.jitlib, imported by the module."""
@@ -167,6 +331,12 @@ class FunctionGen:
         if n is None:
             self.counter += 1
             n = self.names[v] = f'v{self.counter}'
+            # every assignment to a value's name has the value's dtype: scalars are
+            # assigned cast expressions, arrays are allocated with it
+            if v.aval.shape == ():
+                self.scalar_types[n] = v.aval.dtype
+            else:
+                self.array_types[n] = (v.aval.dtype, len(v.aval.shape))
         return n
 
     # --- main ------------------------------------------------------------------------
@@ -190,7 +360,7 @@ class FunctionGen:
         outs = []
         for v in self.outs:
             if type(v) is Literal:
-                outs.append(literal(v.val, v.aval.dtype))
+                outs.append(self.lit(v.val, v.aval.dtype))
             else:
                 self.ensure(v)
                 outs.append(self.names[v])
@@ -209,7 +379,7 @@ class FunctionGen:
 
     def expr_of(self, v):
         if type(v) is Literal:
-            return literal(v.val, v.aval.dtype)
+            return self.lit(v.val, v.aval.dtype)
         self.ensure(v)
         return self.names[v]
 
@@ -247,7 +417,7 @@ class FunctionGen:
                 if isinstance(v, DropVar):
                     continue
                 n = self.name(v)
-                self.emit(f'{n} = {o}')
+                self.emit(f'{n} = {self.cast(o, v.aval.dtype) if v.aval.shape == () else o}')
                 self.avail.add(v)
                 if o.startswith(_FRESH_CALLS):
                     self.owned.add(v)
@@ -271,7 +441,7 @@ class FunctionGen:
                 continue
             if isinstance(r, Guarded):
                 r = r.slow
-            self.emit(f'{self.name(v)} = {cast(r, v.aval.dtype)}')
+            self.emit(f'{self.name(v)} = {self.cast(r, v.aval.dtype)}')
             self.avail.add(v)
 
     def join(self, shape, i, eqn):
@@ -298,7 +468,7 @@ class FunctionGen:
             if is_reduce:
                 c.red_outs[v] = None
             else:
-                c.defined[v] = self.fresh('e')
+                c.defined[v] = self.local(self.fresh('e'), v.aval.dtype)
 
     # --- closing a cluster: the loop nest ----------------------------------------------
     def needs_array(self, v, c):
@@ -340,10 +510,10 @@ class FunctionGen:
                 e = c.defined[v]
                 if isinstance(r, Guarded):
                     guards.append(r.guard)
-                    body_fast.append(f'{e} = {cast(r, v.aval.dtype)}')
-                    body_slow.append(f'{e} = {cast(r.slow, v.aval.dtype)}')
+                    body_fast.append(f'{e} = {self.cast(r, v.aval.dtype)}')
+                    body_slow.append(f'{e} = {self.cast(r.slow, v.aval.dtype)}')
                 else:
-                    line = f'{e} = {cast(r, v.aval.dtype)}'
+                    line = f'{e} = {self.cast(r, v.aval.dtype)}'
                     body_fast.append(line)
                     body_slow.append(line)
                 if v in stores:
@@ -418,11 +588,11 @@ class FunctionGen:
             dt = out.aval.dtype
             axes = tuple(sorted(eqn.params['axes']))
             v = self.read(x, c, idx)
-            ident = literal(_IDENT[op](dt), dt)
+            ident = self.lit(_IDENT[op](dt), dt)
             k = nd - len(axes)
             name = self.names[out]
             if axes == tuple(range(k, nd)):
-                acc = name if k == 0 else self.fresh('acc')
+                acc = name if k == 0 else self.local(self.fresh('acc'), dt)
                 pro[k].append(f'{acc} = {ident}')
                 inner.append(f'{acc} = {self.red_step(op, dt, acc, v)}')
                 if k > 0:
@@ -468,13 +638,13 @@ class FunctionGen:
             r = f"{self.helper('fmax')}({acc}, {v})" if k == 'f' else f'max({acc}, {v})'
         else:
             r = f"{self.helper('fmin')}({acc}, {v})" if k == 'f' else f'min({acc}, {v})'
-        return cast(r, dt)
+        return self.cast(r, dt)
 
     def read(self, v, c, idx):
         """The scalar expression of operand `v` at loop index `idx` of cluster `c`
         (NumPy broadcasting: trailing dimensions aligned)."""
         if type(v) is Literal:
-            return literal(v.val, v.aval.dtype)
+            return self.lit(v.val, v.aval.dtype)
         e = c.defined.get(v)
         if e is not None:
             return e
@@ -488,7 +658,7 @@ class FunctionGen:
     def read_bcast(self, eqn, c, idx):
         x = eqn.invars[0]
         if type(x) is Literal:
-            return literal(x.val, x.aval.dtype)
+            return self.lit(x.val, x.aval.dtype)
         e = c.defined.get(x)
         if e is not None:
             return e
