@@ -197,6 +197,96 @@ HAVE_SCIPY_BLAS = _ilu.find_spec('scipy') is not None
 HAVE_BLAS = HAVE_NUMPY_BLAS or HAVE_SCIPY_BLAS
 
 
+# --- element loads and stores -------------------------------------------------------------------
+# `ld2(a, i, j)` is `a[i, j]` and `st2(a, i, j, v)` is `a[i, j] = v` for non-negative
+# in-range integer indices (what generated loop nests index with). numba's
+# subscripts type through every getitem/setitem overload it knows and lower to
+# a spill of the array structure per access, with negative-index wraparound: per
+# access ~8x the compile work of these, which emit the address computation and
+# the load/store only (the same address numba computes, for any layout).
+
+def _item_ptr(context, builder, aty, ary, inds, ind_types):
+    dm = context.data_model_manager[aty]
+    data = builder.extract_value(ary, dm.get_field_position('data'))
+    shape = builder.extract_value(ary, dm.get_field_position('shape'))
+    strides = builder.extract_value(ary, dm.get_field_position('strides'))
+    nd = aty.ndim
+    inds = [context.cast(builder, v, t, _types.intp) for v, t in zip(inds, ind_types)]
+    return _cgutils.get_item_pointer2(
+        context, builder, data, [builder.extract_value(shape, k) for k in range(nd)],
+        [builder.extract_value(strides, k) for k in range(nd)], aty.layout, inds)
+
+
+def _ld_typer(a, idx):
+    if not (isinstance(a, _types.Array) and a.ndim == len(idx)
+            and all(isinstance(i, _types.Integer) for i in idx)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        aty = sig.args[0]
+        ptr = _item_ptr(context, builder, aty, args[0], args[1:], sig.args[1:])
+        return context.unpack_value(builder, aty.dtype, ptr)
+    return a.dtype(a, *idx), codegen
+
+
+def _st_typer(a, idx, v):
+    if not (isinstance(a, _types.Array) and a.mutable and a.ndim == len(idx)
+            and all(isinstance(i, _types.Integer) for i in idx)
+            and isinstance(v, (_types.Number, _types.Boolean))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        aty = sig.args[0]
+        ptr = _item_ptr(context, builder, aty, args[0], args[1:-1], sig.args[1:-1])
+        val = context.cast(builder, args[-1], sig.args[-1], aty.dtype)
+        context.pack_value(builder, aty.dtype, val, ptr)
+        return context.get_dummy_value()
+    return _types.none(a, *idx, v), codegen
+
+
+@_intrinsic
+def ld1(typingctx, a, i):
+    return _ld_typer(a, (i,))
+
+
+@_intrinsic
+def ld2(typingctx, a, i, j):
+    return _ld_typer(a, (i, j))
+
+
+@_intrinsic
+def ld3(typingctx, a, i, j, k):
+    return _ld_typer(a, (i, j, k))
+
+
+@_intrinsic
+def ld4(typingctx, a, i, j, k, m):
+    return _ld_typer(a, (i, j, k, m))
+
+
+@_intrinsic
+def st1(typingctx, a, i, v):
+    return _st_typer(a, (i,), v)
+
+
+@_intrinsic
+def st2(typingctx, a, i, j, v):
+    return _st_typer(a, (i, j), v)
+
+
+@_intrinsic
+def st3(typingctx, a, i, j, k, v):
+    return _st_typer(a, (i, j, k), v)
+
+
+@_intrinsic
+def st4(typingctx, a, i, j, k, m, v):
+    return _st_typer(a, (i, j, k, m), v)
+
+
+LDST_MAX_NDIM = 4
+
+
 # --- a lean compilation pipeline for generated programs ----------------------------------------
 # Generated code is straight-line loops over arrays and scalars: no closures, `with`
 # blocks, literal_unroll, array expressions or dead constant branches. numba's default

@@ -29,6 +29,7 @@ import numpy as np
 
 from tracer import Literal, DropVar, Var
 from primitives._lowering import NotLowerable, Operand, Guarded
+from primitives.jitlib import LDST_MAX_NDIM
 
 _F16 = np.dtype(np.float16)
 
@@ -107,6 +108,9 @@ _VM_F64 = {'vm_exp', 'vm_expm1', 'vm_log', 'vm_log1p', 'vm_tanh', 'vm_logistic',
            'vm_cos', 'vm_tan', 'vm_rint'}
 
 
+_LOADS = {f'ld{k}' for k in range(1, LDST_MAX_NDIM + 1)}
+
+
 def _binop_dtype(op, a, b):
     """numba's result type of `a op b` for the cases modelled (same-typed float32/64
     operands; int64 for + - *), else None."""
@@ -182,6 +186,11 @@ class _Typer:
                 return None
             args = [self.ty(a) for a in n.args]
             name = f.id
+            if name in _LOADS:
+                arr = self.arrays.get(n.args[0].id) if n.args and type(n.args[0]) is ast.Name \
+                    else None
+                # (the indices are loop indices and literals the generator wrote)
+                return arr[0] if arr is not None and arr[1] == len(n.args) - 1 else None
             if name in _VM_F64:
                 return _F64 if args == [_F64] else None
             if len(args) == 2:
@@ -307,6 +316,20 @@ class FunctionGen:
 
     def full(self, shape, value, dtype):
         return f"{self.helper('full')}({tuple(shape)!r}, {value}, {np_dtype(dtype)})"
+
+    def load(self, name, ix):
+        """The element of array `name` at indices `ix` (non-negative, in range)."""
+        nd = len(ix)
+        if 0 < nd <= LDST_MAX_NDIM:
+            return f"{self.helper(f'ld{nd}')}({name}, {', '.join(ix)})"
+        return f"{name}[{', '.join(ix)}]"
+
+    def store(self, name, ix, value):
+        """The statement storing `value` at indices `ix` of array `name`."""
+        nd = len(ix)
+        if 0 < nd <= LDST_MAX_NDIM:
+            return f"{self.helper(f'st{nd}')}({name}, {', '.join(ix)}, {value})"
+        return f"{name}[{', '.join(ix)}] = {value}"
 
     def loops(self, shape):
         gen = self
@@ -517,7 +540,7 @@ class FunctionGen:
                     body_fast.append(line)
                     body_slow.append(line)
                 if v in stores:
-                    st = f'{self.names[v]}[{", ".join(idx)}] = {e}'
+                    st = self.store(self.names[v], idx, e)
                     body_fast.append(st)
                     body_slow.append(st)
         flag = None
@@ -528,7 +551,7 @@ class FunctionGen:
         reuse = {} if guards else self.reusable(c, stores)
         if reuse:
             # stored in place of a dead operand: after every read of this iteration
-            late = [f'{self.names[v]}[{", ".join(idx)}] = {c.defined[v]}' for v in reuse]
+            late = [self.store(self.names[v], idx, c.defined[v]) for v in reuse]
             body_fast = [ln for ln in body_fast if ln not in late]
         for v in c.defined:
             if v in reuse:
@@ -597,12 +620,14 @@ class FunctionGen:
                 inner.append(f'{acc} = {self.red_step(op, dt, acc, v)}')
                 if k > 0:
                     pro[0].append(f'{name} = {self.empty(out.aval.shape, dt)}')
-                    epi[k].append(f'{name}[{", ".join(idx[:k])}] = {acc}')
+                    epi[k].append(self.store(name, idx[:k], acc))
             else:
                 kept = [idx[d] for d in range(nd) if d not in axes]
                 pro[0].append(f'{name} = {self.full(out.aval.shape, ident, dt)}')
-                ref = f'{name}[{", ".join(kept)}]'
-                inner.append(f'{ref} = {self.red_step(op, dt, ref, v)}')
+                # an accumulation into memory: one operation per element and step,
+                # nothing to reassociate (radd/rmul's flag matters for scalar chains)
+                inner.append(self.store(name, kept, self.red_step(
+                    op, dt, self.load(name, kept), v, chain=False)))
         for line in pro[0]:
             self.emit(line)
         # a dimension of size 1 is an assignment, not a loop: fewer blocks for numba
@@ -626,14 +651,17 @@ class FunctionGen:
             for line in epi[d]:
                 self.emit(line)
 
-    def red_step(self, op, dt, acc, v):
+    def red_step(self, op, dt, acc, v, chain=True):
+        """One reduction step. `chain`: the accumulator is a scalar carried across
+        iterations (float sums/products then use radd/rmul, which LLVM may
+        reassociate to vectorise the chain)."""
         k = dt.kind
         if k == 'b':
             return f'({acc} | {v})' if op in ('sum', 'max') else f'({acc} & {v})'
         if op == 'sum':
-            r = f"{self.helper('radd')}({acc}, {v})" if k == 'f' else f'({acc} + {v})'
+            r = f"{self.helper('radd')}({acc}, {v})" if k == 'f' and chain else f'({acc} + {v})'
         elif op == 'prod':
-            r = f"{self.helper('rmul')}({acc}, {v})" if k == 'f' else f'({acc} * {v})'
+            r = f"{self.helper('rmul')}({acc}, {v})" if k == 'f' and chain else f'({acc} * {v})'
         elif op == 'max':
             r = f"{self.helper('fmax')}({acc}, {v})" if k == 'f' else f'max({acc}, {v})'
         else:
@@ -653,7 +681,7 @@ class FunctionGen:
             return self.names[v]
         off = len(idx) - len(shape)
         ix = ['0' if n == 1 else idx[off + j] for j, n in enumerate(shape)]
-        return f'{self.names[v]}[{", ".join(ix)}]'
+        return self.load(self.names[v], ix)
 
     def read_bcast(self, eqn, c, idx):
         x = eqn.invars[0]
@@ -666,7 +694,7 @@ class FunctionGen:
             return self.names[x]
         dims = eqn.params['broadcast_dimensions']
         ix = ['0' if n == 1 else idx[d] for n, d in zip(x.aval.shape, dims)]
-        return f'{self.names[x]}[{", ".join(ix)}]'
+        return self.load(self.names[x], ix)
 
 
 # --- higher-order primitives: sub-jaxprs inlined ----------------------------------------------
