@@ -8,7 +8,34 @@ numba's disk cache (primitives/__pycache__), so a new process pays a load, not a
 compilation.
 """
 import numpy as np
-from numba import njit
+from numba.core import types as _nbtypes
+from numba.core.registry import CPUDispatcher as _CPUDispatcher
+
+
+class HelperDispatcher(_CPUDispatcher):
+    """The dispatcher of a helper that generated code calls: it compiles for the
+    non-literal types of its arguments. (numba's own dispatcher, called from
+    compiled code, compiles a specialisation per literal: `empty((128, 512), dt)`
+    would be compiled, not loaded from the disk cache, for every new shape.)"""
+
+    def get_call_template(self, args, kws):
+        return super().get_call_template(
+            tuple(_nbtypes.unliteral(a) for a in args),
+            {k: _nbtypes.unliteral(v) for k, v in kws.items()})
+
+
+def njit(cache=False, **options):
+    """`numba.njit(...)` for helpers, with a HelperDispatcher."""
+    options['nopython'] = True
+    options.setdefault('boundscheck', None)
+
+    def wrap(fn):
+        disp = HelperDispatcher(py_func=fn, locals={}, targetoptions=dict(options))
+        if cache:
+            disp.enable_caching()
+        return disp
+    return wrap
+
 
 _opts = dict(cache=True, error_model='numpy')
 
@@ -296,6 +323,48 @@ from numba.core.compiler import CompilerBase as _CompilerBase, PassManager as _P
 from numba.core import untyped_passes as _up, typed_passes as _tp  # noqa: E402
 
 
+from numba.core.codegen import JITCodeLibrary as _JITCodeLibrary  # noqa: E402
+from numba.core.compiler_machinery import (LoweringPass as _LoweringPass,  # noqa: E402
+                                           register_pass as _register_pass)
+
+_EXP = set(_os.environ.get('COTANGENT_EXP', '').split(','))
+# helpers called once per array (allocation, BLAS, views): not inlined into the
+# generated function, where LLVM would optimise a copy of their bodies per call
+_OUT_OF_LINE = ('empty', 'full', 'copy', 'contig', 'reshape', 'transpose', 'astype', 'dot',
+                'dot_t', 'dot_nt', 'dot_tt', 'dot_nn', '_gemm_nn', '_gemm_t', '_gemm_nt',
+                '_gemm_tt', '_gemm2')
+_OUT_OF_LINE_PREFIXES = tuple(f'_ZN10primitives6jitlib{len(n)}{n}B' for n in _OUT_OF_LINE)
+
+
+class _GeneratedCodeLibrary(_JITCodeLibrary):
+    def _optimize_functions(self, ll_module):
+        if 'NOFN' in _EXP:
+            return
+        return super()._optimize_functions(ll_module)
+
+    def _optimize_final_module(self):
+        if 'NOINL' in _EXP:
+            for fn in self._final_module.functions:
+                if fn.name.startswith(_OUT_OF_LINE_PREFIXES) and not fn.is_declaration:
+                    fn.add_function_attribute('noinline')
+        return super()._optimize_final_module()
+
+
+@_register_pass(mutates_CFG=False, analysis_only=False)
+class _UseGeneratedCodeLibrary(_LoweringPass):
+    _name = "cotangent_code_library"
+
+    def __init__(self):
+        _LoweringPass.__init__(self)
+
+    def run_pass(self, state):
+        if state.library is None:
+            codegen = state.targetctx.codegen()
+            state.library = _GeneratedCodeLibrary(codegen, state.func_id.func_qualname)
+            state.library.enable_object_caching()
+        return False
+
+
 class LeanPipeline(_CompilerBase):
     """`njit(pipeline_class=LeanPipeline)`: numba's nopython pipeline without the
     passes generated code never needs."""
@@ -313,6 +382,7 @@ class LeanPipeline(_CompilerBase):
         pm.add_pass(_tp.NoPythonSupportedFeatureValidation, "validate")
         pm.add_pass(_tp.IRLegalization, "ensure IR is legal prior to lowering")
         pm.add_pass(_tp.AnnotateTypes, "annotate types")
+        pm.add_pass(_UseGeneratedCodeLibrary, "cotangent code library")
         pm.add_pass(_tp.NativeLowering, "native lowering")
         pm.add_pass(_tp.NoPythonBackend, "nopython mode backend")
         pm.finalize()

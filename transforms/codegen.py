@@ -225,6 +225,10 @@ class Cluster:
         self.eqn_ids = set()
 
 
+def _squeezed(shape):
+    return tuple(n for n in shape if n != 1)
+
+
 _IDENT = {
     'sum': lambda dt: False if dt.kind == 'b' else dt.type(0),
     'prod': lambda dt: True if dt.kind == 'b' else dt.type(1),
@@ -257,6 +261,7 @@ class FunctionGen:
         self.const_map = {}              # constvar of a nested jaxpr -> hoisted Var
         self.extra_params = []           # hoisted constants this function takes too
         self.inplace = {}                # loop carry output -> (carry input, buffer)
+        self.views = {}                  # unit-dimension reshape output -> its base value
         self.consts = consts if consts is not None else ModuleConsts()
         self.scalar_types = {}           # local scalar name -> its dtype (as numba types it)
         self.array_types = {}            # local array name -> (dtype, ndim)
@@ -395,6 +400,14 @@ class FunctionGen:
         """Make `v` available as an array or scalar (closing its cluster)."""
         if type(v) is Literal or v in self.avail:
             return
+        base = self.views.get(v)
+        if base is not None:
+            # a structural rule (or the result) needs the view itself
+            self.ensure(base)
+            self.emit(f"{self.name(v)} = {self.helper('reshape')}({self.names[base]}, "
+                      f"{v.aval.shape!r})")
+            self.avail.add(v)
+            return
         c = self.where.get(v)
         if c is None:
             raise AssertionError(f"codegen: {v} is not defined")
@@ -425,6 +438,8 @@ class FunctionGen:
                 self.scalar_eqn(eqn, rule)
             else:
                 self.join(shape, i, eqn)
+        elif kind == 'reshape' and self.view(eqn):
+            return
         elif kind == 'reduce':
             x = eqn.invars[0]
             axes = eqn.params['axes']
@@ -444,6 +459,18 @@ class FunctionGen:
                 self.avail.add(v)
                 if o.startswith(_FRESH_CALLS):
                     self.owned.add(v)
+
+    def view(self, eqn):
+        """A reshape that only inserts or removes dimensions of size 1 is not
+        emitted: its output is read from the operand's array (see `element`),
+        and made a real view only if a structural rule or the result needs it.
+        -> True when handled so."""
+        x, out = eqn.invars[0], eqn.outvars[0]
+        if type(x) is Literal or isinstance(out, DropVar) or not x.aval.shape or \
+                not out.aval.shape or _squeezed(x.aval.shape) != _squeezed(out.aval.shape):
+            return False
+        self.views[out] = self.views.get(x, x)
+        return True
 
     def alias(self, out, x):
         n = self.name(out)
@@ -473,6 +500,15 @@ class FunctionGen:
         is_reduce = eqn.primitive.lowering.kind == 'reduce'
         for v in eqn.invars:
             if type(v) is Literal or v in self.avail:
+                continue
+            base = self.views.get(v)
+            if base is not None:
+                # a view of unit-dimension reshapes: read in the base's array
+                if base not in self.avail:
+                    owner = self.where[base]
+                    self.close(owner)
+                    if owner is c:
+                        c = None
                 continue
             owner = self.where[v]
             if owner is c and v in c.defined:
@@ -681,7 +717,18 @@ class FunctionGen:
             return self.names[v]
         off = len(idx) - len(shape)
         ix = ['0' if n == 1 else idx[off + j] for j, n in enumerate(shape)]
-        return self.load(self.names[v], ix)
+        return self.element(v, ix)
+
+    def element(self, v, ix):
+        """The element of array value `v` at indices `ix`: a load from its array,
+        or from its base's for a view of unit-dimension reshapes (the same
+        element: the base's non-unit dimensions are the view's, in order)."""
+        base = self.views.get(v)
+        if base is None:
+            return self.load(self.names[v], ix)
+        it = iter([i for i, n in zip(ix, v.aval.shape) if n != 1])
+        return self.load(self.names[base], ['0' if n == 1 else next(it)
+                                            for n in base.aval.shape])
 
     def read_bcast(self, eqn, c, idx):
         x = eqn.invars[0]
@@ -694,7 +741,7 @@ class FunctionGen:
             return self.names[x]
         dims = eqn.params['broadcast_dimensions']
         ix = ['0' if n == 1 else idx[d] for n, d in zip(x.aval.shape, dims)]
-        return self.load(self.names[x], ix)
+        return self.element(x, ix)
 
 
 # --- higher-order primitives: sub-jaxprs inlined ----------------------------------------------
