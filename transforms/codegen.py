@@ -229,6 +229,13 @@ def _squeezed(shape):
     return tuple(n for n in shape if n != 1)
 
 
+def _member_index(shape, idx):
+    """Indices of a value of `shape` in a loop nest over _squeezed(shape) with loop
+    indices `idx`: 0 for dimensions of size 1."""
+    it = iter(idx)
+    return ['0' if n == 1 else next(it) for n in shape]
+
+
 _IDENT = {
     'sum': lambda dt: False if dt.kind == 'b' else dt.type(0),
     'prod': lambda dt: True if dt.kind == 'b' else dt.type(1),
@@ -262,6 +269,7 @@ class FunctionGen:
         self.extra_params = []           # hoisted constants this function takes too
         self.inplace = {}                # loop carry output -> (carry input, buffer)
         self.views = {}                  # unit-dimension reshape output -> its base value
+        self.view_eqns = {}              # eqn id of such a reshape -> its output
         self.consts = consts if consts is not None else ModuleConsts()
         self.scalar_types = {}           # local scalar name -> its dtype (as numba types it)
         self.array_types = {}            # local array name -> (dtype, ndim)
@@ -470,6 +478,7 @@ class FunctionGen:
                 not out.aval.shape or _squeezed(x.aval.shape) != _squeezed(out.aval.shape):
             return False
         self.views[out] = self.views.get(x, x)
+        self.view_eqns[self.eqn_id] = out
         return True
 
     def alias(self, out, x):
@@ -495,6 +504,9 @@ class FunctionGen:
             self.avail.add(v)
 
     def join(self, shape, i, eqn):
+        # one loop nest per shape up to dimensions of size 1: (128, 1) and (128,)
+        # values share the nest over (128,)
+        shape = _squeezed(shape)
         c = self.open.get(shape)
         # operands must be available now, or values of the cluster being joined
         is_reduce = eqn.primitive.lowering.kind == 'reduce'
@@ -503,9 +515,12 @@ class FunctionGen:
                 continue
             base = self.views.get(v)
             if base is not None:
-                # a view of unit-dimension reshapes: read in the base's array
+                # a view of unit-dimension reshapes: read in the base's array, or
+                # as the base's local in the base's own nest
                 if base not in self.avail:
                     owner = self.where[base]
+                    if owner is c and base in c.defined:
+                        continue
                     self.close(owner)
                     if owner is c:
                         c = None
@@ -533,7 +548,14 @@ class FunctionGen:
     def needs_array(self, v, c):
         if v in self.out_set:
             return True
-        return any(j not in c.eqn_ids for j in self.consumers.get(v, ()))
+        for j in self.consumers.get(v, ()):
+            if j in c.eqn_ids:
+                continue
+            w = self.view_eqns.get(j)      # a view of v: read as v's local if in c
+            if w is not None and not self.needs_array(w, c):
+                continue
+            return True
+        return False
 
     def close(self, c):
         del self.open[c.shape]
@@ -554,12 +576,13 @@ class FunctionGen:
                 reds.append(eqn)
                 continue
             out = eqn.outvars[0]
+            oidx = _member_index(out.aval.shape, idx)
             if rule.kind == 'broadcast':
-                res = [self.read_bcast(eqn, c, idx)]
+                res = [self.read_bcast(eqn, c, oidx)]
             elif rule.kind == 'iota':
-                res = [f"{idx[eqn.params['dimension']]}"]
+                res = [f"{oidx[eqn.params['dimension']]}"]
             else:
-                args = [self.read(v, c, idx) for v in eqn.invars]
+                args = [self.read(v, c, oidx) for v in eqn.invars]
                 res = rule.fn(self, args, [v.aval for v in eqn.invars], out.aval, **eqn.params)
                 if not eqn.primitive.multiple_results:
                     res = [res]
@@ -576,7 +599,7 @@ class FunctionGen:
                     body_fast.append(line)
                     body_slow.append(line)
                 if v in stores:
-                    st = self.store(self.names[v], idx, e)
+                    st = self.store(self.names[v], _member_index(v.aval.shape, idx), e)
                     body_fast.append(st)
                     body_slow.append(st)
         flag = None
@@ -587,7 +610,8 @@ class FunctionGen:
         reuse = {} if guards else self.reusable(c, stores)
         if reuse:
             # stored in place of a dead operand: after every read of this iteration
-            late = [self.store(self.names[v], idx, c.defined[v]) for v in reuse]
+            late = [self.store(self.names[v], _member_index(v.aval.shape, idx), c.defined[v])
+                    for v in reuse]
             body_fast = [ln for ln in body_fast if ln not in late]
         for v in c.defined:
             if v in reuse:
@@ -622,13 +646,14 @@ class FunctionGen:
         for _, eqn in c.members:
             for a in eqn.invars:
                 if (type(a) is not Literal and a in self.owned and a not in dead
-                        and a not in self.out_set and a.aval.shape == c.shape
+                        and a not in self.out_set and _squeezed(a.aval.shape) == c.shape
                         and self.consumers.get(a, set()) <= c.eqn_ids):
                     dead.append(a)
         reuse = {}
         for v in c.defined:
             if v in stores and v not in self.inplace:    # loop carries: store_target
-                a = next((a for a in dead if a.aval.dtype == v.aval.dtype), None)
+                a = next((a for a in dead if a.aval.dtype == v.aval.dtype
+                          and a.aval.shape == v.aval.shape), None)
                 if a is not None:
                     reuse[v] = a
                     dead.remove(a)
@@ -645,20 +670,26 @@ class FunctionGen:
             x = eqn.invars[0]
             out = eqn.outvars[0]
             dt = out.aval.dtype
-            axes = tuple(sorted(eqn.params['axes']))
-            v = self.read(x, c, idx)
+            xshape = x.aval.shape
+            axes = set(eqn.params['axes'])
+            xidx = _member_index(xshape, idx)
+            v = self.read(x, c, xidx)
             ident = self.lit(_IDENT[op](dt), dt)
-            k = nd - len(axes)
+            # the reduced loops (dimensions of size 1 have none)
+            loops = [d for d, n in enumerate(xshape) if n != 1]
+            qaxes = tuple(q for q, d in enumerate(loops) if d in axes)
+            k = nd - len(qaxes)
+            kept = [xidx[d] for d in range(len(xshape)) if d not in axes]
             name = self.names[out]
-            if axes == tuple(range(k, nd)):
-                acc = name if k == 0 else self.local(self.fresh('acc'), dt)
+            if qaxes == tuple(range(k, nd)):
+                # trailing loops: a scalar accumulator per iteration of the outer ones
+                acc = name if out.aval.shape == () else self.local(self.fresh('acc'), dt)
                 pro[k].append(f'{acc} = {ident}')
                 inner.append(f'{acc} = {self.red_step(op, dt, acc, v)}')
-                if k > 0:
+                if out.aval.shape != ():
                     pro[0].append(f'{name} = {self.empty(out.aval.shape, dt)}')
-                    epi[k].append(self.store(name, idx[:k], acc))
+                    epi[k].append(self.store(name, kept, acc))
             else:
-                kept = [idx[d] for d in range(nd) if d not in axes]
                 pro[0].append(f'{name} = {self.full(out.aval.shape, ident, dt)}')
                 # an accumulation into memory: one operation per element and step,
                 # nothing to reassociate (radd/rmul's flag matters for scalar chains)
@@ -709,8 +740,10 @@ class FunctionGen:
         (NumPy broadcasting: trailing dimensions aligned)."""
         if type(v) is Literal:
             return self.lit(v.val, v.aval.dtype)
-        e = c.defined.get(v)
+        e = c.defined.get(self.views.get(v, v))
         if e is not None:
+            # a value of this nest (or a view of one): the element of this
+            # iteration (the value's dimensions of size > 1 are the nest's loops)
             return e
         shape = v.aval.shape
         if shape == ():
@@ -734,7 +767,7 @@ class FunctionGen:
         x = eqn.invars[0]
         if type(x) is Literal:
             return self.lit(x.val, x.aval.dtype)
-        e = c.defined.get(x)
+        e = c.defined.get(self.views.get(x, x))
         if e is not None:
             return e
         if x.aval.shape == ():
@@ -936,7 +969,7 @@ def _store_target(self, v, c, guarded):
     (those accumulate after the stores), not a second time by a slow pass
     (guarded nests), and neither the old carry nor `v` is read elsewhere."""
     req = self.inplace.get(v)
-    if req is not None and not guarded and v.aval.shape == c.shape:
+    if req is not None and not guarded and _squeezed(v.aval.shape) == c.shape:
         cin, buf = req
         pos = {eid: k for k, (eid, _) in enumerate(c.members)}
         vpos = next(k for k, (_, e) in enumerate(c.members) if any(o is v for o in e.outvars))
@@ -948,7 +981,7 @@ def _store_target(self, v, c, guarded):
                 ok = False
         if ok:
             return buf
-    return self.empty(c.shape, v.aval.dtype)
+    return self.empty(v.aval.shape, v.aval.dtype)
 
 
 def _block(self, header):
