@@ -225,6 +225,9 @@ class Cluster:
         self.eqn_ids = set()
 
 
+_HOIST_WINDOW = 48       # how far ahead hoist_into looks
+
+
 def _squeezed(shape):
     return tuple(n for n in shape if n != 1)
 
@@ -269,6 +272,8 @@ class FunctionGen:
         self.extra_params = []           # hoisted constants this function takes too
         self.inplace = {}                # loop carry output -> (carry input, buffer)
         self.views = {}                  # unit-dimension reshape output -> its base value
+        self.done = set()                # ids of equations lowered ahead of their turn
+        self.sched = None                # (equations being lowered, id of the first)
         self.view_eqns = {}              # eqn id of such a reshape -> its output
         self.consts = consts if consts is not None else ModuleConsts()
         self.scalar_types = {}           # local scalar name -> its dtype (as numba types it)
@@ -384,12 +389,15 @@ class FunctionGen:
         for v in self.params:
             self.name(v)
             self.avail.add(v)
+        self.sched = (self.eqns, 0)
         for i, eqn in enumerate(self.eqns):
+            if i in self.done:
+                continue
             self.eqn_id = i
             try:
                 self.lower_eqn(i, eqn)
             except NotLowerable as e:
-                e.eqn_index = i
+                e.eqn_index = getattr(e, 'hoisted_index', i)
                 raise
         for c in list(self.open.values()):
             self.close(c)
@@ -557,7 +565,62 @@ class FunctionGen:
             return True
         return False
 
+    def hoist_into(self, c):
+        """Before closing `c`, lower into it the equations a little further on that
+        could join it now (their operands are available or values of `c`, their
+        shape is c's): one loop nest fewer each time one would start a new nest
+        of the same shape later. (Equations are pure; one whose operands are
+        available depends on nothing not yet lowered.)"""
+        eqns, base = self.sched
+        here = self.eqn_id - base
+        if here is None or here < 0:
+            return
+        for k in range(here + 1, min(len(eqns), here + 1 + _HOIST_WINDOW)):
+            eid = base + k
+            if eid in self.done:
+                continue
+            eqn = eqns[k]
+            rule = eqn.primitive.lowering
+            kind = rule.kind if rule is not None else None
+            if kind in ('elementwise', 'broadcast', 'iota'):
+                shape = eqn.outvars[0].aval.shape
+            elif kind == 'reduce' and eqn.params['axes'] and type(eqn.invars[0]) is not Literal:
+                shape = eqn.invars[0].aval.shape
+            elif kind == 'reshape' and self.ready_in(eqn.invars[0], c):
+                saved = self.eqn_id
+                self.eqn_id = eid
+                if self.view(eqn):                # a view: no code, read in place
+                    self.done.add(eid)
+                self.eqn_id = saved
+                continue
+            else:
+                continue
+            if shape == () or _squeezed(shape) != c.shape or eqn.primitive.effectful or \
+                    not all(self.ready_in(v, c) for v in eqn.invars) or \
+                    not all(dtype_supported(v.aval.dtype)
+                            for v in list(eqn.invars) + list(eqn.outvars)):
+                continue
+            self.done.add(eid)
+            saved = self.eqn_id
+            self.eqn_id = eid
+            try:
+                self.lower_eqn(eid, eqn)
+            except NotLowerable as e:
+                e.hoisted_index = k
+                raise
+            finally:
+                self.eqn_id = saved
+
+    def ready_in(self, v, c):
+        """Whether operand `v` can be read by a member of `c` now."""
+        if type(v) is Literal or v in self.avail:
+            return True
+        v = self.views.get(v, v)
+        return v in self.avail or v in c.defined
+
     def close(self, c):
+        if c.shape in self.open and self.sched is not None:
+            self.hoist_into(c)
         del self.open[c.shape]
         shape = c.shape
         nd = len(shape)
@@ -932,10 +995,13 @@ def _inline_jaxpr(self, closed, in_exprs, inplace=None):
             if type(v) is not Literal:
                 self.consumers.setdefault(v, set()).add(base + k)
     self.out_set.update(v for v in outvars if type(v) is not Literal)
-    saved_open, saved_id = self.open, getattr(self, 'eqn_id', None)
+    saved_open, saved_id, saved_sched = self.open, getattr(self, 'eqn_id', None), self.sched
     self.open = {}
+    self.sched = (eqns, base)
     try:
         for k, eqn in enumerate(eqns):
+            if base + k in self.done:
+                continue
             self.eqn_id = base + k
             self.lower_eqn(base + k, eqn)
         for c in list(self.open.values()):
@@ -943,6 +1009,7 @@ def _inline_jaxpr(self, closed, in_exprs, inplace=None):
     finally:
         self.open = saved_open
         self.eqn_id = saved_id
+        self.sched = saved_sched
     return [self.expr_of(v) for v in outvars]
 
 
