@@ -13,6 +13,10 @@ Elementwise(fn)
     NumPy broadcasting in the loop indices and casts the result to the output
     dtype. `fn` may raise NotLowerable for dtypes/params it cannot handle.
 
+Reshape(fn)
+    A Structural rule for reshapes; the generator reads the output of one that
+    only inserts or removes dimensions of size 1 from the operand's array.
+
 BroadcastInDim(), Iota(), Reduce(op)
     Marker kinds the generator understands itself: index remapping inside a
     loop, a value of the loop index, and a reduction fused into the loop that
@@ -53,6 +57,14 @@ class Structural:
 
     def __init__(self, fn):
         self.fn = fn
+
+
+class Reshape(Structural):
+    """A reshape (`fn` as for Structural). One that only inserts or removes
+    dimensions of size 1 the generator handles itself: its output is read
+    from the operand's array inside fused loops, with no call."""
+    __slots__ = ()
+    kind = 'reshape'
 
 
 class BroadcastInDim:

@@ -8,7 +8,34 @@ numba's disk cache (primitives/__pycache__), so a new process pays a load, not a
 compilation.
 """
 import numpy as np
-from numba import njit
+from numba.core import types as _nbtypes
+from numba.core.registry import CPUDispatcher as _CPUDispatcher
+
+
+class HelperDispatcher(_CPUDispatcher):
+    """The dispatcher of a helper that generated code calls: it compiles for the
+    non-literal types of its arguments. (numba's own dispatcher, called from
+    compiled code, compiles a specialisation per literal: `empty((128, 512), dt)`
+    would be compiled, not loaded from the disk cache, for every new shape.)"""
+
+    def get_call_template(self, args, kws):
+        return super().get_call_template(
+            tuple(_nbtypes.unliteral(a) for a in args),
+            {k: _nbtypes.unliteral(v) for k, v in kws.items()})
+
+
+def njit(cache=False, **options):
+    """`numba.njit(...)` for helpers, with a HelperDispatcher."""
+    options['nopython'] = True
+    options.setdefault('boundscheck', None)
+
+    def wrap(fn):
+        disp = HelperDispatcher(py_func=fn, locals={}, targetoptions=dict(options))
+        if cache:
+            disp.enable_caching()
+        return disp
+    return wrap
+
 
 _opts = dict(cache=True, error_model='numpy')
 
@@ -197,6 +224,96 @@ HAVE_SCIPY_BLAS = _ilu.find_spec('scipy') is not None
 HAVE_BLAS = HAVE_NUMPY_BLAS or HAVE_SCIPY_BLAS
 
 
+# --- element loads and stores -------------------------------------------------------------------
+# `ld2(a, i, j)` is `a[i, j]` and `st2(a, i, j, v)` is `a[i, j] = v` for non-negative
+# in-range integer indices (what generated loop nests index with). numba's
+# subscripts type through every getitem/setitem overload it knows and lower to
+# a spill of the array structure per access, with negative-index wraparound: per
+# access ~8x the compile work of these, which emit the address computation and
+# the load/store only (the same address numba computes, for any layout).
+
+def _item_ptr(context, builder, aty, ary, inds, ind_types):
+    dm = context.data_model_manager[aty]
+    data = builder.extract_value(ary, dm.get_field_position('data'))
+    shape = builder.extract_value(ary, dm.get_field_position('shape'))
+    strides = builder.extract_value(ary, dm.get_field_position('strides'))
+    nd = aty.ndim
+    inds = [context.cast(builder, v, t, _types.intp) for v, t in zip(inds, ind_types)]
+    return _cgutils.get_item_pointer2(
+        context, builder, data, [builder.extract_value(shape, k) for k in range(nd)],
+        [builder.extract_value(strides, k) for k in range(nd)], aty.layout, inds)
+
+
+def _ld_typer(a, idx):
+    if not (isinstance(a, _types.Array) and a.ndim == len(idx)
+            and all(isinstance(i, _types.Integer) for i in idx)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        aty = sig.args[0]
+        ptr = _item_ptr(context, builder, aty, args[0], args[1:], sig.args[1:])
+        return context.unpack_value(builder, aty.dtype, ptr)
+    return a.dtype(a, *idx), codegen
+
+
+def _st_typer(a, idx, v):
+    if not (isinstance(a, _types.Array) and a.mutable and a.ndim == len(idx)
+            and all(isinstance(i, _types.Integer) for i in idx)
+            and isinstance(v, (_types.Number, _types.Boolean))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        aty = sig.args[0]
+        ptr = _item_ptr(context, builder, aty, args[0], args[1:-1], sig.args[1:-1])
+        val = context.cast(builder, args[-1], sig.args[-1], aty.dtype)
+        context.pack_value(builder, aty.dtype, val, ptr)
+        return context.get_dummy_value()
+    return _types.none(a, *idx, v), codegen
+
+
+@_intrinsic
+def ld1(typingctx, a, i):
+    return _ld_typer(a, (i,))
+
+
+@_intrinsic
+def ld2(typingctx, a, i, j):
+    return _ld_typer(a, (i, j))
+
+
+@_intrinsic
+def ld3(typingctx, a, i, j, k):
+    return _ld_typer(a, (i, j, k))
+
+
+@_intrinsic
+def ld4(typingctx, a, i, j, k, m):
+    return _ld_typer(a, (i, j, k, m))
+
+
+@_intrinsic
+def st1(typingctx, a, i, v):
+    return _st_typer(a, (i,), v)
+
+
+@_intrinsic
+def st2(typingctx, a, i, j, v):
+    return _st_typer(a, (i, j), v)
+
+
+@_intrinsic
+def st3(typingctx, a, i, j, k, v):
+    return _st_typer(a, (i, j, k), v)
+
+
+@_intrinsic
+def st4(typingctx, a, i, j, k, m, v):
+    return _st_typer(a, (i, j, k, m), v)
+
+
+LDST_MAX_NDIM = 4
+
+
 # --- a lean compilation pipeline for generated programs ----------------------------------------
 # Generated code is straight-line loops over arrays and scalars: no closures, `with`
 # blocks, literal_unroll, array expressions or dead constant branches. numba's default
@@ -204,6 +321,48 @@ HAVE_BLAS = HAVE_NUMPY_BLAS or HAVE_SCIPY_BLAS
 # propagation...) at ~0.1 ms per IR statement; this one keeps only what such code needs.
 from numba.core.compiler import CompilerBase as _CompilerBase, PassManager as _PassManager  # noqa: E402
 from numba.core import untyped_passes as _up, typed_passes as _tp  # noqa: E402
+
+
+from numba.core.codegen import JITCodeLibrary as _JITCodeLibrary  # noqa: E402
+from numba.core.compiler_machinery import (LoweringPass as _LoweringPass,  # noqa: E402
+                                           register_pass as _register_pass)
+
+_EXP = set(_os.environ.get('COTANGENT_EXP', '').split(','))
+# helpers called once per array (allocation, BLAS, views): not inlined into the
+# generated function, where LLVM would optimise a copy of their bodies per call
+_OUT_OF_LINE = ('empty', 'full', 'copy', 'contig', 'reshape', 'transpose', 'astype', 'dot',
+                'dot_t', 'dot_nt', 'dot_tt', 'dot_nn', '_gemm_nn', '_gemm_t', '_gemm_nt',
+                '_gemm_tt', '_gemm2')
+_OUT_OF_LINE_PREFIXES = tuple(f'_ZN10primitives6jitlib{len(n)}{n}B' for n in _OUT_OF_LINE)
+
+
+class _GeneratedCodeLibrary(_JITCodeLibrary):
+    def _optimize_functions(self, ll_module):
+        if 'NOFN' in _EXP:
+            return
+        return super()._optimize_functions(ll_module)
+
+    def _optimize_final_module(self):
+        if 'NOINL' in _EXP:
+            for fn in self._final_module.functions:
+                if fn.name.startswith(_OUT_OF_LINE_PREFIXES) and not fn.is_declaration:
+                    fn.add_function_attribute('noinline')
+        return super()._optimize_final_module()
+
+
+@_register_pass(mutates_CFG=False, analysis_only=False)
+class _UseGeneratedCodeLibrary(_LoweringPass):
+    _name = "cotangent_code_library"
+
+    def __init__(self):
+        _LoweringPass.__init__(self)
+
+    def run_pass(self, state):
+        if state.library is None:
+            codegen = state.targetctx.codegen()
+            state.library = _GeneratedCodeLibrary(codegen, state.func_id.func_qualname)
+            state.library.enable_object_caching()
+        return False
 
 
 class LeanPipeline(_CompilerBase):
@@ -223,6 +382,7 @@ class LeanPipeline(_CompilerBase):
         pm.add_pass(_tp.NoPythonSupportedFeatureValidation, "validate")
         pm.add_pass(_tp.IRLegalization, "ensure IR is legal prior to lowering")
         pm.add_pass(_tp.AnnotateTypes, "annotate types")
+        pm.add_pass(_UseGeneratedCodeLibrary, "cotangent code library")
         pm.add_pass(_tp.NativeLowering, "native lowering")
         pm.add_pass(_tp.NoPythonBackend, "nopython mode backend")
         pm.finalize()

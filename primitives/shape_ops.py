@@ -496,7 +496,7 @@ rev_p.batch = _rev_batch
 # Views where numba can make them (transpose, rev, reshape of contiguous data);
 # broadcast_in_dim is an index remapping inside the fused loops.
 from ._lowering import (Structural as _Structural,  # noqa: E402
-                        BroadcastInDim as _BroadcastInDim)
+                        BroadcastInDim as _BroadcastInDim, Reshape as _Reshape)
 
 
 def _np_dt(dt):
@@ -514,8 +514,8 @@ def _lw_reshape_to(ctx, x, out):
 
 
 broadcast_in_dim_p.lowering = _BroadcastInDim()
-reshape_p.lowering = _Structural(lambda ctx, ins, outs, new_sizes: [_lw_reshape_to(ctx, ins[0], outs[0])])
-squeeze_p.lowering = _Structural(lambda ctx, ins, outs, dimensions: [_lw_reshape_to(ctx, ins[0], outs[0])])
+reshape_p.lowering = _Reshape(lambda ctx, ins, outs, new_sizes: [_lw_reshape_to(ctx, ins[0], outs[0])])
+squeeze_p.lowering = _Reshape(lambda ctx, ins, outs, dimensions: [_lw_reshape_to(ctx, ins[0], outs[0])])
 transpose_p.lowering = _Structural(lambda ctx, ins, outs, permutation: [
     ins[0].expr if ins[0].scalar or permutation == tuple(range(len(permutation)))
     else f"{ctx.helper('transpose')}({ins[0].expr}, {permutation!r})"])

@@ -27,8 +27,9 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit
 from numba.core import types
+
+from .jitlib import njit   # a dispatcher compiling for non-literal argument types
 from numba.extending import intrinsic
 
 _opts = dict(cache=True, error_model='numpy', forceinline=True)

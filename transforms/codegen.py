@@ -23,10 +23,13 @@ scalar per outer index, others in an output array.
 Lowering rules live beside their primitives (`p.lowering`, see
 primitives/_lowering.py for the interface).
 """
+import ast
+
 import numpy as np
 
 from tracer import Literal, DropVar, Var
 from primitives._lowering import NotLowerable, Operand, Guarded
+from primitives.jitlib import LDST_MAX_NDIM
 
 _F16 = np.dtype(np.float16)
 
@@ -67,6 +70,142 @@ def cast(expr, dtype):
     return f'{np_dtype(dtype)}({expr})'
 
 
+# --- constants and numba's types of generated expressions ------------------------------------
+# A program's first call is mostly numba compiling it, at a cost per statement of its
+# IR: `np.float32(1.0)` is three (a global, an attribute, a call) and so is every cast.
+# Typed constants are module globals instead (numba freezes a global's value: one
+# statement), and a cast is left out when numba's type of the expression is already
+# the target dtype (`expr_dtype`: a small model of numba's typing rules that answers
+# None, keeping the cast, for anything it does not know).
+
+class ModuleConsts:
+    """The typed constants of one generated module: `_c<k> = np.float32(1.0)`."""
+
+    def __init__(self):
+        self.by_text = {}      # 'np.float32(1.0)' -> '_c0'
+        self.lines = []
+        self.dtypes = {}       # '_c0' -> np.dtype
+        self.values = {}       # '_c0' -> the Python value
+
+    def name(self, text, dtype, value):
+        n = self.by_text.get(text)
+        if n is None:
+            n = self.by_text[text] = f'_c{len(self.lines)}'
+            self.lines.append(f'{n} = {text}')
+            self.dtypes[n] = np.dtype(dtype)
+            self.values[n] = value
+        return n
+
+
+_F32, _F64, _I64, _BOOL = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64),
+                           np.dtype(np.bool_))
+_FLOATS = (_F32, _F64)
+_ARITH = {ast.Add: '+', ast.Sub: '-', ast.Mult: '*', ast.Div: '/'}
+_NP_SCALARS = {'bool_', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32',
+               'uint64', 'float32', 'float64'}
+# vecmath helpers called on float64 return float64
+_VM_F64 = {'vm_exp', 'vm_expm1', 'vm_log', 'vm_log1p', 'vm_tanh', 'vm_logistic', 'vm_sin',
+           'vm_cos', 'vm_tan', 'vm_rint'}
+
+
+_LOADS = {f'ld{k}' for k in range(1, LDST_MAX_NDIM + 1)}
+
+
+def _binop_dtype(op, a, b):
+    """numba's result type of `a op b` for the cases modelled (same-typed float32/64
+    operands; int64 for + - *), else None."""
+    if a is None or a != b:
+        return None
+    if a in _FLOATS:
+        return a
+    if a == _I64 and op != '/':
+        return a
+    return None
+
+
+class _Typer:
+    """numba's type of a generated scalar expression, or None when unsure.
+    scalars: name -> dtype; arrays: name -> (dtype, ndim); consts: ModuleConsts."""
+
+    def __init__(self, scalars, arrays, consts):
+        self.scalars, self.arrays, self.consts = scalars, arrays, consts
+
+    def __call__(self, expr):
+        try:
+            node = ast.parse(expr, mode='eval').body
+        except SyntaxError:
+            return None
+        return self.ty(node)
+
+    def ty(self, n):
+        t = type(n)
+        if t is ast.Name:
+            return self.scalars.get(n.id) or self.consts.dtypes.get(n.id)
+        if t is ast.Subscript:
+            if type(n.value) is not ast.Name:
+                return None
+            arr = self.arrays.get(n.value.id)
+            if arr is None:
+                return None
+            ix = n.slice.elts if type(n.slice) is ast.Tuple else [n.slice]
+            if len(ix) != arr[1] or not all(
+                    type(i) is ast.Name or (type(i) is ast.Constant and type(i.value) is int)
+                    for i in ix):
+                return None
+            return arr[0]
+        if t is ast.Constant:
+            v = n.value
+            return _BOOL if type(v) is bool else _F64 if type(v) is float else None
+        if t is ast.BinOp:
+            op = _ARITH.get(type(n.op))
+            return None if op is None else _binop_dtype(op, self.ty(n.left), self.ty(n.right))
+        if t is ast.UnaryOp:
+            if type(n.op) is ast.USub:
+                a = self.ty(n.operand)
+                return a if a in (_F32, _F64, _I64) else None
+            if type(n.op) is ast.Not:
+                return _BOOL if self.ty(n.operand) is not None else None
+            return None
+        if t is ast.Compare:
+            if len(n.ops) != 1 or type(n.ops[0]) in (ast.In, ast.NotIn, ast.Is, ast.IsNot):
+                return None
+            a, b = self.ty(n.left), self.ty(n.comparators[0])
+            return _BOOL if a is not None and b is not None and a.kind in 'biuf' \
+                and b.kind in 'biuf' else None
+        if t is ast.IfExp:
+            a, b = self.ty(n.body), self.ty(n.orelse)
+            return a if a is not None and a == b and self.ty(n.test) is not None else None
+        if t is ast.Call:
+            if n.keywords:
+                return None
+            f = n.func
+            if type(f) is ast.Attribute and type(f.value) is ast.Name and f.value.id == 'np' \
+                    and f.attr in _NP_SCALARS and len(n.args) == 1:
+                return np.dtype(f.attr) if self.ty(n.args[0]) is not None else None
+            if type(f) is not ast.Name:
+                return None
+            args = [self.ty(a) for a in n.args]
+            name = f.id
+            if name in _LOADS:
+                arr = self.arrays.get(n.args[0].id) if n.args and type(n.args[0]) is ast.Name \
+                    else None
+                # (the indices are loop indices and literals the generator wrote)
+                return arr[0] if arr is not None and arr[1] == len(n.args) - 1 else None
+            if name in _VM_F64:
+                return _F64 if args == [_F64] else None
+            if len(args) == 2:
+                if name == 'radd':
+                    return _binop_dtype('+', *args)
+                if name == 'rmul':
+                    return _binop_dtype('*', *args)
+                if name in ('fmax', 'fmin', 'safe_mul'):
+                    return args[0] if args[0] in _FLOATS and args[0] == args[1] else None
+            if name == 'abs' and len(args) == 1 and args[0] in (_F32, _F64):
+                return args[0]
+            return None
+        return None
+
+
 # jitlib calls that return a newly allocated array (which the function may overwrite
 # once nothing else reads it)
 _FRESH_CALLS = ('empty(', 'full(', 'copy(', 'dot(', 'dot_nn(', 'dot_t(', 'dot_nt(',
@@ -86,6 +225,20 @@ class Cluster:
         self.eqn_ids = set()
 
 
+_HOIST_WINDOW = 48       # how far ahead hoist_into looks
+
+
+def _squeezed(shape):
+    return tuple(n for n in shape if n != 1)
+
+
+def _member_index(shape, idx):
+    """Indices of a value of `shape` in a loop nest over _squeezed(shape) with loop
+    indices `idx`: 0 for dimensions of size 1."""
+    it = iter(idx)
+    return ['0' if n == 1 else next(it) for n in shape]
+
+
 _IDENT = {
     'sum': lambda dt: False if dt.kind == 'b' else dt.type(0),
     'prod': lambda dt: True if dt.kind == 'b' else dt.type(1),
@@ -99,7 +252,7 @@ _IDENT = {
 class FunctionGen:
     """Generates one numba function: params -> eqns -> outs."""
 
-    def __init__(self, fname, params, eqns, outs, helpers):
+    def __init__(self, fname, params, eqns, outs, helpers, consts=None):
         self.fname = fname
         self.params = params
         self.eqns = eqns
@@ -118,6 +271,14 @@ class FunctionGen:
         self.const_map = {}              # constvar of a nested jaxpr -> hoisted Var
         self.extra_params = []           # hoisted constants this function takes too
         self.inplace = {}                # loop carry output -> (carry input, buffer)
+        self.views = {}                  # unit-dimension reshape output -> its base value
+        self.done = set()                # ids of equations lowered ahead of their turn
+        self.sched = None                # (equations being lowered, id of the first)
+        self.view_eqns = {}              # eqn id of such a reshape -> its output
+        self.consts = consts if consts is not None else ModuleConsts()
+        self.scalar_types = {}           # local scalar name -> its dtype (as numba types it)
+        self.array_types = {}            # local array name -> (dtype, ndim)
+        self.typer = _Typer(self.scalar_types, self.array_types, self.consts)
 
     # --- helpers for rules -----------------------------------------------------------
     def fresh(self, prefix='t'):
@@ -128,10 +289,40 @@ class FunctionGen:
         self.lines.append('    ' * self.indent + line)
 
     def lit(self, val, dtype):
-        return literal(val, dtype)
+        """A constant of that dtype: a Python literal for float64 and bool, else a
+        module global (see ModuleConsts)."""
+        text = literal(val, dtype)
+        dt = np.dtype(dtype)
+        if dt.kind == 'b' or (dt.kind == 'f' and dt.itemsize == 8 and
+                              text[:1] not in ('n', '(')):
+            return text
+        return self.consts.name(text, dt, val)
+
+    def const_value(self, expr):
+        """The value of `expr` when it is a constant this generator emitted, else None."""
+        v = self.consts.values.get(expr)
+        if v is not None:
+            return v
+        try:
+            v = ast.literal_eval(expr)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return None
+        return v if type(v) in (float, int, bool) else None
+
+    def expr_dtype(self, expr):
+        """numba's type of the scalar expression `expr`, or None when unsure."""
+        return self.typer(expr)
 
     def cast(self, expr, dtype):
+        """`expr` converted to `dtype` (no conversion when numba types it so already)."""
+        if self.typer(expr) == np.dtype(dtype):
+            return expr
         return cast(expr, dtype)
+
+    def local(self, name, dtype):
+        """Declare `name` a local scalar whose every assignment has type `dtype`."""
+        self.scalar_types[name] = np.dtype(dtype)
+        return name
 
     def helper(self, name):
         """`name` from primitives.vecmath or primitives.jitlib, imported by the module."""
@@ -143,6 +334,20 @@ class FunctionGen:
 
     def full(self, shape, value, dtype):
         return f"{self.helper('full')}({tuple(shape)!r}, {value}, {np_dtype(dtype)})"
+
+    def load(self, name, ix):
+        """The element of array `name` at indices `ix` (non-negative, in range)."""
+        nd = len(ix)
+        if 0 < nd <= LDST_MAX_NDIM:
+            return f"{self.helper(f'ld{nd}')}({name}, {', '.join(ix)})"
+        return f"{name}[{', '.join(ix)}]"
+
+    def store(self, name, ix, value):
+        """The statement storing `value` at indices `ix` of array `name`."""
+        nd = len(ix)
+        if 0 < nd <= LDST_MAX_NDIM:
+            return f"{self.helper(f'st{nd}')}({name}, {', '.join(ix)}, {value})"
+        return f"{name}[{', '.join(ix)}] = {value}"
 
     def loops(self, shape):
         gen = self
@@ -167,6 +372,12 @@ class FunctionGen:
         if n is None:
             self.counter += 1
             n = self.names[v] = f'v{self.counter}'
+            # every assignment to a value's name has the value's dtype: scalars are
+            # assigned cast expressions, arrays are allocated with it
+            if v.aval.shape == ():
+                self.scalar_types[n] = v.aval.dtype
+            else:
+                self.array_types[n] = (v.aval.dtype, len(v.aval.shape))
         return n
 
     # --- main ------------------------------------------------------------------------
@@ -178,19 +389,22 @@ class FunctionGen:
         for v in self.params:
             self.name(v)
             self.avail.add(v)
+        self.sched = (self.eqns, 0)
         for i, eqn in enumerate(self.eqns):
+            if i in self.done:
+                continue
             self.eqn_id = i
             try:
                 self.lower_eqn(i, eqn)
             except NotLowerable as e:
-                e.eqn_index = i
+                e.eqn_index = getattr(e, 'hoisted_index', i)
                 raise
         for c in list(self.open.values()):
             self.close(c)
         outs = []
         for v in self.outs:
             if type(v) is Literal:
-                outs.append(literal(v.val, v.aval.dtype))
+                outs.append(self.lit(v.val, v.aval.dtype))
             else:
                 self.ensure(v)
                 outs.append(self.names[v])
@@ -202,6 +416,14 @@ class FunctionGen:
         """Make `v` available as an array or scalar (closing its cluster)."""
         if type(v) is Literal or v in self.avail:
             return
+        base = self.views.get(v)
+        if base is not None:
+            # a structural rule (or the result) needs the view itself
+            self.ensure(base)
+            self.emit(f"{self.name(v)} = {self.helper('reshape')}({self.names[base]}, "
+                      f"{v.aval.shape!r})")
+            self.avail.add(v)
+            return
         c = self.where.get(v)
         if c is None:
             raise AssertionError(f"codegen: {v} is not defined")
@@ -209,7 +431,7 @@ class FunctionGen:
 
     def expr_of(self, v):
         if type(v) is Literal:
-            return literal(v.val, v.aval.dtype)
+            return self.lit(v.val, v.aval.dtype)
         self.ensure(v)
         return self.names[v]
 
@@ -232,6 +454,8 @@ class FunctionGen:
                 self.scalar_eqn(eqn, rule)
             else:
                 self.join(shape, i, eqn)
+        elif kind == 'reshape' and self.view(eqn):
+            return
         elif kind == 'reduce':
             x = eqn.invars[0]
             axes = eqn.params['axes']
@@ -247,10 +471,23 @@ class FunctionGen:
                 if isinstance(v, DropVar):
                     continue
                 n = self.name(v)
-                self.emit(f'{n} = {o}')
+                self.emit(f'{n} = {self.cast(o, v.aval.dtype) if v.aval.shape == () else o}')
                 self.avail.add(v)
                 if o.startswith(_FRESH_CALLS):
                     self.owned.add(v)
+
+    def view(self, eqn):
+        """A reshape that only inserts or removes dimensions of size 1 is not
+        emitted: its output is read from the operand's array (see `element`),
+        and made a real view only if a structural rule or the result needs it.
+        -> True when handled so."""
+        x, out = eqn.invars[0], eqn.outvars[0]
+        if type(x) is Literal or isinstance(out, DropVar) or not x.aval.shape or \
+                not out.aval.shape or _squeezed(x.aval.shape) != _squeezed(out.aval.shape):
+            return False
+        self.views[out] = self.views.get(x, x)
+        self.view_eqns[self.eqn_id] = out
+        return True
 
     def alias(self, out, x):
         n = self.name(out)
@@ -271,15 +508,30 @@ class FunctionGen:
                 continue
             if isinstance(r, Guarded):
                 r = r.slow
-            self.emit(f'{self.name(v)} = {cast(r, v.aval.dtype)}')
+            self.emit(f'{self.name(v)} = {self.cast(r, v.aval.dtype)}')
             self.avail.add(v)
 
     def join(self, shape, i, eqn):
+        # one loop nest per shape up to dimensions of size 1: (128, 1) and (128,)
+        # values share the nest over (128,)
+        shape = _squeezed(shape)
         c = self.open.get(shape)
         # operands must be available now, or values of the cluster being joined
         is_reduce = eqn.primitive.lowering.kind == 'reduce'
         for v in eqn.invars:
             if type(v) is Literal or v in self.avail:
+                continue
+            base = self.views.get(v)
+            if base is not None:
+                # a view of unit-dimension reshapes: read in the base's array, or
+                # as the base's local in the base's own nest
+                if base not in self.avail:
+                    owner = self.where[base]
+                    if owner is c and base in c.defined:
+                        continue
+                    self.close(owner)
+                    if owner is c:
+                        c = None
                 continue
             owner = self.where[v]
             if owner is c and v in c.defined:
@@ -298,15 +550,77 @@ class FunctionGen:
             if is_reduce:
                 c.red_outs[v] = None
             else:
-                c.defined[v] = self.fresh('e')
+                c.defined[v] = self.local(self.fresh('e'), v.aval.dtype)
 
     # --- closing a cluster: the loop nest ----------------------------------------------
     def needs_array(self, v, c):
         if v in self.out_set:
             return True
-        return any(j not in c.eqn_ids for j in self.consumers.get(v, ()))
+        for j in self.consumers.get(v, ()):
+            if j in c.eqn_ids:
+                continue
+            w = self.view_eqns.get(j)      # a view of v: read as v's local if in c
+            if w is not None and not self.needs_array(w, c):
+                continue
+            return True
+        return False
+
+    def hoist_into(self, c):
+        """Before closing `c`, lower into it the equations a little further on that
+        could join it now (their operands are available or values of `c`, their
+        shape is c's): one loop nest fewer each time one would start a new nest
+        of the same shape later. (Equations are pure; one whose operands are
+        available depends on nothing not yet lowered.)"""
+        eqns, base = self.sched
+        here = self.eqn_id - base
+        if here is None or here < 0:
+            return
+        for k in range(here + 1, min(len(eqns), here + 1 + _HOIST_WINDOW)):
+            eid = base + k
+            if eid in self.done:
+                continue
+            eqn = eqns[k]
+            rule = eqn.primitive.lowering
+            kind = rule.kind if rule is not None else None
+            if kind in ('elementwise', 'broadcast', 'iota'):
+                shape = eqn.outvars[0].aval.shape
+            elif kind == 'reduce' and eqn.params['axes'] and type(eqn.invars[0]) is not Literal:
+                shape = eqn.invars[0].aval.shape
+            elif kind == 'reshape' and self.ready_in(eqn.invars[0], c):
+                saved = self.eqn_id
+                self.eqn_id = eid
+                if self.view(eqn):                # a view: no code, read in place
+                    self.done.add(eid)
+                self.eqn_id = saved
+                continue
+            else:
+                continue
+            if shape == () or _squeezed(shape) != c.shape or eqn.primitive.effectful or \
+                    not all(self.ready_in(v, c) for v in eqn.invars) or \
+                    not all(dtype_supported(v.aval.dtype)
+                            for v in list(eqn.invars) + list(eqn.outvars)):
+                continue
+            self.done.add(eid)
+            saved = self.eqn_id
+            self.eqn_id = eid
+            try:
+                self.lower_eqn(eid, eqn)
+            except NotLowerable as e:
+                e.hoisted_index = k
+                raise
+            finally:
+                self.eqn_id = saved
+
+    def ready_in(self, v, c):
+        """Whether operand `v` can be read by a member of `c` now."""
+        if type(v) is Literal or v in self.avail:
+            return True
+        v = self.views.get(v, v)
+        return v in self.avail or v in c.defined
 
     def close(self, c):
+        if c.shape in self.open and self.sched is not None:
+            self.hoist_into(c)
         del self.open[c.shape]
         shape = c.shape
         nd = len(shape)
@@ -325,12 +639,13 @@ class FunctionGen:
                 reds.append(eqn)
                 continue
             out = eqn.outvars[0]
+            oidx = _member_index(out.aval.shape, idx)
             if rule.kind == 'broadcast':
-                res = [self.read_bcast(eqn, c, idx)]
+                res = [self.read_bcast(eqn, c, oidx)]
             elif rule.kind == 'iota':
-                res = [f"{idx[eqn.params['dimension']]}"]
+                res = [f"{oidx[eqn.params['dimension']]}"]
             else:
-                args = [self.read(v, c, idx) for v in eqn.invars]
+                args = [self.read(v, c, oidx) for v in eqn.invars]
                 res = rule.fn(self, args, [v.aval for v in eqn.invars], out.aval, **eqn.params)
                 if not eqn.primitive.multiple_results:
                     res = [res]
@@ -340,14 +655,14 @@ class FunctionGen:
                 e = c.defined[v]
                 if isinstance(r, Guarded):
                     guards.append(r.guard)
-                    body_fast.append(f'{e} = {cast(r, v.aval.dtype)}')
-                    body_slow.append(f'{e} = {cast(r.slow, v.aval.dtype)}')
+                    body_fast.append(f'{e} = {self.cast(r, v.aval.dtype)}')
+                    body_slow.append(f'{e} = {self.cast(r.slow, v.aval.dtype)}')
                 else:
-                    line = f'{e} = {cast(r, v.aval.dtype)}'
+                    line = f'{e} = {self.cast(r, v.aval.dtype)}'
                     body_fast.append(line)
                     body_slow.append(line)
                 if v in stores:
-                    st = f'{self.names[v]}[{", ".join(idx)}] = {e}'
+                    st = self.store(self.names[v], _member_index(v.aval.shape, idx), e)
                     body_fast.append(st)
                     body_slow.append(st)
         flag = None
@@ -358,7 +673,8 @@ class FunctionGen:
         reuse = {} if guards else self.reusable(c, stores)
         if reuse:
             # stored in place of a dead operand: after every read of this iteration
-            late = [f'{self.names[v]}[{", ".join(idx)}] = {c.defined[v]}' for v in reuse]
+            late = [self.store(self.names[v], _member_index(v.aval.shape, idx), c.defined[v])
+                    for v in reuse]
             body_fast = [ln for ln in body_fast if ln not in late]
         for v in c.defined:
             if v in reuse:
@@ -393,13 +709,14 @@ class FunctionGen:
         for _, eqn in c.members:
             for a in eqn.invars:
                 if (type(a) is not Literal and a in self.owned and a not in dead
-                        and a not in self.out_set and a.aval.shape == c.shape
+                        and a not in self.out_set and _squeezed(a.aval.shape) == c.shape
                         and self.consumers.get(a, set()) <= c.eqn_ids):
                     dead.append(a)
         reuse = {}
         for v in c.defined:
             if v in stores and v not in self.inplace:    # loop carries: store_target
-                a = next((a for a in dead if a.aval.dtype == v.aval.dtype), None)
+                a = next((a for a in dead if a.aval.dtype == v.aval.dtype
+                          and a.aval.shape == v.aval.shape), None)
                 if a is not None:
                     reuse[v] = a
                     dead.remove(a)
@@ -416,23 +733,31 @@ class FunctionGen:
             x = eqn.invars[0]
             out = eqn.outvars[0]
             dt = out.aval.dtype
-            axes = tuple(sorted(eqn.params['axes']))
-            v = self.read(x, c, idx)
-            ident = literal(_IDENT[op](dt), dt)
-            k = nd - len(axes)
+            xshape = x.aval.shape
+            axes = set(eqn.params['axes'])
+            xidx = _member_index(xshape, idx)
+            v = self.read(x, c, xidx)
+            ident = self.lit(_IDENT[op](dt), dt)
+            # the reduced loops (dimensions of size 1 have none)
+            loops = [d for d, n in enumerate(xshape) if n != 1]
+            qaxes = tuple(q for q, d in enumerate(loops) if d in axes)
+            k = nd - len(qaxes)
+            kept = [xidx[d] for d in range(len(xshape)) if d not in axes]
             name = self.names[out]
-            if axes == tuple(range(k, nd)):
-                acc = name if k == 0 else self.fresh('acc')
+            if qaxes == tuple(range(k, nd)):
+                # trailing loops: a scalar accumulator per iteration of the outer ones
+                acc = name if out.aval.shape == () else self.local(self.fresh('acc'), dt)
                 pro[k].append(f'{acc} = {ident}')
                 inner.append(f'{acc} = {self.red_step(op, dt, acc, v)}')
-                if k > 0:
+                if out.aval.shape != ():
                     pro[0].append(f'{name} = {self.empty(out.aval.shape, dt)}')
-                    epi[k].append(f'{name}[{", ".join(idx[:k])}] = {acc}')
+                    epi[k].append(self.store(name, kept, acc))
             else:
-                kept = [idx[d] for d in range(nd) if d not in axes]
                 pro[0].append(f'{name} = {self.full(out.aval.shape, ident, dt)}')
-                ref = f'{name}[{", ".join(kept)}]'
-                inner.append(f'{ref} = {self.red_step(op, dt, ref, v)}')
+                # an accumulation into memory: one operation per element and step,
+                # nothing to reassociate (radd/rmul's flag matters for scalar chains)
+                inner.append(self.store(name, kept, self.red_step(
+                    op, dt, self.load(name, kept), v, chain=False)))
         for line in pro[0]:
             self.emit(line)
         # a dimension of size 1 is an assignment, not a loop: fewer blocks for numba
@@ -456,47 +781,63 @@ class FunctionGen:
             for line in epi[d]:
                 self.emit(line)
 
-    def red_step(self, op, dt, acc, v):
+    def red_step(self, op, dt, acc, v, chain=True):
+        """One reduction step. `chain`: the accumulator is a scalar carried across
+        iterations (float sums/products then use radd/rmul, which LLVM may
+        reassociate to vectorise the chain)."""
         k = dt.kind
         if k == 'b':
             return f'({acc} | {v})' if op in ('sum', 'max') else f'({acc} & {v})'
         if op == 'sum':
-            r = f"{self.helper('radd')}({acc}, {v})" if k == 'f' else f'({acc} + {v})'
+            r = f"{self.helper('radd')}({acc}, {v})" if k == 'f' and chain else f'({acc} + {v})'
         elif op == 'prod':
-            r = f"{self.helper('rmul')}({acc}, {v})" if k == 'f' else f'({acc} * {v})'
+            r = f"{self.helper('rmul')}({acc}, {v})" if k == 'f' and chain else f'({acc} * {v})'
         elif op == 'max':
             r = f"{self.helper('fmax')}({acc}, {v})" if k == 'f' else f'max({acc}, {v})'
         else:
             r = f"{self.helper('fmin')}({acc}, {v})" if k == 'f' else f'min({acc}, {v})'
-        return cast(r, dt)
+        return self.cast(r, dt)
 
     def read(self, v, c, idx):
         """The scalar expression of operand `v` at loop index `idx` of cluster `c`
         (NumPy broadcasting: trailing dimensions aligned)."""
         if type(v) is Literal:
-            return literal(v.val, v.aval.dtype)
-        e = c.defined.get(v)
+            return self.lit(v.val, v.aval.dtype)
+        e = c.defined.get(self.views.get(v, v))
         if e is not None:
+            # a value of this nest (or a view of one): the element of this
+            # iteration (the value's dimensions of size > 1 are the nest's loops)
             return e
         shape = v.aval.shape
         if shape == ():
             return self.names[v]
         off = len(idx) - len(shape)
         ix = ['0' if n == 1 else idx[off + j] for j, n in enumerate(shape)]
-        return f'{self.names[v]}[{", ".join(ix)}]'
+        return self.element(v, ix)
+
+    def element(self, v, ix):
+        """The element of array value `v` at indices `ix`: a load from its array,
+        or from its base's for a view of unit-dimension reshapes (the same
+        element: the base's non-unit dimensions are the view's, in order)."""
+        base = self.views.get(v)
+        if base is None:
+            return self.load(self.names[v], ix)
+        it = iter([i for i, n in zip(ix, v.aval.shape) if n != 1])
+        return self.load(self.names[base], ['0' if n == 1 else next(it)
+                                            for n in base.aval.shape])
 
     def read_bcast(self, eqn, c, idx):
         x = eqn.invars[0]
         if type(x) is Literal:
-            return literal(x.val, x.aval.dtype)
-        e = c.defined.get(x)
+            return self.lit(x.val, x.aval.dtype)
+        e = c.defined.get(self.views.get(x, x))
         if e is not None:
             return e
         if x.aval.shape == ():
             return self.names[x]
         dims = eqn.params['broadcast_dimensions']
         ix = ['0' if n == 1 else idx[d] for n, d in zip(x.aval.shape, dims)]
-        return f'{self.names[x]}[{", ".join(ix)}]'
+        return self.element(x, ix)
 
 
 # --- higher-order primitives: sub-jaxprs inlined ----------------------------------------------
@@ -654,10 +995,13 @@ def _inline_jaxpr(self, closed, in_exprs, inplace=None):
             if type(v) is not Literal:
                 self.consumers.setdefault(v, set()).add(base + k)
     self.out_set.update(v for v in outvars if type(v) is not Literal)
-    saved_open, saved_id = self.open, getattr(self, 'eqn_id', None)
+    saved_open, saved_id, saved_sched = self.open, getattr(self, 'eqn_id', None), self.sched
     self.open = {}
+    self.sched = (eqns, base)
     try:
         for k, eqn in enumerate(eqns):
+            if base + k in self.done:
+                continue
             self.eqn_id = base + k
             self.lower_eqn(base + k, eqn)
         for c in list(self.open.values()):
@@ -665,6 +1009,7 @@ def _inline_jaxpr(self, closed, in_exprs, inplace=None):
     finally:
         self.open = saved_open
         self.eqn_id = saved_id
+        self.sched = saved_sched
     return [self.expr_of(v) for v in outvars]
 
 
@@ -691,7 +1036,7 @@ def _store_target(self, v, c, guarded):
     (those accumulate after the stores), not a second time by a slow pass
     (guarded nests), and neither the old carry nor `v` is read elsewhere."""
     req = self.inplace.get(v)
-    if req is not None and not guarded and v.aval.shape == c.shape:
+    if req is not None and not guarded and _squeezed(v.aval.shape) == c.shape:
         cin, buf = req
         pos = {eid: k for k, (eid, _) in enumerate(c.members)}
         vpos = next(k for k, (_, e) in enumerate(c.members) if any(o is v for o in e.outvars))
@@ -703,7 +1048,7 @@ def _store_target(self, v, c, guarded):
                 ok = False
         if ok:
             return buf
-    return self.empty(c.shape, v.aval.dtype)
+    return self.empty(v.aval.shape, v.aval.dtype)
 
 
 def _block(self, header):

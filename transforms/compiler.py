@@ -20,6 +20,7 @@ scalars). If numba fails to compile a generated function (it should not), the
 program falls back to eager evaluation with one warning: never a numba
 traceback, never a different result.
 """
+import gc
 import warnings
 from collections import OrderedDict
 
@@ -174,6 +175,7 @@ def _generate(params, eqns, outvars, const_map=None):
     while True:
         steps = _plan(params, eqns, outvars, eager)
         helpers = set()
+        consts = codegen.ModuleConsts()
         funcs = []
         try:
             for s in steps:
@@ -184,7 +186,7 @@ def _generate(params, eqns, outvars, const_map=None):
                         s.ins = list(params)
                         s.outs = [v for v in outvars]
                     gen = codegen.FunctionGen(s.fname, s.ins, s.eqns,
-                                              [v for v in s.outs], helpers)
+                                              [v for v in s.outs], helpers, consts)
                     gen.const_map = const_map or {}
                     funcs.append(gen.generate())
                     s.ins = list(s.ins) + gen.extra_params   # constants of nested jaxprs
@@ -202,6 +204,8 @@ def _generate(params, eqns, outvars, const_map=None):
         imports += f"from primitives.vecmath import {', '.join(vm)}\n"
     if lib:
         imports += f"from primitives.jitlib import {', '.join(lib)}\n"
+    if consts.lines:
+        imports += '\n' + '\n'.join(consts.lines) + '\n'
     body = '\n\n'.join('\n'.join(['', _DECORATOR] + f) for f in funcs)
     source = _HEADER + imports + body + '\n'
     mem_source = source.replace(_DECORATOR, _DECORATOR_MEM)
@@ -305,16 +309,27 @@ class Executable:
         """The first call compiles (or loads numba's disk cache). A numba cache
         that fails to load (corrupted files) is deleted and the function compiled
         afresh; an error raised after compilation succeeded is the program's own
-        (an index out of range) and propagates."""
+        (an index out of range) and propagates.
+
+        The cyclic garbage collector is paused meanwhile: numba's compiler
+        allocates a great many objects, and the collections they trigger
+        (each a pass over every live object of the process) were ~8% of a
+        first call."""
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
-            out = fn(*args)
-        except _NUMBA_ERRORS:
-            raise
-        except Exception:
-            if fn.signatures or self.path is None:
+            try:
+                out = fn(*args)
+            except _NUMBA_ERRORS:
                 raise
-            compile_cache.purge_numba_cache(self.path)
-            out = fn(*args)
+            except Exception:
+                if fn.signatures or self.path is None:
+                    raise
+                compile_cache.purge_numba_cache(self.path)
+                out = fn(*args)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         self._first = False
         return out
 
