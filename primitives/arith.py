@@ -637,7 +637,17 @@ sub_p.lowering = _lw_binop('-')
 mul_p.lowering = _lw_binop('*')
 add_any_p.lowering = _EW(_lw_add_any)
 add_products_p.lowering = _EW(_lw_add_products)
-safe_mul_p.lowering = _EW(lambda ctx, a, avals, out: f"{ctx.helper('safe_mul')}({a[0]}, {a[1]})")
+def _lw_safe_mul(ctx, a, avals, out):
+    # safe_mul(x, y) is x * y unless x == 0 and x * y is NaN: a plain product when
+    # x is a nonzero constant, or y a finite one (then x * y is NaN only for NaN or
+    # infinite x, which are nonzero)
+    x, y = ctx.const_value(a[0]), ctx.const_value(a[1])
+    if (x is not None and x != 0) or (y is not None and math.isfinite(y)):
+        return f'({a[0]} * {a[1]})'
+    return f"{ctx.helper('safe_mul')}({a[0]}, {a[1]})"
+
+
+safe_mul_p.lowering = _EW(_lw_safe_mul)
 div_p.lowering = _EW(_lw_div)
 integer_pow_p.lowering = _EW(_lw_integer_pow)
 pow_p.lowering = _EW(_lw_pow)

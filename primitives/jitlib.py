@@ -343,11 +343,40 @@ class _GeneratedCodeLibrary(_JITCodeLibrary):
         return super()._optimize_functions(ll_module)
 
     def _optimize_final_module(self):
-        if 'NOINL' in _EXP:
+        if 'NOINL' in _EXP or 'NOINLG' in _EXP:
+            pre = _OUT_OF_LINE_PREFIXES if 'NOINL' in _EXP else tuple(
+                p for p in _OUT_OF_LINE_PREFIXES if 'gemm' in p)
             for fn in self._final_module.functions:
-                if fn.name.startswith(_OUT_OF_LINE_PREFIXES) and not fn.is_declaration:
+                if fn.name.startswith(pre) and not fn.is_declaration:
                     fn.add_function_attribute('noinline')
-        return super()._optimize_final_module()
+        if not (_EXP & {'NOUNROLL', 'NOCHEAP', 'O2', 'NOINTERLEAVE'}):
+            return super()._optimize_final_module()
+        from numba.core import codegen as _cg
+        from numba.core import config as _config
+        import llvmlite.binding as _ll
+
+        def pb(opt, lv):
+            pto = _ll.create_pipeline_tuning_options()
+            pto.speed_level = opt
+            pto.loop_vectorization = lv
+            pto.slp_vectorization = False
+            if 'NOUNROLL' in _EXP:
+                pto.loop_unrolling = False
+            if 'NOINTERLEAVE' in _EXP:
+                pto.loop_interleaving = False
+            return _ll.create_pass_builder(self._codegen._tm, pto)
+        if 'NOCHEAP' not in _EXP:
+            b = pb(0, False)
+            pm = b.getModulePassManager()
+            pm.add_loop_rotate_pass()
+            pm.add_instruction_combine_pass()
+            pm.add_jump_threading_pass()
+            pm.add_refprune_pass(_cg._parse_refprune_flags())
+            pm.run(self._final_module, b)
+        b = pb(2 if 'O2' in _EXP else 3, True)
+        pm = b.getModulePassManager()
+        pm.add_refprune_pass(_cg._parse_refprune_flags())
+        pm.run(self._final_module, b)
 
 
 @_register_pass(mutates_CFG=False, analysis_only=False)
