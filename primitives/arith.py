@@ -694,3 +694,37 @@ def _add_products_basis(args, dims):
 
 
 _SB.register(add_products_p, _add_products_basis)
+
+
+# --- eager linearization rules -------------------------------------------------------
+# Primitive.lin (see transforms/linearize.py): on arrays, the output and the
+# coefficient of each operand's tangent. A (array, scalar) coefficient keeps the
+# scalar on the linear side, where transposition folds it for free.
+
+neg_p.lin = lambda x: (np.negative(x), (-1,))
+add_p.lin = lambda x, y: (np.add(x, y), (1, 1))
+sub_p.lin = lambda x, y: (np.subtract(x, y), (1, -1))
+mul_p.lin = lambda x, y: (np.multiply(x, y), (y, x))
+
+
+def _integer_pow_lin(x, y):
+    if y < 2:
+        return None
+    base = x if y == 2 else _integer_pow_impl(x, y - 1)
+    return np.multiply(base, x), ((base, float(y)),)
+
+
+integer_pow_p.lin = _integer_pow_lin
+
+
+def _div_lin(x, y):
+    out = _div_impl(x, y)
+    if type(y) is np.ndarray:
+        return out, (np.divide(1, y), np.negative(np.divide(out, y)))
+    if not np.isfinite(y) or y == 0 or not np.isrealobj(y):
+        return None
+    return out, (1.0 / y, None)
+
+
+div_p.lin = _div_lin
+div_p.lin_safe = True

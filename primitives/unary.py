@@ -192,3 +192,37 @@ erf_p.lowering = _lw_libm('math.erf({})')
 floor_p.lowering = _lw_libm('np.floor({})')
 ceil_p.lowering = _lw_libm('np.ceil({})')
 round_p.lowering = _lw_vm('vm_rint')
+
+
+# --- eager linearization rules -------------------------------------------------------
+# Primitive.lin (see transforms/linearize.py): the output and the derivative, as
+# NumPy values, for the same formulas as the JVP rules above.
+
+def _lin_with_ans(impl, coef):
+    def lin(x):
+        ans = impl(x)
+        return ans, (coef(ans, x),)
+    return lin
+
+
+def _sin_lin(x):
+    return np.sin(x), (np.cos(x),)
+
+
+def _cos_lin(x):
+    return np.cos(x), (np.negative(np.sin(x)),)
+
+
+exp_p.lin = _lin_with_ans(np.exp, lambda ans, x: ans)
+expm1_p.lin = _lin_with_ans(np.expm1, lambda ans, x: ans + 1)
+log_p.lin = _lin_with_ans(np.log, lambda ans, x: np.reciprocal(x))
+log1p_p.lin = _lin_with_ans(np.log1p, lambda ans, x: np.reciprocal(x + 1))
+sin_p.lin = _sin_lin
+cos_p.lin = _cos_lin
+tan_p.lin = _lin_with_ans(np.tan, lambda ans, x: ans * ans + 1)
+tanh_p.lin = _lin_with_ans(np.tanh, lambda ans, x: 1 - ans * ans)
+logistic_p.lin = _lin_with_ans(_logistic_impl, lambda ans, x: ans * (1 - ans))
+sqrt_p.lin = _lin_with_ans(np.sqrt, lambda ans, x: np.divide(0.5, ans))
+rsqrt_p.lin = _lin_with_ans(_rsqrt_impl, lambda ans, x: np.divide(ans, x) * -0.5)
+for _p in (log_p, log1p_p, sqrt_p, rsqrt_p):
+    _p.lin_safe = True      # infinite at 0: a zero cotangent must not make NaN

@@ -25,6 +25,9 @@ class Primitive:
     batch(...)                       -> ...            vmap rule
     partial_eval(trace, args, params) -> outs          how a staging trace splits a
         higher-order primitive whose inputs are partly known (see tracer/staging.py)
+    lin(*arrays, **params) -> (out, coefs) | None      optional eager linearization
+        of an elementwise primitive: its output and, per operand, the coefficient c_i
+        of t_out = sum_i c_i * t_i (None: no dependence); see transforms/linearize.py
     """
 
     def __init__(self, name, multiple_results=False):
@@ -44,6 +47,8 @@ class Primitive:
         self.effectful = False   # effectful equations survive dead-code elimination
         self.cse = True          # identical applications may be shared
         self.elementwise = False  # no operand is larger than the output (broadcasting)
+        self.lin = None
+        self.lin_safe = False     # lin's coefficients may be infinite: scale with safe_mul
 
     def __repr__(self):
         return self.name

@@ -152,6 +152,45 @@ class JaxprTrace(Trace):
             cse[key] = result
         return result
 
+    def stage_typed(self, primitive, args, aval):
+        """Record a single-result equation whose output type the caller knows (a
+        linearization rule's elementwise map: the type of the tangent it scales),
+        skipping the shape rule. args: tracers of this trace, arrays, scalars."""
+        invars = []
+        for x in args:
+            tx = type(x)
+            if tx is JaxprTracer:
+                v = x._var
+            elif tx is _ndarray and x.ndim:
+                v = self._const_ids.get(id(x))
+                if v is None:
+                    a = _new(ShapedArray)
+                    a.shape = x.shape
+                    a.dtype = x.dtype
+                    a.weak_type = False
+                    v = _new(Var)
+                    v.aval = a
+                    self.constvars.append(v)
+                    self.constvals.append(x)
+                    self._const_ids[id(x)] = v
+            else:
+                v = self._atom(x)
+            invars.append(v)
+        v = _new(Var)
+        v.aval = aval
+        eqn = _new(JaxprEqn)
+        eqn.primitive = primitive
+        eqn.invars = invars
+        eqn.outvars = [v]
+        eqn.params = {}
+        eqn.source_info = None
+        self.eqns.append(eqn)
+        result = _new(JaxprTracer)
+        result._trace = self
+        result._aval = aval
+        result._var = v
+        return result
+
     def to_jaxpr(self, out_tracers, dce=True):
         """The jaxpr computing `out_tracers` from the args, dead code removed.
         dce=False may keep dead code, for a caller that ignores it: it is still

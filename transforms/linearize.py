@@ -10,8 +10,118 @@ the residuals that reverse mode keeps.
 import numpy as np
 
 from tracer import (Tracer, Zero, get_aval, tangent_aval, new_trace, JaxprTrace,
-                    float0)
-from .jvp import JVPTrace, JVPTracer, unpack
+                    JaxprTracer, ShapedArray, float0)
+from primitives.arith import mul_p, safe_mul_p, neg_p, add_any_p, sub_p, add_products_p
+from .jvp import JVPTrace, JVPTracer, unpack, _new_tracer
+
+_ndarray = np.ndarray
+_new = object.__new__
+_SCALARS = (float, int, np.float64, np.float32, np.float16)
+
+
+class LinearizeTrace(JVPTrace):
+    """A JVP trace whose tangents are staged (tracers of `builder`).
+
+    On concrete arrays, a primitive with a linearization rule (`Primitive.lin`:
+    primals -> (output, one coefficient per operand), the tangent map being
+    t_out = sum_i coef_i * t_i) computes its output and coefficients in NumPy, and
+    the linear equation is recorded directly: no JVP rule, no binds of the tangent
+    operations, no shape rule (the output tangent has its operand's type). That is
+    the whole cost of eager reverse mode for elementwise code. Anything else
+    (broadcasting, other dtypes, tracers of outer transforms as primals) takes the
+    JVP rule, as in `JVPTrace`."""
+
+    def __init__(self, name, builder):
+        super().__init__(name)
+        self.builder = builder
+
+    def process_primitive(self, primitive, args, params):
+        rule = primitive.lin
+        if rule is not None:
+            out = self._linearize(primitive, rule, args, params)
+            if out is not None:
+                return out
+        return JVPTrace.process_primitive(self, primitive, args, params)
+
+    def _linearize(self, primitive, rule, args, params):
+        primals = []
+        tangents = []
+        for x in args:
+            if type(x) is JVPTracer:
+                p = x.primal
+                if x._trace is not self or type(p) is not _ndarray:
+                    return None
+                primals.append(p)
+                tangents.append(x.tangent)
+            elif isinstance(x, Tracer):
+                return None
+            else:
+                primals.append(x)
+                tangents.append(None)
+        try:
+            res = rule(*primals, **params)
+        except Exception:
+            return None         # the general path explains the error
+        if res is None:
+            return None
+        out, coefs = res
+        if type(out) is not _ndarray:
+            return None
+        shape, dtype = out.shape, out.dtype
+        terms = []
+        for t, c in zip(tangents, coefs):
+            if t is None or c is None or type(t) is Zero:
+                continue
+            if type(t) is not JaxprTracer:
+                return None
+            ta = t._aval
+            if ta.shape != shape or ta.dtype != dtype:
+                return None     # broadcasting or promotion: the general rule
+            if not _fits(c, shape, dtype):
+                return None
+            terms.append((t, c))
+        if not terms:
+            return _new_tracer(self, out, Zero.of(out))
+        return _new_tracer(self, out, _combine(self.builder, terms, ta, primitive.lin_safe))
+
+
+def _fits(c, shape, dtype):
+    """A coefficient the linear equation can take as it is."""
+    tc = type(c)
+    if tc is _ndarray:
+        return c.shape == shape and c.dtype == dtype
+    if tc is tuple:             # (array, scalar): a product, the scalar kept linear
+        return _fits(c[0], shape, dtype) and type(c[1]) in _SCALARS
+    if tc is float or tc is int:
+        return True
+    return tc in _SCALARS and c.dtype == dtype
+
+
+def _scale(builder, t, c, aval, safe=False):
+    if type(c) is tuple:
+        return _scale(builder, _scale(builder, t, c[0], aval, safe), c[1], aval)
+    if type(c) is not _ndarray:
+        if c == 1:
+            return t
+        if c == -1:
+            return builder.stage_typed(neg_p, [t], aval)
+    return builder.stage_typed(safe_mul_p if safe else mul_p, [t, c], aval)
+
+
+def _combine(builder, terms, aval, safe):
+    """sum of coef * t over terms, as at most one equation per product."""
+    if len(terms) == 1:
+        t, c = terms[0]
+        return _scale(builder, t, c, aval, safe)
+    if len(terms) == 2 and not safe:
+        (t1, c1), (t2, c2) = terms
+        if type(c1) is not tuple and type(c2) is not tuple:
+            u1 = type(c1) is not _ndarray and c1 == 1
+            if type(c2) is not _ndarray and (c2 == 1 or c2 == -1) and u1:
+                return builder.stage_typed(add_any_p if c2 == 1 else sub_p, [t1, t2], aval)
+            return builder.stage_typed(add_products_p, [t1, c1, t2, c2], aval)
+    return builder.stage_typed(add_any_p, [_scale(builder, t, c, aval, safe)
+                                           for t, c in terms], aval)
 
 
 class LinearFunction:
@@ -35,7 +145,7 @@ def linearize_flat(fun, primals, name='linearize', dce=True):
         in_avals = [tangent_aval(get_aval(p)) for p in primals]
         args = [builder.new_arg(a) for a in in_avals]
         tangents = [t if a.dtype != float0 else Zero(a) for t, a in zip(args, in_avals)]
-        jvp_trace = JVPTrace(name)
+        jvp_trace = LinearizeTrace(name, builder)
         with new_trace(jvp_trace):
             outs = fun(*[JVPTracer(jvp_trace, p, t) for p, t in zip(primals, tangents)])
             pairs = [unpack(jvp_trace, o) for o in outs]
