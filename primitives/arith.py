@@ -106,6 +106,15 @@ def _add_any_impl(*xs, coeffs=None):
         fused = fused_lincomb(xs, coeffs)
         if fused is not None:
             return fused
+        if len(xs) >= 6:
+            stacked = _stack_small(xs)
+            if stacked is not None:
+                # many small arrays (a reused input's cotangents): one stack and one
+                # product instead of a multiply and an add per term
+                if coeffs is None:
+                    return stacked.sum(axis=0).reshape(xs[0].shape)
+                c = np.asarray(coeffs, dtype=stacked.dtype)
+                return np.dot(c, stacked).reshape(xs[0].shape)
     if coeffs is None:
         out = xs[0]
         for x in xs[1:]:
@@ -125,6 +134,18 @@ def _add_any_transpose(ct, *xs, coeffs=None):
 
 
 _FUSE_MIN = 1 << 14   # below this, NumPy's per-call overhead is the smaller cost
+
+
+def _stack_small(xs):
+    """xs stacked on a new leading axis, when they are same-shape floating arrays."""
+    x0 = xs[0]
+    if type(x0) is not np.ndarray or x0.dtype.kind != 'f':
+        return None
+    shape, dt = x0.shape, x0.dtype
+    for x in xs:
+        if type(x) is not np.ndarray or x.shape != shape or x.dtype != dt:
+            return None
+    return np.concatenate(xs, axis=None).reshape(len(xs), -1)
 
 
 def fused_lincomb(xs, coeffs):
@@ -189,6 +210,15 @@ mul_p = binary('mul', np.multiply)
 
 
 def _mul_transpose(ct, x, y):
+    # eager reverse mode: two arrays of the operand's shape (the hot case) multiply
+    # directly, without a bind or a broadcasting check
+    if type(ct) is np.ndarray:
+        if type(x) is UndefinedPrimal:
+            if type(y) is np.ndarray and y.shape == ct.shape == x.aval.shape:
+                return [np.multiply(ct, y), None]
+        elif type(x) is np.ndarray and type(y) is UndefinedPrimal and \
+                x.shape == ct.shape == y.aval.shape:
+            return [None, np.multiply(x, ct)]
     if type(x) is UndefinedPrimal:
         if type(y) is UndefinedPrimal:
             raise TypeError(f"mul of two linear operands ({x.aval.str_short()}, "
@@ -290,15 +320,22 @@ def _add_products_jvp(primals, tangents):
 
 def _add_products_transpose(ct, *xs):
     cts = [None] * len(xs)
+    eager = type(ct) is np.ndarray
     for i in range(0, len(xs), 2):
         a, b = xs[i], xs[i + 1]
         ua, ub = type(a) is UndefinedPrimal, type(b) is UndefinedPrimal
         if ua:
             if ub:
                 raise TypeError("add_products: a product of two linear operands is not linear")
-            cts[i] = unbroadcast(mul_p.bind(ct, b), a.aval)
+            if eager and type(b) is np.ndarray and b.shape == ct.shape == a.aval.shape:
+                cts[i] = np.multiply(ct, b)
+            else:
+                cts[i] = unbroadcast(mul_p.bind(ct, b), a.aval)
         elif ub:
-            cts[i + 1] = unbroadcast(mul_p.bind(a, ct), b.aval)
+            if eager and type(a) is np.ndarray and a.shape == ct.shape == b.aval.shape:
+                cts[i + 1] = np.multiply(a, ct)
+            else:
+                cts[i + 1] = unbroadcast(mul_p.bind(a, ct), b.aval)
     return cts
 
 

@@ -9,6 +9,7 @@ import numba
 from tracer import Primitive
 from ._base import unary, defjvp, defjvp2, defjvp_zero, dtype_of, FLOAT
 from .arith import mul_p, add_p, sub_p, div_p, neg_p, safe_mul
+from ._kernels import tanh64
 
 
 def _one(x):
@@ -66,7 +67,12 @@ cos_p.jvp = _cos_jvp
 tan_p = unary('tan', np.tan)
 defjvp2(tan_p, lambda g, ans, x: mul_p.bind(g, add_p.bind(_one(ans), mul_p.bind(ans, ans))))
 
-tanh_p = unary('tanh', np.tanh)
+def _tanh_impl(x):
+    out = tanh64(x)
+    return np.tanh(x) if out is None else out
+
+
+tanh_p = unary('tanh', _tanh_impl)
 defjvp2(tanh_p, lambda g, ans, x: mul_p.bind(g, sub_p.bind(_one(ans), mul_p.bind(ans, ans))))
 
 
@@ -220,7 +226,15 @@ log1p_p.lin = _lin_with_ans(np.log1p, lambda ans, x: np.reciprocal(x + 1))
 sin_p.lin = _sin_lin
 cos_p.lin = _cos_lin
 tan_p.lin = _lin_with_ans(np.tan, lambda ans, x: ans * ans + 1)
-tanh_p.lin = _lin_with_ans(np.tanh, lambda ans, x: 1 - ans * ans)
+def _tanh_lin(x):
+    both = tanh64(x, with_derivative=True)    # one pass for large float64 arrays
+    if both is not None:
+        return both[0], (both[1],)
+    ans = np.tanh(x)
+    return ans, (1 - ans * ans,)
+
+
+tanh_p.lin = _tanh_lin
 logistic_p.lin = _lin_with_ans(_logistic_impl, lambda ans, x: ans * (1 - ans))
 sqrt_p.lin = _lin_with_ans(np.sqrt, lambda ans, x: np.divide(0.5, ans))
 rsqrt_p.lin = _lin_with_ans(_rsqrt_impl, lambda ans, x: np.divide(ans, x) * -0.5)

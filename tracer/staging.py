@@ -191,6 +191,44 @@ class JaxprTrace(Trace):
         result._var = v
         return result
 
+    def stage_same_type(self, primitive, args):
+        """stage_typed(primitive, args, aval) where every arg is a tracer of this
+        trace or an array of the first tracer's type `aval` (residual coefficients),
+        and so is the output: the hot case of eager linearization."""
+        aval = None
+        invars = []
+        for x in args:
+            if type(x) is JaxprTracer:
+                invars.append(x._var)
+                if aval is None:
+                    aval = x._aval
+            else:
+                invars.append(id(x))    # placeholder until aval is known
+        for i, x in enumerate(args):
+            if type(x) is not JaxprTracer:
+                cv = self._const_ids.get(id(x))
+                if cv is None:
+                    cv = _new(Var)
+                    cv.aval = aval
+                    self.constvars.append(cv)
+                    self.constvals.append(x)
+                    self._const_ids[id(x)] = cv
+                invars[i] = cv
+        v = _new(Var)
+        v.aval = aval
+        eqn = _new(JaxprEqn)
+        eqn.primitive = primitive
+        eqn.invars = invars
+        eqn.outvars = [v]
+        eqn.params = {}
+        eqn.source_info = None
+        self.eqns.append(eqn)
+        result = _new(JaxprTracer)
+        result._trace = self
+        result._aval = aval
+        result._var = v
+        return result
+
     def to_jaxpr(self, out_tracers, dce=True):
         """The jaxpr computing `out_tracers` from the args, dead code removed.
         dce=False may keep dead code, for a caller that ignores it: it is still

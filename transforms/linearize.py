@@ -75,13 +75,27 @@ class LinearizeTrace(JVPTrace):
             if type(t) is not JaxprTracer:
                 return None
             ta = t._aval
-            if ta.shape != shape or ta.dtype != dtype:
+            if ta.shape != shape or (ta.dtype is not dtype and ta.dtype != dtype):
                 return None     # broadcasting or promotion: the general rule
-            if not _fits(c, shape, dtype):
+            if type(c) is _ndarray:
+                if c.shape != shape or (c.dtype is not dtype and c.dtype != dtype):
+                    return None
+            elif not _fits(c, shape, dtype):
                 return None
             terms.append((t, c))
         if not terms:
             return _new_tracer(self, out, Zero.of(out))
+        # the hot cases: one or two products with residual arrays
+        if len(terms) == 1:
+            t, c = terms[0]
+            if type(c) is _ndarray:
+                return _new_tracer(self, out, self.builder.stage_same_type(
+                    safe_mul_p if primitive.lin_safe else mul_p, (t, c)))
+        elif len(terms) == 2 and not primitive.lin_safe:
+            (t1, c1), (t2, c2) = terms
+            if type(c1) is _ndarray and type(c2) is _ndarray:
+                return _new_tracer(self, out, self.builder.stage_same_type(
+                    add_products_p, (t1, c1, t2, c2)))
         return _new_tracer(self, out, _combine(self.builder, terms, ta, primitive.lin_safe))
 
 
