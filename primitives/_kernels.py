@@ -82,3 +82,25 @@ def tanh64(x, with_derivative=False):
     d = np.empty_like(x)
     _tanh64_lin(x.reshape(-1), out.reshape(-1), d.reshape(-1))
     return out, d
+
+
+# x**3 with its derivative's factor x**2 (integer_pow under eager linearization): one
+# read of x instead of two passes; the same two products as NumPy's, so equal results.
+
+@numba.njit(cache=True)
+def _cube_lin(x, square, cube):
+    for i in range(x.size):
+        s = x[i] * x[i]
+        square[i] = s
+        cube[i] = s * x[i]
+
+
+def cube_with_square(x):
+    """(x*x*x, x*x) for a large contiguous floating array, or None."""
+    if type(x) is not np.ndarray or x.dtype.kind != 'f' or x.size < TANH_MIN or \
+            not x.flags.c_contiguous or x.dtype.itemsize < 4:
+        return None
+    square = np.empty_like(x)
+    cube = np.empty_like(x)
+    _cube_lin(x.reshape(-1), square.reshape(-1), cube.reshape(-1))
+    return cube, square

@@ -744,9 +744,16 @@ sub_p.lin = lambda x, y: (np.subtract(x, y), (1, -1))
 mul_p.lin = lambda x, y: (np.multiply(x, y), (y, x))
 
 
+from ._kernels import cube_with_square   # noqa: E402  (numba kernels, eager only)
+
+
 def _integer_pow_lin(x, y):
     if y < 2:
         return None
+    if y == 3:
+        both = cube_with_square(x)      # one pass for large arrays
+        if both is not None:
+            return both[0], ((both[1], 3.0),)
     base = x if y == 2 else _integer_pow_impl(x, y - 1)
     return np.multiply(base, x), ((base, float(y)),)
 
