@@ -202,3 +202,55 @@ def test_linear_jaxpr_typechecks_and_w1_chain_is_smaller():
     assert 'neg' not in _eqn_names(jaxpr)
     assert len(jaxpr.eqns) == 101
     np.testing.assert_allclose(grad(f)(x), w1_numpy_grad(x), rtol=1e-12)
+
+
+# --- the same rules in eager forward mode (JVPTrace with array primals and tangents) ---
+
+@pytest.mark.parametrize('name', sorted(UNARY))
+@pytest.mark.parametrize('dtype', [np.float64, np.float32])
+def test_eager_jvp_matches_jvp_rule(name, dtype):
+    fn, dom = UNARY[name]
+    x = dom(RNG.standard_normal((3, 4))).astype(dtype)
+    t = RNG.standard_normal((3, 4)).astype(dtype)
+    y, ty = jvp(fn, (x,), (t,))
+    yj, tj = jit(lambda x, t: jvp(fn, (x,), (t,)))(x, t)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert ty.dtype == dtype
+    np.testing.assert_allclose(y, yj, rtol=tol, atol=tol)
+    np.testing.assert_allclose(ty, tj, rtol=tol * 10, atol=tol * 10)
+
+
+@pytest.mark.parametrize('name', sorted(BINARY))
+def test_eager_jvp_of_binary_rules(name):
+    f = BINARY[name]
+    x, y, tx, ty = RNG.standard_normal((4, 5))
+    out, t_out = jvp(f, (x, y), (tx, ty))
+    oj, tj = jit(lambda x, y, tx, ty: jvp(f, (x, y), (tx, ty)))(x, y, tx, ty)
+    np.testing.assert_allclose(out, oj, rtol=1e-12)
+    np.testing.assert_allclose(t_out, tj, rtol=1e-12, atol=1e-14)
+    # a zero tangent for one operand
+    _, t1 = jvp(f, (x, y), (tx, np.zeros(5)))
+    _, t1j = jit(lambda x, y, tx: jvp(f, (x, y), (tx, np.zeros(5))))(x, y, tx)
+    np.testing.assert_allclose(t1, t1j, rtol=1e-12, atol=1e-14)
+
+
+def test_eager_jvp_safe_coefficients():
+    x = np.array([0.0, 4.0])
+    with np.errstate(divide='ignore', invalid='ignore'):
+        _, t = jvp(pnp.sqrt, (x,), (np.array([0.0, 1.0]),))
+        assert t[0] == 0.0 and t[1] == 0.25
+        _, t = jvp(pnp.sqrt, (x,), (np.array([1.0, 1.0]),))
+        assert t[0] == np.inf
+        _, t = jvp(pnp.log, (x,), (np.array([0.0, 2.0]),))
+        assert t[0] == 0.0 and t[1] == 0.5
+
+
+def test_hvp_with_eager_forward_rules():
+    a = RNG.standard_normal((6, 6)) / 4
+    x = RNG.standard_normal(6)
+    v = RNG.standard_normal(6)
+    f = lambda x: pnp.sum(pnp.tanh(a @ x) ** 2) + 0.5 * pnp.sum(x ** 2) + pnp.sum(pnp.cos(x) * x ** 3)
+    _, hv = jvp(grad(f), (x,), (v,))
+    np.testing.assert_allclose(hv, hessian(f)(x) @ v, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(hv, jit(lambda x, v: jvp(grad(f), (x,), (v,))[1])(x, v),
+                               rtol=1e-10, atol=1e-12)

@@ -75,6 +75,11 @@ class JVPTrace(Trace):
     lift = pure
 
     def process_primitive(self, primitive, args, params):
+        rule = primitive.lin
+        if rule is not None:
+            out = self._jvp_concrete(rule, primitive.lin_safe, args, params)
+            if out is not None:
+                return out
         if len(args) == 1:
             # one operand (unary math): the hot case, without the general loop
             x = args[0]
@@ -116,11 +121,88 @@ class JVPTrace(Trace):
             return [JVPTracer(self, o, t) for o, t in zip(out, t_out)]
         return _new_tracer(self, out, t_out)
 
+    def _jvp_concrete(self, rule, safe, args, params):
+        """Arrays for primals and tangents (eager forward mode, e.g. the outer jvp
+        of a Hessian-vector product): an elementwise primitive's linearization rule
+        gives the output and the tangent's coefficients in NumPy, with none of the
+        JVP rule's binds. None where it does not apply (the JVP rule runs)."""
+        primals = []
+        tangents = []
+        for x in args:
+            if type(x) is JVPTracer:
+                p = x.primal
+                t = x.tangent
+                if x._trace is not self or type(p) is not _ndarray or (
+                        type(t) is not _ndarray and type(t) is not Zero):
+                    return None
+                primals.append(p)
+                tangents.append(t)
+            elif isinstance(x, Tracer):
+                return None
+            else:
+                primals.append(x)
+                tangents.append(None)
+        try:
+            res = rule(*primals, **params)
+        except Exception:
+            return None         # the JVP rule's path explains the error
+        if res is None:
+            return None
+        out, coefs = res
+        if type(out) is not _ndarray:
+            return None
+        shape, dtype = out.shape, out.dtype
+        t_out = None
+        for t, c in zip(tangents, coefs):
+            if t is None or c is None or type(t) is Zero:
+                continue
+            if t.shape != shape or (t.dtype is not dtype and t.dtype != dtype):
+                return None
+            term = _scaled_tangent(t, c, shape, dtype, safe)
+            if term is None:
+                return None
+            t_out = term if t_out is None else np.add(t_out, term)
+        if t_out is None:
+            t_out = Zero.of(out)
+        return _new_tracer(self, out, t_out)
+
     def concrete(self, tracer):
         p = tracer.primal
         if isinstance(p, Tracer):
             return p._concrete()
         return p
+
+
+_SCALARS = (float, int, np.float64, np.float32, np.float16)
+
+
+def _scaled_tangent(t, c, shape, dtype, safe):
+    """c * t for a linearization coefficient c (see transforms/linearize.py), or
+    None if c does not have t's type. `safe`: 0 where t is 0, even if c is inf."""
+    tc = type(c)
+    if tc is _ndarray:
+        if c.shape != shape or (c.dtype is not dtype and c.dtype != dtype):
+            return None
+        out = np.multiply(t, c)
+        if safe and np.isnan(out).any():
+            out = np.where(t == 0, np.zeros((), dtype), out)
+        return out
+    if tc is tuple:             # (array, scalar)
+        out = _scaled_tangent(t, c[0], shape, dtype, safe)
+        return None if out is None else _scaled_tangent(out, c[1], shape, dtype, False)
+    if tc is float or tc is int:
+        if c == 1:
+            return t
+        if c == -1:
+            return np.negative(t)
+    elif tc not in _SCALARS or c.dtype != dtype:
+        return None
+    out = np.multiply(t, c)
+    if out.dtype is not dtype and out.dtype != dtype:
+        return None
+    if safe and np.isnan(out).any():
+        out = np.where(t == 0, np.zeros((), dtype), out)
+    return out
 
 
 def unpack(trace, x):
