@@ -195,30 +195,56 @@ class JaxprTrace(Trace):
         """stage_typed(primitive, args, aval) where every arg is a tracer of this
         trace or an array of the first tracer's type `aval` (residual coefficients),
         and so is the output: the hot case of eager linearization."""
-        aval = None
+        first = args[0]
+        if type(first) is JaxprTracer:
+            aval = first._aval
+        else:
+            aval = next(x._aval for x in args if type(x) is JaxprTracer)
+        const_ids = self._const_ids
         invars = []
         for x in args:
             if type(x) is JaxprTracer:
                 invars.append(x._var)
-                if aval is None:
-                    aval = x._aval
             else:
-                invars.append(id(x))    # placeholder until aval is known
-        for i, x in enumerate(args):
-            if type(x) is not JaxprTracer:
-                cv = self._const_ids.get(id(x))
+                cv = const_ids.get(id(x))
                 if cv is None:
                     cv = _new(Var)
                     cv.aval = aval
                     self.constvars.append(cv)
                     self.constvals.append(x)
-                    self._const_ids[id(x)] = cv
-                invars[i] = cv
+                    const_ids[id(x)] = cv
+                invars.append(cv)
         v = _new(Var)
         v.aval = aval
         eqn = _new(JaxprEqn)
         eqn.primitive = primitive
         eqn.invars = invars
+        eqn.outvars = [v]
+        eqn.params = {}
+        eqn.source_info = None
+        self.eqns.append(eqn)
+        result = _new(JaxprTracer)
+        result._trace = self
+        result._aval = aval
+        result._var = v
+        return result
+
+    def stage_product(self, primitive, t, c):
+        """stage_same_type(primitive, (t, c)) for one tracer `t` of this trace and
+        one array `c` of its type (the hottest case: a tangent times a coefficient)."""
+        aval = t._aval
+        cv = self._const_ids.get(id(c))
+        if cv is None:
+            cv = _new(Var)
+            cv.aval = aval
+            self.constvars.append(cv)
+            self.constvals.append(c)
+            self._const_ids[id(c)] = cv
+        v = _new(Var)
+        v.aval = aval
+        eqn = _new(JaxprEqn)
+        eqn.primitive = primitive
+        eqn.invars = [t._var, cv]
         eqn.outvars = [v]
         eqn.params = {}
         eqn.source_info = None

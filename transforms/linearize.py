@@ -38,10 +38,91 @@ class LinearizeTrace(JVPTrace):
     def process_primitive(self, primitive, args, params):
         rule = primitive.lin
         if rule is not None:
-            out = self._linearize(primitive, rule, args, params)
+            if len(args) == 1:
+                out = self._linearize_unary(primitive, rule, args[0], params)
+            elif len(args) == 2:
+                out = self._linearize_binary(primitive, rule, args, params)
+            else:
+                out = self._linearize(primitive, rule, args, params)
             if out is not None:
                 return out
         return JVPTrace.process_primitive(self, primitive, args, params)
+
+    def _linearize_unary(self, primitive, rule, x, params):
+        """_linearize for one operand (unary math: the hot case), without its loops."""
+        if type(x) is not JVPTracer or x._trace is not self:
+            return self._linearize(primitive, rule, (x,), params)
+        p = x.primal
+        if type(p) is not _ndarray:
+            return None
+        try:
+            res = rule(p, **params)
+        except Exception:
+            return None         # the general path explains the error
+        if res is None:
+            return None
+        out, coefs = res
+        t = x.tangent
+        c = coefs[0]
+        if type(out) is _ndarray and type(c) is _ndarray and type(t) is JaxprTracer:
+            ta = t._aval
+            shape = out.shape
+            dtype = out.dtype
+            if ta.shape == shape and c.shape == shape and (
+                    ta.dtype is dtype or ta.dtype == dtype) and (
+                    c.dtype is dtype or c.dtype == dtype):
+                return _new_tracer(self, out, self.builder.stage_product(
+                    safe_mul_p if primitive.lin_safe else mul_p, t, c))
+        return self._record(primitive, out, coefs, (t,))
+
+    def _linearize_binary(self, primitive, rule, args, params):
+        """_linearize for two operands, the common cases without its loops: both
+        tracers of this trace, or one with a Python/NumPy scalar."""
+        x, y = args
+        if type(x) is JVPTracer and x._trace is self:
+            px = x.primal
+            tx = x.tangent
+            if type(px) is not _ndarray:
+                return None
+        elif not isinstance(x, Tracer):
+            px = x
+            tx = None
+        else:
+            return None
+        if type(y) is JVPTracer and y._trace is self:
+            py = y.primal
+            ty = y.tangent
+            if type(py) is not _ndarray:
+                return None
+        elif not isinstance(y, Tracer):
+            py = y
+            ty = None
+        else:
+            return None
+        try:
+            res = rule(px, py, **params)
+        except Exception:
+            return None         # the general path explains the error
+        if res is None:
+            return None
+        out, coefs = res
+        if (type(tx) is JaxprTracer and type(ty) is JaxprTracer
+                and not primitive.lin_safe and type(out) is _ndarray):
+            c1, c2 = coefs
+            if type(c1) is _ndarray and type(c2) is _ndarray:
+                # the product rule's case: one add_products of two residuals
+                shape = out.shape
+                dtype = out.dtype
+                a1 = tx._aval
+                a2 = ty._aval
+                if a1.shape == shape and a2.shape == shape and c1.shape == shape and \
+                        c2.shape == shape and (a1.dtype is dtype or a1.dtype == dtype) and \
+                        (a2.dtype is dtype or a2.dtype == dtype) and \
+                        (c1.dtype is dtype or c1.dtype == dtype) and \
+                        (c2.dtype is dtype or c2.dtype == dtype):
+                    return _new_tracer(self, out, self.builder.stage_same_type(
+                        add_products_p, (tx, c1, ty, c2)))
+        return self._record(primitive, out, coefs, (tx, ty))
 
     def _linearize(self, primitive, rule, args, params):
         primals = []
@@ -65,6 +146,11 @@ class LinearizeTrace(JVPTrace):
         if res is None:
             return None
         out, coefs = res
+        return self._record(primitive, out, coefs, tangents)
+
+    def _record(self, primitive, out, coefs, tangents):
+        """The output tracer of a linearization rule's (out, coefs), with its tangent
+        map staged; None where the rule's result does not fit (the JVP rule runs)."""
         if type(out) is not _ndarray:
             return None
         shape, dtype = out.shape, out.dtype
@@ -89,8 +175,8 @@ class LinearizeTrace(JVPTrace):
         if len(terms) == 1:
             t, c = terms[0]
             if type(c) is _ndarray:
-                return _new_tracer(self, out, self.builder.stage_same_type(
-                    safe_mul_p if primitive.lin_safe else mul_p, (t, c)))
+                return _new_tracer(self, out, self.builder.stage_product(
+                    safe_mul_p if primitive.lin_safe else mul_p, t, c))
         elif len(terms) == 2 and not primitive.lin_safe:
             (t1, c1), (t2, c2) = terms
             if type(c1) is _ndarray and type(c2) is _ndarray:

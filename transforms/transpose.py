@@ -27,7 +27,7 @@ import numpy as np
 from tracer import Literal, Zero, UndefinedPrimal, Tracer
 from tracer.core import pause_gc, ONES
 from tracer.errors import with_user_line
-from primitives.arith import add_any_p, mul_p, coerce
+from primitives.arith import add_any_p, mul_p, add_products_p, coerce
 from primitives.shape_ops import broadcast_to
 
 
@@ -182,6 +182,14 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                 ct, scale = _scaled(ct, scale), 1.0
         invars = eqn.invars
         params = eqn.params
+        if all_linear and (prim is mul_p or prim is add_products_p or prim is add_any_p) \
+                and type(ct) is _ndarray:
+            # eager reverse mode's hottest equations (the linear maps eager
+            # linearization stages), without the rules' calls and argument boxing:
+            # what their rules compute when every operand has the cotangent's shape
+            if _eager_transpose(prim, invars, params, ct, scale, env, cts,
+                                eqn.outvars[0].aval.shape):
+                continue
         if all_linear:
             # a loop, not a comprehension: no extra frame per equation (hot)
             args = []
@@ -251,6 +259,78 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
             # leaving the pass: the scales go into add_any's coeffs, not a final mul
             out.append(_scaled(*_combine(v, e, absolute=True)))
     return out
+
+
+def _eager_transpose(prim, invars, params, ct, scale, env, cts, out_shape):
+    """Transpose one mul / add_products / add_any equation on a concrete cotangent
+    `ct` (every non-constant variable being linear), writing into `cts`; False
+    (nothing written) where an operand's shape differs from the output's, or
+    another case the rules handle. The results are the rules' own: the product of
+    the cotangent with each linear operand's constant factor (mul and
+    add_products), the cotangent itself times add_any's coefficient."""
+    shape = ct.shape
+    if prim is add_any_p:
+        targets = []
+        for v in invars:
+            if type(v) is Literal or v in env:
+                continue
+            if v.aval.shape != out_shape:
+                return False
+            targets.append(v)
+        coeffs = params.get('coeffs') if params else None
+        if coeffs is None:
+            for v in targets:
+                _write(cts, v, ct, scale)
+        else:
+            for v, c in zip(invars, coeffs):
+                if type(v) is not Literal and v not in env:
+                    _write(cts, v, ct, scale * c)
+        return True
+    if shape != out_shape:
+        return False
+    n = len(invars)
+    if n != 2 and (prim is mul_p or n % 2):
+        return False
+    writes = []
+    for i in range(0, n, 2):
+        a = invars[i]
+        b = invars[i + 1]
+        la = type(a) is not Literal and a not in env
+        lb = type(b) is not Literal and b not in env
+        if la:
+            if lb or type(b) is Literal:
+                return False
+            c = env[b]
+            if type(c) is not _ndarray or c.shape != shape or a.aval.shape != shape:
+                return False
+            writes.append((a, c, True))
+        elif lb:
+            if type(a) is Literal:
+                return False
+            c = env[a]
+            if type(c) is not _ndarray or c.shape != shape or b.aval.shape != shape:
+                return False
+            writes.append((b, c, False))
+    if not writes or len(writes) >= 4:
+        # (four or more linear operands: the general loop first applies the scale
+        # to the cotangent, see _transpose_eqns)
+        return False
+    for v, c, first in writes:
+        _write(cts, v, np.multiply(ct, c) if first else np.multiply(c, ct), scale)
+    return True
+
+
+def _write(cts, v, c, scale):
+    e = cts.get(v)
+    if e is None:
+        cts[v] = (c, scale)
+    elif type(e) is tuple:
+        cts[v] = [e, (c, scale)]
+    else:
+        e.append((c, scale))
+
+
+_ndarray = np.ndarray
 
 
 def _rule(prim):
