@@ -211,17 +211,32 @@ def instantiate_zero(t):
     return t
 
 
-def add_tangents(a, b):
+# Functions of modules that import this one, bound on first use (an import inside
+# a hot function costs a microsecond per call).
+_add_any = _broadcast_to = _reduce_sum = _reshape = None
+
+
+def _bind_lazy():
+    global _add_any, _broadcast_to, _reduce_sum, _reshape
     from .arith import add_any
-    return add_any(a, b)
+    from .shape_ops import broadcast_to, reshape
+    from .reductions import reduce_sum
+    _add_any, _broadcast_to, _reduce_sum, _reshape = add_any, broadcast_to, reduce_sum, reshape
+
+
+def add_tangents(a, b):
+    if _add_any is None:
+        _bind_lazy()
+    return _add_any(a, b)
 
 
 def broadcast_to_shape(x, shape):
     s = x.shape if type(x) is np.ndarray else shape_of(x)
     if s == shape:
         return x
-    from .shape_ops import broadcast_to
-    return broadcast_to(x, shape)
+    if _broadcast_to is None:
+        _bind_lazy()
+    return _broadcast_to(x, shape)
 
 
 def unbroadcast(x, aval):
@@ -235,14 +250,14 @@ def unbroadcast(x, aval):
         xs = shape_of(x)
         if xs == shape:
             return x
-    from .reductions import reduce_sum
-    from .shape_ops import reshape
+    if _reduce_sum is None:
+        _bind_lazy()
     lead = len(xs) - len(shape)
     axes = tuple(range(lead)) + tuple(
         i + lead for i, d in enumerate(shape) if d == 1 and xs[i + lead] != 1)
-    y = reduce_sum(x, axes) if axes else x
+    y = _reduce_sum(x, axes) if axes else x
     if shape_of(y) != shape:
-        y = reshape(y, shape)
+        y = _reshape(y, shape)
     return y
 
 

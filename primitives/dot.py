@@ -9,7 +9,7 @@ a transpose back into that operand's dimension order.
 """
 import numpy as np
 
-from tracer import Primitive, ShapedArray, get_aval, is_undefined
+from tracer import Primitive, ShapedArray, get_aval, is_undefined, UndefinedPrimal
 from ._base import defjvp, dtype_of, shape_of
 
 
@@ -131,8 +131,9 @@ def _ct_operand(ct, other, my_aval, my_contract, my_batch, other_contract, other
     `other` first, (batch, other's contracting dims, my free). Whichever already is
     my dimension order is used (the plain matmul cases need no transpose), else a
     transpose restores my order."""
-    from .convert import convert_element_type
-    from .shape_ops import transpose
+    if _transpose is None:
+        _bind_lazy()
+    convert_element_type, transpose = _convert_element_type, _transpose
     dt = dtype_of(ct)
     if dtype_of(other) != dt:          # preferred_element_type made ct wider
         other = convert_element_type(other, dt)
@@ -166,7 +167,27 @@ def _ct_operand(ct, other, my_aval, my_contract, my_batch, other_contract, other
     return r
 
 
+_MATMUL_DN = (((1,), (0,)), ((), ()))
+_convert_element_type = _transpose = None
+
+
+def _bind_lazy():
+    # modules importing this one, bound on first use (not per call: hot in reverse mode)
+    global _convert_element_type, _transpose
+    from .convert import convert_element_type
+    from .shape_ops import transpose
+    _convert_element_type, _transpose = convert_element_type, transpose
+
+
 def _dot_transpose(ct, x, y, dimension_numbers, preferred_element_type=None):
+    if (type(ct) is np.ndarray and preferred_element_type is None
+            and dimension_numbers == _MATMUL_DN):
+        # eager reverse mode of a plain matrix product (or matrix-vector product):
+        # the NumPy call the general path below ends in, without its index work
+        # and binds
+        fast = _matmul_transpose(ct, x, y)
+        if fast is not None:
+            return fast
     (lc, rc), (lb, rb) = dimension_numbers
     assert not (is_undefined(x) and is_undefined(y)), "dot_general is not linear jointly"
     nb = len(lb)
@@ -180,6 +201,25 @@ def _dot_transpose(ct, x, y, dimension_numbers, preferred_element_type=None):
     xf = _free(nx, lc, lb)
     ct_xf = tuple(range(nb, nb + len(xf)))
     return [None, _ct_operand(ct, x, y.aval, rc, rb, lc, lb, xf, ct_xf)]
+
+
+def _matmul_transpose(ct, x, y):
+    """_dot_transpose for dimension_numbers _MATMUL_DN on arrays of one dtype:
+    (m,k)@(k,n) for either operand, (m,k)@(k,) for the vector; else None."""
+    dt = ct.dtype
+    if type(x) is np.ndarray:
+        if type(y) is not UndefinedPrimal or x.dtype != dt or y.aval.dtype != dt \
+                or x.ndim != 2:
+            return None
+        if len(y.aval.shape) == 2 and ct.ndim == 2:
+            return [None, np.dot(x.T, ct)]          # (k,n) = (m,k)^T (m,n)
+        if len(y.aval.shape) == 1 and ct.ndim == 1:
+            return [None, np.dot(ct, x)]            # (k,) = (m,) (m,k)
+        return None
+    if type(y) is np.ndarray and type(x) is UndefinedPrimal and y.dtype == dt and \
+            x.aval.dtype == dt and y.ndim == 2 and len(x.aval.shape) == 2 and ct.ndim == 2:
+        return [np.dot(ct, y.T), None]              # (m,k) = (m,n) (k,n)^T
+    return None
 
 
 dot_general_p = Primitive('dot_general')

@@ -57,8 +57,23 @@ reduce_sum_p.impl = _reduce_sum_impl
 reduce_sum_p.abstract_eval = lambda a, axes: _reduce_aval('reduce_sum', a, axes)
 
 
-def _reduce_sum_transpose(ct, x, axes):
+# functions of modules importing this one, bound on first use (an import inside a
+# rule costs a microsecond per call)
+_lazy = None
+
+
+def _bind_lazy():
+    global _lazy
     from .shape_ops import broadcast_in_dim
+    from .logical import eq
+    from .convert import convert_element_type
+    from .arith import mul, div, max as max_
+    _lazy = (broadcast_in_dim, eq, convert_element_type, mul, div, max_)
+    return _lazy
+
+
+def _reduce_sum_transpose(ct, x, axes):
+    broadcast_in_dim = (_lazy or _bind_lazy())[0]
     shape = x.aval.shape
     return [broadcast_in_dim(ct, shape, _kept(len(shape), axes))]
 
@@ -107,10 +122,7 @@ def _minmax_abstract(name):
 def _minmax_jvp(g, ans, x, axes):
     # The tangent at the extreme positions, averaged over ties (JAX's choice): built
     # from primitives only, so the rule itself differentiates and stages.
-    from .shape_ops import broadcast_in_dim
-    from .logical import eq
-    from .convert import convert_element_type
-    from .arith import mul, div, max as max_
+    broadcast_in_dim, eq, convert_element_type, mul, div, max_ = _lazy or _bind_lazy()
     shape = shape_of(x)
     dt = dtype_of(g)
     at = convert_element_type(eq(x, broadcast_in_dim(ans, shape, _kept(len(shape), axes))), dt)

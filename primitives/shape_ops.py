@@ -37,8 +37,14 @@ def _bid_abstract(a, shape, broadcast_dimensions):
     return ShapedArray(shape, a.dtype, a.weak_type)
 
 
+_reduce_sum = None
+
+
 def _bid_transpose(ct, x, shape, broadcast_dimensions):
-    from .reductions import reduce_sum
+    global _reduce_sum
+    if _reduce_sum is None:
+        from .reductions import reduce_sum as _reduce_sum
+    reduce_sum = _reduce_sum
     in_shape = x.aval.shape
     new_dims = [i for i in range(len(shape)) if i not in broadcast_dimensions]
     expanded = [d for i, d in enumerate(broadcast_dimensions)
