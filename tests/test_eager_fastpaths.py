@@ -1,0 +1,243 @@
+"""Eager reverse-mode fast paths (issue 2): each is checked against the general path
+it shortcuts, bit for bit (the fast path switched off with monkeypatch), and against
+jit of the same gradient (which traces through the JVP and transpose rules), on
+several shapes and dtypes, including the cases where it must fall back.
+"""
+import importlib
+
+import numpy as np
+import pytest
+
+import primitives.numpy as pnp
+from primitives import dot as dot_mod
+from transforms import grad, jvp, jit, vjp
+lin_mod = importlib.import_module('transforms.linearize')
+tr_mod = importlib.import_module('transforms.transpose')
+
+RNG = np.random.default_rng(11)
+DTYPES = [np.float64, np.float32]
+SHAPES = [(), (5,), (3, 4)]
+
+
+def _general_linearize(monkeypatch):
+    """Switch off LinearizeTrace's one- and two-operand fast paths."""
+    def unary(self, primitive, rule, x, params):
+        return self._linearize(primitive, rule, (x,), params)
+
+    def binary(self, primitive, rule, args, params):
+        return self._linearize(primitive, rule, args, params)
+    monkeypatch.setattr(lin_mod.LinearizeTrace, '_linearize_unary', unary)
+    monkeypatch.setattr(lin_mod.LinearizeTrace, '_linearize_binary', binary)
+
+
+def _general_transpose(monkeypatch):
+    monkeypatch.setattr(tr_mod, '_eager_transpose', lambda *a: False)
+
+
+def _general_dot(monkeypatch):
+    monkeypatch.setattr(dot_mod, '_matmul_transpose', lambda ct, x, y: None)
+
+
+def _same(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape and a.dtype == b.dtype
+    np.testing.assert_array_equal(a, b)
+
+
+def _close(a, b, dtype):
+    tol = 1e-5 if np.dtype(dtype) == np.float32 else 1e-12
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
+
+
+def _chain(x, y):
+    # unary ops (plain and safe coefficients), products of two tracers, products and
+    # sums with scalars and constants
+    z = pnp.sin(x) * y
+    z = pnp.tanh(z) + x
+    z = z * 0.5 - y * y
+    z = pnp.exp(z) * pnp.cos(y)
+    z = pnp.sqrt(z * z + 1.0) + pnp.log(x * x + 2.0)
+    z = z / (y * y + 1.0)
+    return pnp.sum(z * x)
+
+
+def _broadcasting(x, b):
+    # operands of different shapes: the fast paths must fall back
+    z = x * b + pnp.sin(b)
+    z = pnp.tanh(z) - b
+    return pnp.sum(z * z)
+
+
+def _mixed(x, y32):
+    # a float32 operand with a float64 one: promotion, the general path
+    return pnp.sum(pnp.sin(x) * y32 + x * 2)
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('shape', SHAPES)
+def test_linearize_fast_paths_match_general_path(monkeypatch, dtype, shape):
+    x = RNG.standard_normal(shape).astype(dtype)
+    y = RNG.standard_normal(shape).astype(dtype)
+    g = grad(_chain, argnums=(0, 1))
+    fast = g(x, y)
+    ref = jit(g)(x, y)
+    with monkeypatch.context() as m:
+        _general_linearize(m)
+        _general_transpose(m)
+        general = g(x, y)
+    for a, b, c in zip(fast, general, ref):
+        _same(a, b)
+        _close(a, c, dtype)
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_linearize_fast_paths_fall_back(monkeypatch, dtype):
+    x = RNG.standard_normal((3, 4)).astype(dtype)
+    b = RNG.standard_normal((4,)).astype(dtype)
+    g = grad(_broadcasting, argnums=(0, 1))
+    fast = g(x, b)
+    with monkeypatch.context() as m:
+        _general_linearize(m)
+        _general_transpose(m)
+        general = g(x, b)
+    for a, c, r in zip(fast, general, jit(g)(x, b)):
+        _same(a, c)
+        _close(a, r, dtype)
+    y32 = RNG.standard_normal((3, 4)).astype(np.float32)
+    x64 = x.astype(np.float64)
+    gm = grad(_mixed, argnums=(0, 1))
+    for a, r in zip(gm(x64, y32), jit(gm)(x64, y32)):
+        _close(a, r, np.float32)
+
+
+def test_linearize_fast_paths_safe_coefficients():
+    # sqrt/log at 0 under a zero cotangent: the safe product keeps the gradient finite
+    def f(x, y):
+        return pnp.sum(pnp.where(x > 0, pnp.sqrt(x), 0.0) * y)
+    x = np.array([0.0, 1.0, 4.0])
+    y = np.array([2.0, 3.0, 5.0])
+    gx, gy = grad(f, argnums=(0, 1))(x, y)
+    np.testing.assert_array_equal(gx, [0.0, 1.5, 1.25])
+    np.testing.assert_array_equal(gy, [0.0, 1.0, 2.0])
+
+
+def test_linearize_fast_paths_under_outer_transforms():
+    # grad of grad and jvp of grad: the primals are tracers of the outer trace,
+    # so the fast paths do not apply
+    def f(x):
+        return pnp.sum(pnp.sin(x) * x + pnp.tanh(x * x))
+    x = RNG.standard_normal(6)
+    v = RNG.standard_normal(6)
+    hvp = jvp(grad(f), (x,), (v,))[1]
+    ref = jit(lambda x, v: jvp(grad(f), (x,), (v,))[1])(x, v)
+    _close(hvp, ref, np.float64)
+    d2 = grad(lambda x: pnp.sum(grad(f)(x) * v))(x)
+    _close(d2, hvp, np.float64)
+
+
+@pytest.mark.parametrize('n', [-2, 1, 2, 3])
+def test_linearize_unary_rule_declines(monkeypatch, n):
+    # integer_pow's rule declines exponents below 2 (None): the JVP rule runs
+    from primitives import arith
+    x = RNG.standard_normal(5) + 3.0
+    f = lambda x: pnp.sum(pnp.sin(arith.integer_pow(x, n)))
+    fast = grad(f)(x)
+    with monkeypatch.context() as m:
+        _general_linearize(m)
+        _same(fast, grad(f)(x))
+    _close(fast, jit(grad(f))(x), np.float64)
+    _close(fast, n * x ** (n - 1) * np.cos(x ** n), np.float64)
+
+
+def test_linearize_fast_path_error_message():
+    # a shape error inside a traced binary op: the general path's message
+    with pytest.raises(ValueError, match='broadcast'):
+        grad(lambda x: pnp.sum(x * pnp.ones(4)))(np.ones(3))
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_transpose_add_any_with_coeffs_and_many_products(monkeypatch, dtype):
+    # add_any with coefficients (a variable used with several scales), add_products
+    # with four or more linear pairs (the general loop rescales first: fallback)
+    from primitives import arith
+    x = RNG.standard_normal((4, 3)).astype(dtype)
+    cs = [RNG.standard_normal((4, 3)).astype(dtype) for _ in range(4)]
+
+    def f(x):
+        z = arith.add_products_p.bind(x, cs[0], x * 2.0, cs[1], -x, cs[2], x, cs[3])
+        w = x * 3.0 - x * 0.25 + z
+        return pnp.sum(w * w) * 1e-3
+
+    fast = grad(f)(x)
+    with monkeypatch.context() as m:
+        _general_transpose(m)
+        general = grad(f)(x)
+    _same(fast, general)
+    _close(fast, jit(grad(f))(x), dtype)
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('shapes', [((3, 4), (4, 5)), ((6, 2), (2,)), ((1, 7), (7, 1)),
+                                    ((4,), (4, 3)), ((5,), (5,))])
+def test_matmul_transpose_fast_path(monkeypatch, dtype, shapes):
+    sa, sb = shapes
+    a = RNG.standard_normal(sa).astype(dtype)
+    b = RNG.standard_normal(sb).astype(dtype)
+
+    def f(a, b):
+        return pnp.sum(pnp.tanh(a @ b))
+
+    g = grad(f, argnums=(0, 1))
+    fast = g(a, b)
+    with monkeypatch.context() as m:
+        _general_dot(m)
+        general = g(a, b)
+    for x, y, r in zip(fast, general, jit(g)(a, b)):
+        _same(x, y)
+        _close(x, r, dtype)
+    # one operand constant (the other's transpose only)
+    ga = grad(lambda a: f(a, b))(a)
+    gb = grad(lambda b: f(a, b))(b)
+    _same(ga, fast[0])
+    _same(gb, fast[1])
+
+
+def test_matmul_transpose_fallbacks(monkeypatch):
+    # batched matmul, transposed contraction and a mixed-precision product take the
+    # general rule
+    a = RNG.standard_normal((2, 3, 4))
+    b = RNG.standard_normal((2, 4, 5))
+    g = grad(lambda a, b: pnp.sum(pnp.sin(a @ b)), argnums=(0, 1))
+    with monkeypatch.context() as m:
+        _general_dot(m)
+        general = g(a, b)
+    for x, y in zip(g(a, b), general):
+        _same(x, y)
+    c = RNG.standard_normal((4, 3))
+    d = RNG.standard_normal((5, 3))
+    h = grad(lambda c, d: pnp.sum(pnp.cos(c @ d.T)), argnums=(0, 1))
+    for x, r in zip(h(c, d), jit(h)(c, d)):
+        _close(x, r, np.float64)
+    from primitives import lax
+    e = RNG.standard_normal((3, 4)).astype(np.float32)
+    f32 = RNG.standard_normal((4, 2)).astype(np.float32)
+    k = grad(lambda e: pnp.sum(lax.dot_general(e, f32, (((1,), (0,)), ((), ())),
+                                                preferred_element_type=np.float64)))
+    np.testing.assert_allclose(k(e), np.broadcast_to(f32.sum(1), (3, 4)), rtol=1e-6)
+    assert k(e).dtype == np.float32
+
+
+def test_vjp_with_nonscalar_cotangent_uses_fast_paths(monkeypatch):
+    a = RNG.standard_normal((3, 4))
+    b = RNG.standard_normal((4, 2))
+    ct = RNG.standard_normal((3, 2))
+    f = lambda a, b: pnp.tanh(a @ b) * 2.0 + a @ b
+    _, fn = vjp(f, a, b)
+    fast = fn(ct)
+    with monkeypatch.context() as m:
+        _general_dot(m)
+        _general_transpose(m)
+        _, fn2 = vjp(f, a, b)
+        general = fn2(ct)
+    for x, y in zip(fast, general):
+        _same(x, y)
