@@ -39,7 +39,36 @@ class LinearizeTrace(JVPTrace):
         rule = primitive.lin
         if rule is not None:
             if len(args) == 1:
-                out = self._linearize_unary(primitive, rule, args[0], params)
+                # one operand (unary math, the hottest case): _linearize_unary inlined
+                x = args[0]
+                if type(x) is JVPTracer and x._trace is self and type(x.primal) is _ndarray:
+                    try:
+                        res = rule(x.primal, **params)
+                    except Exception:
+                        res = None      # the general path explains the error
+                    if res is None:
+                        return JVPTrace.process_primitive(self, primitive, args, params)
+                    out, coefs = res
+                    t = x.tangent
+                    c = coefs[0]
+                    if type(out) is _ndarray and type(c) is _ndarray and \
+                            type(t) is JaxprTracer:
+                        ta = t._aval
+                        shape = out.shape
+                        dtype = out.dtype
+                        if ta.shape == shape and c.shape == shape and (
+                                ta.dtype is dtype or ta.dtype == dtype) and (
+                                c.dtype is dtype or c.dtype == dtype):
+                            r = _new(JVPTracer)
+                            r._trace = self
+                            r.primal = out
+                            r.tangent = self.builder.stage_product(
+                                safe_mul_p if primitive.lin_safe else mul_p, t, c)
+                            r._aval = None
+                            return r
+                    out = self._record(primitive, out, coefs, (t,))
+                else:
+                    out = self._linearize_unary(primitive, rule, x, params)
             elif len(args) == 2:
                 out = self._linearize_binary(primitive, rule, args, params)
             else:
@@ -109,7 +138,23 @@ class LinearizeTrace(JVPTrace):
         if (type(tx) is JaxprTracer and type(ty) is JaxprTracer
                 and not primitive.lin_safe and type(out) is _ndarray):
             c1, c2 = coefs
-            if type(c1) is _ndarray and type(c2) is _ndarray:
+            if type(c1) is int and type(c2) is int and c1 == 1 and (c2 == 1 or c2 == -1):
+                # a sum or difference of two tangents of the output's type
+                shape = out.shape
+                dtype = out.dtype
+                a1 = tx._aval
+                a2 = ty._aval
+                if a1.shape == shape and a2.shape == shape and \
+                        (a1.dtype is dtype or a1.dtype == dtype) and \
+                        (a2.dtype is dtype or a2.dtype == dtype):
+                    r = _new(JVPTracer)
+                    r._trace = self
+                    r.primal = out
+                    r.tangent = self.builder.stage_typed(
+                        add_any_p if c2 == 1 else sub_p, (tx, ty), a2)
+                    r._aval = None
+                    return r
+            elif type(c1) is _ndarray and type(c2) is _ndarray:
                 # the product rule's case: one add_products of two residuals
                 shape = out.shape
                 dtype = out.dtype

@@ -182,6 +182,31 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                 ct, scale = _scaled(ct, scale), 1.0
         invars = eqn.invars
         params = eqn.params
+        if prim is mul_p and all_linear and type(ct) is _ndarray:
+            # the hottest case inlined (see _eager_transpose): a linear operand times
+            # a constant array, all of the cotangent's shape
+            a, b = invars
+            if type(b) is not Literal and type(a) is not Literal:
+                c = env_get(b, _NOT_CONST)
+                v = a
+                if c is _NOT_CONST:
+                    c = env_get(a, _NOT_CONST)
+                    v = b
+                    first = False
+                else:
+                    first = True
+                shape = ct.shape
+                if type(c) is _ndarray and c.shape == shape and v not in env and \
+                        v.aval.shape == shape and eqn.outvars[0].aval.shape == shape:
+                    c = np.multiply(ct, c) if first else np.multiply(c, ct)
+                    e = cts_get(v)
+                    if e is None:
+                        cts[v] = (c, scale)
+                    elif type(e) is tuple:
+                        cts[v] = [e, (c, scale)]
+                    else:
+                        e.append((c, scale))
+                    continue
         if all_linear and (prim is mul_p or prim is add_products_p or prim is add_any_p) \
                 and type(ct) is _ndarray:
             # eager reverse mode's hottest equations (the linear maps eager
