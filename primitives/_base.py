@@ -193,8 +193,14 @@ def defjvp_zero(prim):
 def deflinear(prim, transpose_rule):
     """A primitive linear in all its operands: its JVP is itself applied to the
     tangents (zeros instantiated only where some tangent is nonzero)."""
+    bind = prim.bind
+
     def jvp(primals, tangents, **params):
-        out = prim.bind(*primals, **params)
+        out = bind(*primals, **params)
+        if len(tangents) == 1:      # one operand (reshape, reduce_sum, ...): the hot case
+            t = tangents[0]
+            if type(t) is not Zero:
+                return out, bind(t, **params)
         if all(type(t) is Zero for t in tangents):
             return out, (zero_like_out(out) if not prim.multiple_results
                          else [zero_like_out(o) for o in out])

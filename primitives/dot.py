@@ -77,6 +77,12 @@ def _dot_checked_impl(x, y, dimension_numbers, preferred_element_type=None):
 # --- shape rule ------------------------------------------------------------------------------
 
 def _dot_abstract(a, b, dimension_numbers, preferred_element_type=None):
+    if dimension_numbers == _MATMUL_DN and preferred_element_type is None:
+        # a matrix times a matrix or vector (the hot case): the rule below, inlined
+        sa, sb = a.shape, b.shape
+        if len(sa) == 2 and sb and sa[1] == sb[0] and a.dtype == b.dtype and \
+                a.dtype.kind in 'fciub':
+            return ShapedArray(sa[:1] + sb[1:], a.dtype, a.weak_type and b.weak_type)
     (lc, rc), (lb, rb) = dimension_numbers
     def desc():   # built only when an error is raised
         return (f"dot_general of {a.str_short()} and {b.str_short()} with "
