@@ -207,7 +207,28 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                     else:
                         e.append((c, scale))
                     continue
-        if all_linear and (prim is mul_p or prim is add_products_p or prim is add_any_p) \
+        elif prim is add_any_p and all_linear and type(ct) is _ndarray and not params:
+            # a sum of linear terms, all of the output's shape: each gets the
+            # cotangent (what add_any's scale_transpose gives, inlined)
+            shape = eqn.outvars[0].aval.shape
+            for v in invars:
+                if type(v) is Literal or v in env:
+                    continue
+                if v.aval.shape != shape:
+                    break
+            else:
+                for v in invars:
+                    if type(v) is Literal or v in env:
+                        continue
+                    e = cts_get(v)
+                    if e is None:
+                        cts[v] = (ct, scale)
+                    elif type(e) is tuple:
+                        cts[v] = [e, (ct, scale)]
+                    else:
+                        e.append((ct, scale))
+                continue
+        if all_linear and (prim is add_products_p or prim is add_any_p) \
                 and type(ct) is _ndarray:
             # eager reverse mode's hottest equations (the linear maps eager
             # linearization stages), without the rules' calls and argument boxing:
