@@ -186,11 +186,10 @@ def _bind_lazy():
 
 
 def _dot_transpose(ct, x, y, dimension_numbers, preferred_element_type=None):
-    if (type(ct) is np.ndarray and preferred_element_type is None
-            and dimension_numbers == _MATMUL_DN):
-        # eager reverse mode of a plain matrix product (or matrix-vector product):
-        # the NumPy call the general path below ends in, without its index work
-        # and binds
+    if preferred_element_type is None and dimension_numbers == _MATMUL_DN:
+        # a plain matrix product (or matrix-vector product): the contraction the
+        # general path below ends in, without its index work (on arrays: its
+        # NumPy call, without the binds)
         fast = _matmul_transpose(ct, x, y)
         if fast is not None:
             return fast
@@ -209,22 +208,40 @@ def _dot_transpose(ct, x, y, dimension_numbers, preferred_element_type=None):
     return [None, _ct_operand(ct, x, y.aval, rc, rb, lc, lb, xf, ct_xf)]
 
 
+_DN_LHS_T = (((0,), (0,)), ((), ()))     # x^T @ ct (and ct @ x for a vector ct)
+_DN_RHS_T = (((1,), (1,)), ((), ()))     # ct @ y^T
+
+
 def _matmul_transpose(ct, x, y):
-    """_dot_transpose for dimension_numbers _MATMUL_DN on arrays of one dtype:
-    (m,k)@(k,n) for either operand, (m,k)@(k,) for the vector; else None."""
-    dt = ct.dtype
-    if type(x) is np.ndarray:
-        if type(y) is not UndefinedPrimal or x.dtype != dt or y.aval.dtype != dt \
-                or x.ndim != 2:
+    """_dot_transpose for dimension_numbers _MATMUL_DN with operands and cotangent
+    of one dtype: (m,k)@(k,n) for either operand, (m,k)@(k,) for the vector; else
+    None. The same contraction as the general path (which here needs no transpose
+    or conversion): on arrays the NumPy call it ends in, else one dot_general."""
+    if type(ct) is np.ndarray:
+        dt = ct.dtype
+        ct_nd = ct.ndim
+    else:
+        dt = dtype_of(ct)
+        ct_nd = len(shape_of(ct))
+    if type(y) is UndefinedPrimal:
+        if type(x) is UndefinedPrimal or dtype_of(x) != dt or y.aval.dtype != dt or \
+                len(shape_of(x)) != 2:
             return None
-        if len(y.aval.shape) == 2 and ct.ndim == 2:
-            return [None, np.dot(x.T, ct)]          # (k,n) = (m,k)^T (m,n)
-        if len(y.aval.shape) == 1 and ct.ndim == 1:
-            return [None, np.dot(ct, x)]            # (k,) = (m,) (m,k)
+        ny = len(y.aval.shape)
+        if ny == 2 and ct_nd == 2:
+            if type(ct) is np.ndarray and type(x) is np.ndarray:
+                return [None, np.dot(x.T, ct)]          # (k,n) = (m,k)^T (m,n)
+            return [None, dot_general_p.bind(x, ct, dimension_numbers=_DN_LHS_T)]
+        if ny == 1 and ct_nd == 1:
+            if type(ct) is np.ndarray and type(x) is np.ndarray:
+                return [None, np.dot(ct, x)]            # (k,) = (m,) (m,k)
+            return [None, dot_general_p.bind(ct, x, dimension_numbers=_DN_LHS_T)]
         return None
-    if type(y) is np.ndarray and type(x) is UndefinedPrimal and y.dtype == dt and \
-            x.aval.dtype == dt and y.ndim == 2 and len(x.aval.shape) == 2 and ct.ndim == 2:
-        return [np.dot(ct, y.T), None]              # (m,k) = (m,n) (k,n)^T
+    if type(x) is UndefinedPrimal and dtype_of(y) == dt and x.aval.dtype == dt and \
+            len(shape_of(y)) == 2 and len(x.aval.shape) == 2 and ct_nd == 2:
+        if type(ct) is np.ndarray and type(y) is np.ndarray:
+            return [np.dot(ct, y.T), None]              # (m,k) = (m,n) (k,n)^T
+        return [dot_general_p.bind(ct, y, dimension_numbers=_DN_RHS_T), None]
     return None
 
 

@@ -241,3 +241,33 @@ def test_vjp_with_nonscalar_cotangent_uses_fast_paths(monkeypatch):
         general = fn2(ct)
     for x, y in zip(fast, general):
         _same(x, y)
+
+
+@pytest.mark.parametrize('shapes', [((3, 4), (4, 5)), ((6, 2), (2,)), ((4,), (4, 3))])
+def test_matmul_transpose_traced_cotangent(monkeypatch, shapes):
+    # a traced cotangent (make_jaxpr of grad, jvp of grad): the fast path stages the
+    # same dot_general as the general rule, so the printed program is unchanged
+    from tracer import make_jaxpr
+    sa, sb = shapes
+    a = RNG.standard_normal(sa)
+    b = RNG.standard_normal(sb)
+    va = RNG.standard_normal(sa)
+    vb = RNG.standard_normal(sb)
+
+    def f(a, b):
+        return pnp.sum(pnp.tanh(a @ b) ** 2)
+
+    g = grad(f, argnums=(0, 1))
+
+    def hvp(a, b):
+        return jvp(g, (a, b), (va, vb))[1]
+
+    fast_ir = str(make_jaxpr(g)(a, b))
+    fast_hvp = hvp(a, b)
+    with monkeypatch.context() as m:
+        _general_dot(m)
+        assert str(make_jaxpr(g)(a, b)) == fast_ir
+        general_hvp = hvp(a, b)
+    for x, y, r in zip(fast_hvp, general_hvp, jit(hvp)(a, b)):
+        _same(x, y)
+        _close(x, r, np.float64)
