@@ -211,6 +211,8 @@ class _Typer:
 # once nothing else reads it)
 _FRESH_CALLS = ('empty(', 'full(', 'copy(', 'dot(', 'dot_nn(', 'dot_t(', 'dot_nt(',
                 'dot_tt(', 'gemm_nn(', 'gemm_t(', 'gemm_nt(', 'gemm_tt(')
+# calls returning an array numba types C-contiguous
+_C_CALLS = _FRESH_CALLS + ('reshape(', 'contig(')
 
 
 class Cluster:
@@ -273,6 +275,7 @@ class FunctionGen:
         self.extra_params = []           # hoisted constants this function takes too
         self.inplace = {}                # loop carry output -> (carry input, buffer)
         self.views = {}                  # unit-dimension reshape output -> its base value
+        self.contig = set()              # array values numba types C-contiguous
         self.done = set()                # ids of equations lowered ahead of their turn
         self.rowviews = {}               # row of an array -> (array value, index prefix)
         self.cross_row = set()           # reductions accumulated over a rows loop
@@ -400,6 +403,7 @@ class FunctionGen:
         for v in self.params:
             self.name(v)
             self.avail.add(v)
+            self.contig.add(v)
         self.sched = (self.eqns, 0)
         for i, eqn in enumerate(self.eqns):
             if i in self.done:
@@ -504,6 +508,8 @@ class FunctionGen:
                 self.avail.add(v)
                 if o.startswith(_FRESH_CALLS):
                     self.owned.add(v)
+                if o.startswith(_C_CALLS):
+                    self.contig.add(v)
 
     def view(self, eqn):
         """A reshape that only inserts or removes dimensions of size 1 is not
@@ -514,6 +520,12 @@ class FunctionGen:
         if type(x) is Literal or isinstance(out, DropVar) or \
                 (not x.aval.shape and not out.aval.shape) or \
                 _squeezed(x.aval.shape) != _squeezed(out.aval.shape):
+            return False
+        base = self.views.get(x, x)
+        if base.aval.shape and not (base in self.contig or base in self.where or
+                                    base in self.rowviews):
+            # only views of arrays numba knows contiguous: elements read through a
+            # view of a strided one would make the loops reading them strided too
             return False
         if not out.aval.shape:
             # the single element of an array of size 1: a scalar now
@@ -796,6 +808,7 @@ class FunctionGen:
         for v in c.defined:
             if v in stores:
                 self.avail.add(v)
+                self.contig.add(v)        # a fresh array, a dead product's, a carry's copy
             self.where.pop(v, None)
         for v in c.red_outs:
             self.avail.add(v)
@@ -854,10 +867,12 @@ class FunctionGen:
                     pro[k].append(f'{acc} = {ident}')
                 inner.append(f'{acc} = {self.red_step(op, dt, acc, v)}')
                 if out.aval.shape != ():
+                    self.contig.add(out)
                     if out not in self.rowviews:
                         pro[0].append(f'{name} = {self.empty(out.aval.shape, dt)}')
                     epi[k].append(self.store_value(out, kept, acc))
             else:
+                self.contig.add(out)
                 if not cross:
                     pro[0].append(f'{name} = {self.full(out.aval.shape, ident, dt)}')
                 # an accumulation into memory: one operation per element and step,
@@ -1135,6 +1150,7 @@ def _hoisted(self, cv):
             raise NotLowerable(f"dtype {top.aval.dtype.name}")
         self.name(top)
         self.avail.add(top)
+        self.contig.add(top)
         self.extra_params.append(top)
     return top
 
@@ -1437,6 +1453,7 @@ def _emit_region(self, n, ks):
     for v in order:
         if v in stripped:
             self.name(v)
+            self.contig.add(v)             # allocated with empty() if stored
             if stripped[v].aval.shape != ():
                 self.rowviews[stripped[v]] = (v, [r])
     # consumers of the stripped values
