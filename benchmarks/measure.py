@@ -226,10 +226,18 @@ def run_peg(settings, side, ctx):
     settings.samples = 3 if settings.quick else 7
     settings.warmup = 1
     out = []
-    for metric in ('vmap_grad', 'loop_grad'):
+    ref = W.peg_numpy_grads(params, x, onehot)
+    for metric in ('vmap_grad', 'loop_grad', 'output_floor'):
         errors = {}
 
         def cot_build(metric=metric):
+            if metric == 'output_floor':
+                # no arithmetic: allocate and write arrays of the output's shapes
+                # (343 MB of float32), the least time any per-example gradient
+                # computation needs on this machine; checked as the reference
+                shapes = [(r.shape, r.dtype) for r in ref]
+                return {'cotangent': P.Peer(
+                    lambda: tuple(np.ones(s, d) for s, d in shapes), lambda _: ref)}
             loss_one = W.make_mlp_loss_one(ctx.pnp)
             if metric == 'vmap_grad':
                 pe = ctx.vmap(ctx.grad(loss_one), in_axes=(None, 0, 0))
@@ -243,6 +251,8 @@ def run_peg(settings, side, ctx):
 
         def peer_build(metric=metric):
             return P.peg(ctx, params, x, onehot) if metric == 'vmap_grad' else {}
+        if metric == 'output_floor' and side != 'cotangent':
+            continue
         impls = _impls(side, ctx, errors, cot_build, peer_build)
         out.append(ratio_record('PEG', metric, lambda: W.peg_numpy_grads(params, x, onehot),
                                 impls, errors, settings, rtol=2e-3, atol=2e-5))

@@ -12,11 +12,13 @@ from tracer.avals import result_dtype, short_dtype
 
 
 def shape_of(x):
+    if type(x) is np.ndarray:   # the common case, before the tuple isinstance
+        return x.shape
     return x.shape if isinstance(x, (Tracer, np.ndarray, np.generic)) else np.shape(x)
 
 
 def dtype_of(x):
-    if isinstance(x, (Tracer, np.ndarray, np.generic)):
+    if type(x) is np.ndarray or isinstance(x, (Tracer, np.ndarray, np.generic)):
         return x.dtype
     return get_aval(x).dtype
 
@@ -96,6 +98,7 @@ def unary(name, impl, allowed=FLOAT, out_dtype=None):
     """A one-operand elementwise primitive."""
     p = Primitive(name)
     p.impl = impl
+    p.elementwise = True
 
     def abstract_eval(a, **_):
         if out_dtype is None and (allowed is None or a.dtype.kind in allowed):
@@ -108,12 +111,18 @@ def unary(name, impl, allowed=FLOAT, out_dtype=None):
 def binary(name, impl, allowed=NUMERIC, out_dtype=None):
     p = Primitive(name)
     p.impl = impl
+    p.elementwise = True
     if out_dtype is None:
         def abstract_eval(a, b, **_):
-            # the common case inline: equal shapes and dtypes
-            if a.shape == b.shape and a.dtype is b.dtype and (
-                    allowed is None or a.dtype.kind in allowed):
-                return a if a.weak_type <= b.weak_type else b
+            # the common cases inline: equal shapes and dtypes, or an array and a
+            # weakly typed scalar of its dtype (a Python-number literal)
+            if a.dtype is b.dtype and (allowed is None or a.dtype.kind in allowed):
+                if a.shape == b.shape:
+                    return a if a.weak_type <= b.weak_type else b
+                if b.weak_type and not b.shape:
+                    return a
+                if a.weak_type and not a.shape:
+                    return b
             return elementwise_aval(name, [a, b], None, allowed)
     else:
         def abstract_eval(a, b, **_):

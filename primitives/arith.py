@@ -149,6 +149,7 @@ def fused_lincomb(xs, coeffs):
 # transforms/transpose.py) land in `coeffs` instead of costing a `mul` each.
 add_any_p = Primitive('add_any')
 add_any_p.impl = _add_any_impl
+add_any_p.elementwise = True
 add_any_p.abstract_eval = lambda *avals, coeffs=None: elementwise_aval('add_any', list(avals))
 deflinear(add_any_p, _add_any_transpose)
 def _add_any_scale_transpose(*xs, coeffs=None):
@@ -291,17 +292,19 @@ def _add_products_transpose(ct, *xs):
     cts = [None] * len(xs)
     for i in range(0, len(xs), 2):
         a, b = xs[i], xs[i + 1]
-        if is_undefined(a) and is_undefined(b):
-            raise TypeError("add_products: a product of two linear operands is not linear")
-        if is_undefined(a):
+        ua, ub = type(a) is UndefinedPrimal, type(b) is UndefinedPrimal
+        if ua:
+            if ub:
+                raise TypeError("add_products: a product of two linear operands is not linear")
             cts[i] = unbroadcast(mul_p.bind(ct, b), a.aval)
-        elif is_undefined(b):
+        elif ub:
             cts[i + 1] = unbroadcast(mul_p.bind(a, ct), b.aval)
     return cts
 
 
 add_products_p = Primitive('add_products')
 add_products_p.impl = _add_products_impl
+add_products_p.elementwise = True
 add_products_p.abstract_eval = _add_products_abstract
 add_products_p.jvp = _add_products_jvp
 add_products_p.transpose = _add_products_transpose
@@ -652,3 +655,42 @@ max_p.lowering = _lw_minmax('fmax', 'max')
 min_p.lowering = _lw_minmax('fmin', 'min')
 sign_p.lowering = _EW(_lw_sign)
 abs_p.lowering = _EW(lambda ctx, a, avals, out: f'abs({a[0]})')
+
+# --- structured basis rules ---
+# (see primitives/_basis.py: jacfwd's / jacrev's symbolic standard basis under vmap)
+from . import _basis as _SB  # noqa: E402
+
+_SB.register(mul_p, _SB.scaling_rule(mul_p))
+_SB.register(safe_mul_p, _SB.scaling_rule(safe_mul_p))
+_SB.register(div_p, _SB.scaling_rule(div_p, basis_positions=(0,)))
+_SB.register(neg_p, _SB.unary_rule(neg_p))
+for _p in (add_p, sub_p, add_any_p):
+    _SB.register(_p, _SB.linear_sum_rule(_p))
+del _p
+
+
+def _add_products_basis(args, dims):
+    """sum_i a_i * b_i where each pair is a basis of one leaf times an unbatched
+    factor that fits its shape (the product rule under jacfwd of jacrev): a Basis
+    scaled by sum_i d_i * factor_i."""
+    b = None
+    terms = []
+    for i in range(0, len(args), 2):
+        pair = args[i:i + 2]
+        j = 0 if type(pair[0]) is _SB.Basis else 1 if type(pair[1]) is _SB.Basis else None
+        if j is None or dims[i + 1 - j] is not None:
+            return None
+        bj, other = pair[j], pair[1 - j]
+        if b is None:
+            b = bj
+        elif not b.same_rows(bj):
+            return None
+        if type(other) in _PY:
+            other = b.dtype.type(other)
+        if dtype_of(other) != b.dtype or not _SB.fits(other, b.shape):
+            return None
+        terms += [_SB.scale_of(bj), other]
+    return b.like(_SB.to_shape(add_products_p.bind(*terms), b.shape)), 0
+
+
+_SB.register(add_products_p, _add_products_basis)

@@ -124,3 +124,20 @@ def _lw_convert(ctx, a, avals, out, new_dtype, weak_type=False):
 convert_element_type_p.lowering = _EW(_lw_convert)
 stop_gradient_p.lowering = _EW(lambda ctx, a, avals, out: a[0])
 iota_p.lowering = _Iota()
+
+# --- structured basis rules ---
+# (see primitives/_basis.py: jacfwd's / jacrev's symbolic standard basis under vmap)
+from . import _basis as _SB  # noqa: E402
+
+
+def _convert_basis(args, dims, new_dtype, weak_type=False):
+    b, = args
+    if weak_type:
+        return None
+    if b.d is None:
+        return b.like(None, dtype=new_dtype), 0
+    d = convert_element_type_p.bind(b.d, new_dtype=new_dtype, weak_type=False)
+    return b.like(d, dtype=new_dtype), 0
+
+
+_SB.register(convert_element_type_p, _convert_basis)

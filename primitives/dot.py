@@ -353,3 +353,59 @@ def _prod(xs):
 
 
 dot_general_p.lowering = _Structural(_lw_dot)
+
+# --- structured basis rules ---
+# (see primitives/_basis.py: jacfwd's / jacrev's symbolic standard basis under vmap)
+from . import _basis as _SB  # noqa: E402
+
+
+def _dot_general_basis(args, dims, dimension_numbers, preferred_element_type=None):
+    """A basis contracted over all its per-example axes against an unbatched
+    operand O: slice off+j is d[j] times O's slice at contracting index j, so the
+    batch is O itself, its contracting axes merged into the batch axis (a view
+    when they are adjacent and in the basis' order: `W @ basis` is W, batched at
+    axis 1), its rows scaled by d (`basis.T @ W` is d[:, None] * W), padded with
+    the other leaves' zero slices. No product with the identity is formed."""
+    from .shape_ops import reshape, transpose
+    from .convert import convert_element_type
+    from .arith import mul_p
+    (x, y), (bx, by) = args, dims
+    (lc, rc), (lb, rb) = dimension_numbers
+    if lb:
+        return None
+    if type(x) is _SB.Basis and by is None:
+        b, o, bc, oc = x, y, lc, rc
+    elif type(y) is _SB.Basis and bx is None:
+        b, o, bc, oc = y, x, rc, lc
+    else:
+        return None
+    r = len(b.shape)
+    if r == 0 or sorted(bc) != list(range(r)):
+        return None        # a scalar basis, or free basis axes: materialise
+    o_in = o
+    ocs = [oc[bc.index(p)] for p in range(r)]     # O's axis paired with basis axis p
+    oshape = shape_of(o)
+    k = b.size
+    if ocs == list(range(ocs[0], ocs[0] + r)):
+        axis = ocs[0]
+        if r > 1:
+            o = reshape(o, oshape[:axis] + (k,) + oshape[axis + r:])
+    else:
+        free = [i for i in range(len(oshape)) if i not in ocs]
+        o = reshape(transpose(o, tuple(ocs + free)), (k,) + tuple(oshape[i] for i in free))
+        axis = 0
+    dt = b.dtype if preferred_element_type is None else np.dtype(preferred_element_type)
+    if dtype_of(o) != dt:
+        o = convert_element_type(o, dt)
+    if b.d is not None:
+        s = _SB.flat_scale(b, axis, len(shape_of(o)))
+        if dtype_of(s) != dt:
+            s = convert_element_type(s, dt)
+        o = mul_p.bind(o, s)
+    out = _SB.rows(o, axis, b)
+    if out is o_in and type(out) is np.ndarray:
+        out = _SB.read_only(out)
+    return out, axis
+
+
+_SB.register(dot_general_p, _dot_general_basis)

@@ -152,3 +152,34 @@ def _lw_select_n(ctx, a, avals, out):
 
 
 select_n_p.lowering = _EW(_lw_select_n)
+
+# --- structured basis rules ---
+# (see primitives/_basis.py: jacfwd's / jacrev's symbolic standard basis under vmap)
+from . import _basis as _SB  # noqa: E402
+
+
+def _select_n_basis(args, dims):
+    """select_n(which, *cases) with an unbatched selector fitting the basis' shape and
+    cases that are bases of one leaf or concrete zeros (relu's and where's tangents
+    and cotangents): a Basis whose scale selects among the cases' scales."""
+    which, *cases = args
+    if dims[0] is not None:
+        return None
+    b = next(c for c in cases if type(c) is _SB.Basis)
+    if not _SB.fits(which, b.shape):
+        return None
+    scales = []
+    for c, d in zip(cases, dims[1:]):
+        if type(c) is _SB.Basis:
+            if not b.same_rows(c):
+                return None
+            scales.append(_SB.scale_of(c))
+        elif d is None and _SB.is_zero_const(c) and _SB.fits(c, b.shape):
+            scales.append(np.zeros((), b.dtype))
+        else:
+            return None
+    d = select_n_p.bind(which, *scales)
+    return b.like(_SB.to_shape(d, b.shape)), 0
+
+
+_SB.register(select_n_p, _select_n_basis)

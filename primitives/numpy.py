@@ -69,17 +69,16 @@ def promote(*args):
                 if x.dtype == y.dtype:
                     return x, y
             elif issubclass(tx, Tracer):
-                ax, ay = x.aval, y.aval
-                if ax.dtype == ay.dtype and not ax.weak_type and not ay.weak_type:
+                if x.dtype == y.dtype and not x.weak_type and not y.weak_type:
                     return x, y
         # fast path: an inexact array with a Python int/float takes the array's dtype
         if (ty is float or ty is int) and tx not in _PY and tx is not list and tx is not tuple:
             dx = x.dtype
-            if dx.kind in 'fc' and not (isinstance(x, Tracer) and x.aval.weak_type):
+            if dx.kind in 'fc' and not (isinstance(x, Tracer) and x.weak_type):
                 return x, (y if dx is _F64 and ty is float else dx.type(y))
         elif (tx is float or tx is int) and ty not in _PY and ty is not list and ty is not tuple:
             dy = y.dtype
-            if dy.kind in 'fc' and not (isinstance(y, Tracer) and y.aval.weak_type):
+            if dy.kind in 'fc' and not (isinstance(y, Tracer) and y.weak_type):
                 return (x if dy is _F64 and tx is float else dy.type(x)), y
         dx, dy = getattr(x, 'dtype', None), getattr(y, 'dtype', None)
         if dx is not None and dx == dy and type(x) not in _PY and type(y) not in _PY:

@@ -397,3 +397,22 @@ def _lw_cumsum(ctx, ins, out_avals, axis, reverse):
 
 
 cumsum_p.lowering = _Structural(_lw_cumsum)
+
+# --- structured basis rules ---
+# (see primitives/_basis.py: jacfwd's / jacrev's symbolic standard basis under vmap)
+from . import _basis as _SB  # noqa: E402
+
+
+def _reduce_sum_basis(args, dims, axes):
+    """Summing every per-example axis of a basis leaves each slice's one scale:
+    the dense batch of scalars d (padded with the other leaves' zero slices)."""
+    b, = args
+    if sorted(axes) != list(range(len(b.shape))):
+        return None
+    from .shape_ops import reshape
+    k = b.size
+    d = np.ones((k,), b.dtype) if b.d is None else reshape(b.d, (k,))
+    return _SB.rows(d, 0, b), 0
+
+
+_SB.register(reduce_sum_p, _reduce_sum_basis)

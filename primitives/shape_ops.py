@@ -573,3 +573,15 @@ def _lw_pad(ctx, ins, outs, padding_config):
 
 
 pad_p.lowering = _Structural(_lw_pad)
+
+# --- structured basis rules ---
+# (see primitives/_basis.py: jacfwd's / jacrev's symbolic standard basis under vmap)
+# Per-example reshapes that keep the flat order (reshape, squeeze, broadcast_in_dim
+# inserting unit axes only) map a basis to a basis of the new shape.
+from . import _basis as _SB  # noqa: E402
+
+_SB.register(reshape_p, lambda args, dims, new_sizes: _SB.reshape_rule(args, dims, new_sizes))
+_SB.register(squeeze_p, lambda args, dims, dimensions: _SB.reshape_rule(
+    args, dims, [s for i, s in enumerate(args[0].shape) if i not in dimensions]))
+_SB.register(broadcast_in_dim_p, lambda args, dims, shape, broadcast_dimensions:
+             _SB.reshape_rule(args, dims, shape))

@@ -155,8 +155,13 @@ def _f64(ctx, x, aval):
     return x if aval.dtype.itemsize == 8 else f'np.float64({x})'
 
 
-def _lw_vm(name):
-    return _EW(lambda ctx, a, avals, out: f"{ctx.helper(name)}({_f64(ctx, a[0], avals[0])})")
+def _lw_vm(name, f32=None):
+    """`name` in float64 (a float32 operand widened), or `f32` on float32 operands."""
+    def lower(ctx, a, avals, out):
+        if f32 is not None and avals[0].dtype == np.float32:
+            return f"{ctx.helper(f32)}({a[0]})"
+        return f"{ctx.helper(name)}({_f64(ctx, a[0], avals[0])})"
+    return _EW(lower)
 
 
 def _lw_libm(expr):
@@ -169,11 +174,11 @@ def _guarded_trig(ctx, fast, slow, x, aval):
                    f"{ctx.helper('trig_big')}({x64})")
 
 
-exp_p.lowering = _lw_vm('vm_exp')
+exp_p.lowering = _lw_vm('vm_exp', 'vm_exp32')
 log_p.lowering = _lw_vm('vm_log')
 log1p_p.lowering = _lw_vm('vm_log1p')
 expm1_p.lowering = _lw_vm('vm_expm1')
-tanh_p.lowering = _lw_vm('vm_tanh')
+tanh_p.lowering = _lw_vm('vm_tanh', 'vm_tanh32')
 logistic_p.lowering = _lw_vm('vm_logistic')
 sin_p.lowering = _EW(lambda ctx, a, avals, out: _guarded_trig(ctx, 'vm_sin', 'sin', a[0], avals[0]),
                      guarded=True)

@@ -144,19 +144,19 @@ _SHIFT = 6755399441055744.0      # 1.5 * 2^52: (v + SHIFT) - SHIFT rounds v to a
 
 @njit(**_fopts)
 def _exp_poly(r):
-    # exp(r) - 1 - r for |r| <= ln2/2, Taylor to r^13 (remainder < 2^-60 relative)
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
+    # exp(r) - 1 - r = r^2 P(r) for |r| <= ln2/2, P of degree 9: a near-minimax fit of
+    # relative error (Lawson-weighted least squares in 40-digit arithmetic), 1.8e-17
+    # before rounding: two multiply-adds fewer than the Taylor series to r^13
+    p = 2.50537731984415e-08
+    p = p * r + 2.76260246065177e-07
+    p = p * r + 2.7557407513559083e-06
+    p = p * r + 2.4801505305291318e-05
+    p = p * r + 0.00019841269719070848
+    p = p * r + 0.0013888888931540518
+    p = p * r + 0.008333333333389512
+    p = p * r + 0.04166666666657682
+    p = p * r + 0.16666666666666588
+    p = p * r + 0.5000000000000006
     return (r * r) * p
 
 
@@ -371,3 +371,96 @@ def vm_rint(x):
     r = r if ax < 4503599627370496.0 else ax              # already integral (and inf/nan)
     r = -r if x < 0.0 else r
     return r if x != 0.0 else x
+
+
+# --- float32 versions -------------------------------------------------------------------------
+#
+# In float32 loops the float64 versions above cost a widening, twice the vector
+# registers and a float64-accurate polynomial. These compute in float32 throughout
+# (16 lanes on AVX-512, shorter polynomials), within a few float32 ulp of NumPy.
+# Every constant is a float32 global: a Python float would promote the arithmetic
+# to float64.
+
+@intrinsic
+def _i2f32(typingctx, x):
+    # numba widens int32 arithmetic to int64: take the low 32 bits
+    if not isinstance(x, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = args[0]
+        if x.bitwidth > 32:
+            v = builder.trunc(v, ir.IntType(32))
+        return builder.bitcast(v, ir.FloatType())
+    return types.float32(x), codegen
+
+
+_f32 = np.float32
+_INVLN2_32 = _f32(1.4426950408889634)
+_LN2HI_32 = _f32(0.693145751953125)        # 0x3f317200: k * _LN2HI_32 exact for |k| < 2^8
+_LN2LO_32 = _f32(1.4286067653302226e-06)
+_SHIFT_32 = _f32(12582912.0)               # 1.5 * 2^23
+_ZERO_32, _HALF_32, _ONE_32, _TWO_32 = _f32(0.0), _f32(0.5), _f32(1.0), _f32(2.0)
+_E2, _E3, _E4, _E5, _E6, _E7 = (_f32(1 / 2), _f32(1 / 6), _f32(1 / 24), _f32(1 / 120),
+                                _f32(1 / 720), _f32(1 / 5040))
+
+
+@njit(**_fopts)
+def _pow2_32(k):
+    """2.0**k in float32 for -126 <= k <= 127 (k an int32)."""
+    return _i2f32((k + 127) << 23)
+
+
+@njit(**_fopts)
+def _expm1_poly32(r):
+    # expm1(r) for |r| <= ln2/2, Taylor to r^7 (remainder < 2^-26 relative)
+    p = _E7
+    p = p * r + _E6
+    p = p * r + _E5
+    p = p * r + _E4
+    p = p * r + _E3
+    p = p * r + _E2
+    return r + (r * r) * p
+
+
+@njit(**_fopts)
+def vm_exp32(x):
+    xc = x if x > _f32(-104.0) else _f32(-104.0)
+    xc = xc if xc < _f32(89.0) else _f32(89.0)
+    k = (xc * _INVLN2_32 + _SHIFT_32) - _SHIFT_32
+    r = (xc - k * _LN2HI_32) - k * _LN2LO_32
+    p = _ONE_32 + _expm1_poly32(r)
+    ki = np.int32(k)
+    k1 = ki >> np.int32(1)
+    res = (p * _pow2_32(k1)) * _pow2_32(ki - k1)
+    return res if x == x else x
+
+
+# tanh x = x + x^3 P(x^2) on |x| < 0.55: a least-squares fit of relative error,
+# within 0.08 float32 ulp before rounding
+_T0, _T1, _T2, _T3, _T4, _T5 = (_f32(-0.3333333285931642), _f32(0.13333300990909558),
+                                _f32(-0.05396087839695082), _f32(0.021791721661189496),
+                                _f32(-0.008442906947067109), _f32(0.002430590850876812))
+
+
+@njit(**_fopts)
+def vm_tanh32(x):
+    ax = abs(x)
+    y = _TWO_32 * (ax if ax < _f32(10.0) else _f32(10.0))   # tanh(10) is 1 in float32
+    k = (y * _INVLN2_32 + _SHIFT_32) - _SHIFT_32
+    r = (y - k * _LN2HI_32) - k * _LN2LO_32
+    q = _expm1_poly32(r)
+    s = _pow2_32(np.int32(k))
+    t = s * q + (s - _ONE_32)                        # expm1(2|x|)
+    big = _ONE_32 - _TWO_32 / (t + _TWO_32)
+    z = x * x                                        # below 0.55: x + x^3 P(x^2)
+    p = _T5 * z + _T4
+    p = p * z + _T3
+    p = p * z + _T2
+    p = p * z + _T1
+    p = p * z + _T0
+    small = x + (x * z) * p
+    res = -big if x < _ZERO_32 else big
+    res = small if ax < _f32(0.55) else res
+    return res if (x == x and x != _ZERO_32) else x   # nan, and +-0 keeps its sign
+

@@ -163,3 +163,26 @@ def test_wrong_signature_bind_is_a_type_error():
 def test_jacrev_of_jit_matches_analytic():
     J = jacrev(jit(lambda x: pnp.tanh(x) * 2.0))(X)
     np.testing.assert_allclose(J, np.diag(2 * (1 - np.tanh(X) ** 2)), rtol=1e-12)
+
+
+def test_outputs_never_alias_inputs_or_constants():
+    # compiled programs return inputs/constants as themselves and shape ops as views;
+    # a jitted function's results are fresh arrays, as eager NumPy results are
+    import primitives.numpy as pnp
+    from transforms import jit, jacfwd
+    W = np.arange(6.0).reshape(2, 3)
+    a = np.arange(6.0)
+    cases = [(lambda x: x, a), (lambda x: W, a), (lambda x: pnp.reshape(x, (2, 3)), a),
+             (lambda x: x[1:], a), (lambda x: (x, x * 2.0), a),
+             (jacfwd(lambda x: W @ x), np.ones(3))]
+    for f, arg in cases:
+        before_arg, before_W = arg.copy(), W.copy()
+        outs = jit(f)(arg)
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        for o in outs:
+            assert isinstance(o, np.ndarray) and o.flags.writeable
+            assert not np.shares_memory(o, arg) and not np.shares_memory(o, W)
+            o[...] = -7.0
+        np.testing.assert_array_equal(arg, before_arg)
+        np.testing.assert_array_equal(W, before_W)
+    np.testing.assert_array_equal(jit(jacfwd(lambda x: W @ x))(np.ones(3)), W)

@@ -133,3 +133,49 @@ def test_loops_vectorise():
     assert 'ymm' in asm or 'zmm' in asm
     import re
     assert re.search(r'call\w*\s+\S*(tanh|exp|log)', asm) is None
+
+
+# float32-native versions (float32 arithmetic throughout): against the float64
+# reference rounded to float32, over random bit patterns, dense ranges and specials
+CASES32 = [('vm_tanh32', np.tanh, 1), ('vm_exp32', np.exp, 1)]
+
+
+@pytest.mark.parametrize('name,ref,max_ulps', CASES32, ids=[c[0] for c in CASES32])
+def test_accuracy_float32_native(name, ref, max_ulps):
+    fn = getattr(vm, name)
+
+    @numba.njit(error_model='numpy')
+    def k(x):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = fn(x[i])
+        return out
+    x = np.concatenate([_samples32(400_000), np.linspace(-12, 12, 400_001, dtype=np.float32),
+                        np.linspace(-110, 95, 200_001, dtype=np.float32)])
+    got = k(x)
+    assert got.dtype == np.float32
+    with np.errstate(all='ignore'):
+        want = ref(x.astype(np.float64)).astype(np.float32)
+    u = _ulps(got, want)
+    worst = int(np.argmax(u))
+    assert u.max() <= max_ulps, f"{name}({x[worst]!r}) = {got[worst]!r}, want {want[worst]!r}"
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    z = want == 0
+    assert np.array_equal(np.signbit(got[z]), np.signbit(want[z]))
+    # NumPy's own float32 routine agrees within a few ulp as well
+    with np.errstate(all='ignore'):
+        assert _ulps(got, ref(x)).max() <= 3
+
+
+def test_float32_loops_vectorise_in_float32():
+    @numba.njit(error_model='numpy')
+    def k(x, out):
+        for i in range(x.size):
+            out[i] = vm.vm_tanh32(x[i]) + vm.vm_exp32(x[i])
+    x = np.ones(64, np.float32)
+    k(x, x.copy())
+    asm = next(iter(k.inspect_asm().values()))
+    import re
+    assert re.search(r'call\w*\s+\S*(tanh|exp)', asm) is None
+    assert re.search(r'v\w+ps\s', asm)                 # packed single precision
+    assert 'cvtps2pd' not in asm                        # no widening to float64

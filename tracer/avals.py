@@ -73,6 +73,10 @@ _python_scalar_dtypes = {bool: np.dtype(bool), int: np.dtype(np.int64),
                          float: np.dtype(np.float64), complex: np.dtype(np.complex128)}
 
 
+_python_scalar_avals = {t: ShapedArray((), dt, weak_type=t is not bool)
+                        for t, dt in _python_scalar_dtypes.items()}
+
+
 def is_python_scalar(x):
     return type(x) in _python_scalar_dtypes
 
@@ -86,9 +90,9 @@ def concrete_aval(x):
         a.dtype = x.dtype
         a.weak_type = False
         return a
-    dt = _python_scalar_dtypes.get(t)
-    if dt is not None:
-        return ShapedArray((), dt, weak_type=t is not bool)
+    a = _python_scalar_avals.get(t)
+    if a is not None:
+        return a   # shared: avals are never mutated once built
     if isinstance(x, (np.generic, np.ndarray)):
         return ShapedArray(np.shape(x), x.dtype)
     if isinstance(x, (bool, int, float, complex)):  # subclasses such as np.float64

@@ -43,6 +43,7 @@ class Primitive:
         self.ones_transpose = None    # (see transforms/transpose.py)
         self.effectful = False   # effectful equations survive dead-code elimination
         self.cse = True          # identical applications may be shared
+        self.elementwise = False  # no operand is larger than the output (broadcasting)
 
     def __repr__(self):
         return self.name
@@ -322,6 +323,10 @@ class Tracer:
     @property
     def dtype(self):
         return self.aval.dtype
+
+    @property
+    def weak_type(self):
+        return self.aval.weak_type
 
     @property
     def ndim(self):

@@ -16,7 +16,7 @@ from .ir import Var, DropVar, Literal, JaxprEqn, Jaxpr, ClosedJaxpr, is_literal_
 from . import pytree
 
 _ndarray = np.ndarray
-_new_aval = object.__new__
+_new = object.__new__
 
 
 class JaxprTracer(Tracer):
@@ -50,6 +50,7 @@ class JaxprTrace(Trace):
         self.constvals = []
         self._const_ids = {}   # id(value) -> Var; values kept alive in constvals
         self._cse = {} if cse else None
+        self._multiple_results = False   # some equation has several outputs
 
     def new_arg(self, aval):
         var = Var(aval)
@@ -98,17 +99,20 @@ class JaxprTrace(Trace):
                 # an array from below (a residual, when linearizing): the hot case
                 v = self._const_ids.get(id(x))
                 if v is None:
-                    a = _new_aval(ShapedArray)
+                    a = _new(ShapedArray)
                     a.shape = x.shape
                     a.dtype = x.dtype
                     a.weak_type = False
-                    v = Var(a)
+                    v = _new(Var)
+                    v.aval = a
                     self.constvars.append(v)
                     self.constvals.append(x)
                     self._const_ids[id(x)] = v
+            elif isinstance(x, Tracer):
+                # a tracer of an outer transform (a residual when linearizing under
+                # jvp): full_raise checks levels and liveness, and boxes it as a constant
+                v = self.full_raise(x)._var
             else:
-                if isinstance(x, Tracer):
-                    self.full_raise(x)   # checks levels and liveness
                 v = self._atom(x)
             invars.append(v)
             avals.append(v.aval)
@@ -124,22 +128,39 @@ class JaxprTrace(Trace):
                 if hit is not None:
                     return hit
         if primitive.multiple_results:
+            self._multiple_results = True
             outvars = [Var(a) for a in out]
             result = [JaxprTracer(self, a, v) for a, v in zip(out, outvars)]
         else:
-            v = Var(out)
+            # Var(out), JaxprTracer(self, out, v) and JaxprEqn(...) without their
+            # __init__ calls: this runs once per staged equation
+            v = _new(Var)
+            v.aval = out
             outvars = [v]
-            result = JaxprTracer(self, out, v)
-        self.eqns.append(JaxprEqn(primitive, invars, outvars, params))
+            result = _new(JaxprTracer)
+            result._trace = self
+            result._aval = out
+            result._var = v
+        eqn = _new(JaxprEqn)
+        eqn.primitive = primitive
+        eqn.invars = invars
+        eqn.outvars = outvars
+        eqn.params = params
+        eqn.source_info = None
+        self.eqns.append(eqn)
         if cse is not None and key is not None:
             cse[key] = result
         return result
 
-    def to_jaxpr(self, out_tracers):
+    def to_jaxpr(self, out_tracers, dce=True):
         """The jaxpr computing `out_tracers` from the args, dead code removed.
-        Returns (jaxpr, consts)."""
+        dce=False may keep dead code, for a caller that ignores it: it is still
+        removed when some equation has several outputs, since a partly used
+        higher-order equation is pruned by its dce_rule. Returns (jaxpr, consts)."""
         outvars = [self.full_raise(t)._var for t in out_tracers]
-        return dce(self.constvars, self.constvals, self.invars, outvars, self.eqns)
+        if not dce and not self._multiple_results:
+            return Jaxpr(self.constvars, self.invars, outvars, self.eqns), self.constvals
+        return _dce(self.constvars, self.constvals, self.invars, outvars, self.eqns)
 
 
 def _literal_key(v):
@@ -191,6 +212,9 @@ def dce(constvars, constvals, invars, outvars, eqns):
             cvars.append(v)
             cvals.append(c)
     return Jaxpr(cvars, invars, outvars, kept), cvals
+
+
+_dce = dce
 
 
 def dce_jaxpr(closed, used_outputs):

@@ -136,9 +136,10 @@ def linearize(fun, *primals, has_aux=False):
 
 # --- vjp ---------------------------------------------------------------------------
 
-def _vjp_flat(fun, flat_p, in_tree, has_aux, name='vjp'):
+def _vjp_flat(fun, flat_p, in_tree, has_aux, name='vjp', dce=True):
     store = {}
-    out_primals, lin = linearize_flat(_flat_fun(fun, in_tree, store, has_aux), flat_p, name)
+    out_primals, lin = linearize_flat(_flat_fun(fun, in_tree, store, has_aux), flat_p, name,
+                                      dce)
     return out_primals, lin, store
 
 
@@ -220,7 +221,10 @@ def value_and_grad(fun, argnums=0, has_aux=False):
         flat_p, in_tree = tree_flatten(dyn)
         _check_inexact('grad', flat_p)
 
-        out_primals, lin, store = _vjp_flat(partial, flat_p, in_tree, has_aux, 'grad')
+        # The linear jaxpr is transposed at once and dropped: no dead-code pass
+        # (transposition skips the equations no cotangent reaches).
+        out_primals, lin, store = _vjp_flat(partial, flat_p, in_tree, has_aux, 'grad',
+                                            dce=False)
         if len(out_primals) != 1 or store['tree'].kind is not None:
             raise TypeError(with_user_line(
                 f"grad requires a function with a single scalar output; "

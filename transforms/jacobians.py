@@ -2,6 +2,12 @@
 basis of the inputs through one batched JVP, jacrev pulls the standard basis of the
 outputs back through one batched VJP, and hessian = jacfwd(jacrev(f)).
 
+The basis is symbolic (primitives/_basis.py): vmap carries it as "slice j is d[j]
+times the j-th one-hot" through scalings, sums and reshapes, and a contraction
+against it returns the other operand's rows or columns (`W @ basis` is W), so the
+dense product with an identity matrix is never formed. It is materialised only
+before primitives without such a rule, and results are ordinary arrays.
+
 Results have shape out.shape + in.shape for each (output leaf, input leaf) pair,
 nested as the output pytree of input pytrees (a tuple over argnums when argnums is
 a tuple), as in JAX.
@@ -13,35 +19,22 @@ from .ad import (split_args, _check_inexact, _own, _zeros, _flat_fun, _vjp_flat,
                  _cts_from_backward)
 from .jvp import JVPTrace, JVPTracer, unpack
 from .vmap import vmap
-
-
-_basis_cache = {}
+from primitives._basis import Basis
 
 
 def _std_basis(avals):
-    """(n, parts): the n x n identity, n the total size of the leaves, split into one
-    part per leaf of shape (n,) + leaf.shape (and the leaf's dtype). Cached per
-    signature, read-only (an output that is a basis vector gets copied)."""
-    key = tuple((a.shape, a.dtype) for a in avals)
-    hit = _basis_cache.get(key)
-    if hit is not None:
-        return hit
+    """(n, parts): the standard basis of the leaves' total size n, one symbolic part
+    per leaf (primitives/_basis.py): slices off..off+k of the batch are the one-hots
+    of that leaf (of its shape and dtype), the other slices zero. vmap keeps them
+    symbolic through the primitives that have structured rules and materialises
+    them (as slices of the identity) only where needed."""
     sizes = [a.size for a in avals]
     n = sum(sizes)
-    dt = np.result_type(*[a.dtype for a in avals]) if avals else np.dtype(np.float64)
-    eye = np.eye(n, dtype=dt)
     parts = []
     off = 0
     for a, k in zip(avals, sizes):
-        block = eye[:, off:off + k] if len(avals) > 1 else eye
-        part = np.ascontiguousarray(block, dtype=a.dtype).reshape((n,) + a.shape)
-        part.flags.writeable = False
-        parts.append(part)
+        parts.append(Basis(n, off, a.shape, a.dtype))
         off += k
-    if n * n * dt.itemsize <= 1 << 24:       # keep bases up to 16 MB
-        if len(_basis_cache) >= 32:
-            _basis_cache.pop(next(iter(_basis_cache)))
-        _basis_cache[key] = (n, parts)
     return n, parts
 
 

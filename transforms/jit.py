@@ -34,7 +34,39 @@ from .compiler import get_executable as _get_executable   # the numba compiler
 
 
 def _jit_impl(*args, jaxpr, name):
-    return _get_executable(jaxpr)(*args)
+    outs = _get_executable(jaxpr)(*args)
+    return _unaliased(outs, args, jaxpr.consts)
+
+
+def _unaliased(outs, args, consts):
+    """The compiled program returns inputs and constants as themselves, and shape
+    ops as views: copy any output that shares memory with an argument or a
+    constant (or is read-only), so that writing into a result never changes the
+    caller's arrays or the program's constants (eager NumPy results are fresh)."""
+    owned = None
+    for i, o in enumerate(outs):
+        if type(o) is not np.ndarray:
+            continue
+        if not o.flags.writeable:
+            alias = True
+        else:
+            alias = False
+            for a in args:
+                if type(a) is np.ndarray and (o is a or (o.base is not None and
+                                                           np.may_share_memory(o, a))):
+                    alias = True
+                    break
+            if not alias:
+                for c in consts:
+                    if type(c) is np.ndarray and (o is c or (o.base is not None and
+                                                               np.may_share_memory(o, c))):
+                        alias = True
+                        break
+        if alias:
+            if owned is None:
+                owned = list(outs)
+            owned[i] = o.copy()
+    return outs if owned is None else owned
 
 
 def _jit_abstract_eval(*avals, jaxpr, name):
@@ -320,6 +352,26 @@ def _jit_batch(args, dims, *, jaxpr, name):
 
 
 jit_p.batch = _jit_batch
+
+
+# --- structured basis rules ---
+# (see primitives/_basis.py: jacfwd's / jacrev's symbolic standard basis under vmap)
+
+def _jit_basis(args, dims, *, jaxpr, name):
+    """vmap of a jit call that receives a symbolic basis (jacrev(jit(f)),
+    jacfwd(jit(f))): the jaxpr is batched with the basis as a template, so it stays
+    symbolic inside the compiled call too (its scale, if any, is passed in)."""
+    from primitives._basis import Basis
+    from .vmap import batch_jaxpr, basis_call_args
+    n = next(a.n for a in args if type(a) is Basis)
+    in_dims = [a if type(a) is Basis else d for a, d in zip(args, dims)]
+    batched, out_dims = batch_jaxpr(jaxpr, n, in_dims)
+    return jit_p.bind(*basis_call_args(args), jaxpr=batched, name=f"vmap({name})"), out_dims
+
+
+from primitives._basis import register as _register_basis_rule  # noqa: E402
+
+_register_basis_rule(jit_p, _jit_basis)
 
 
 # --- numba lowering ---

@@ -38,6 +38,12 @@ class JVPTracer(Tracer):
         return a
 
     @property
+    def weak_type(self):   # hot in dtype promotion: an array primal is never weak
+        if self._aval is None and type(self.primal) is _ndarray:
+            return False
+        return self.aval.weak_type
+
+    @property
     def dtype(self):   # hot in dtype promotion: skip a property hop
         a = self._aval
         if a is None:
@@ -46,6 +52,16 @@ class JVPTracer(Tracer):
                 return p.dtype
             a = self._aval = get_aval(p)
         return a.dtype
+
+
+def _new_tracer(trace, primal, tangent):
+    """JVPTracer(trace, primal, tangent) without the __init__ call (the hot path)."""
+    t = _new(JVPTracer)
+    t._trace = trace
+    t.primal = primal
+    t.tangent = tangent
+    t._aval = None
+    return t
 
 
 class JVPTrace(Trace):
@@ -69,7 +85,7 @@ class JVPTrace(Trace):
                     out, t_out = rule([x.primal], [t], **params)
                     if primitive.multiple_results:
                         return [JVPTracer(self, o, t) for o, t in zip(out, t_out)]
-                    return JVPTracer(self, out, t_out)
+                    return _new_tracer(self, out, t_out)
         primals = []
         tangents = []
         nonzero = False
@@ -98,7 +114,7 @@ class JVPTrace(Trace):
         out, t_out = rule(primals, tangents, **params)
         if primitive.multiple_results:
             return [JVPTracer(self, o, t) for o, t in zip(out, t_out)]
-        return JVPTracer(self, out, t_out)
+        return _new_tracer(self, out, t_out)
 
     def concrete(self, tracer):
         p = tracer.primal

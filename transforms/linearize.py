@@ -26,8 +26,10 @@ class LinearFunction:
         self.nonzero = nonzero      # which outputs have a (possibly) nonzero tangent
 
 
-def linearize_flat(fun, primals, name='linearize'):
-    """fun: flat list -> flat list. Returns (out_primals, LinearFunction)."""
+def linearize_flat(fun, primals, name='linearize', dce=True):
+    """fun: flat list -> flat list. Returns (out_primals, LinearFunction).
+    dce=False keeps dead equations and residuals (for a caller that transposes the
+    jaxpr at once: transposition never visits them, so removing them costs time)."""
     builder = JaxprTrace(name, cse=False)
     with new_trace(builder):
         in_avals = [tangent_aval(get_aval(p)) for p in primals]
@@ -41,5 +43,5 @@ def linearize_flat(fun, primals, name='linearize'):
         nonzero = [type(t) is not Zero for _, t in pairs]
         out_avals = [t.aval if type(t) is Zero else tangent_aval(get_aval(p)) for p, t in pairs]
         live = [t for _, t in pairs if type(t) is not Zero]
-        jaxpr, residuals = builder.to_jaxpr(live)
+        jaxpr, residuals = builder.to_jaxpr(live, dce=dce)
     return out_primals, LinearFunction(jaxpr, residuals, in_avals, out_avals, nonzero)

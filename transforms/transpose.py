@@ -54,6 +54,10 @@ def _materialize(value, aval):
         return broadcast_to(np.ones((), aval.dtype), aval.shape)
     return value
 
+_new = object.__new__
+_prod = math.prod
+_NOT_CONST = object()   # env.get's default: the variable is linear
+
 _MAX_EXP = 64   # rescale once |log2(scale)| exceeds this
 
 
@@ -152,6 +156,7 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
             write(v, ct, 1.0)
     cts_get = cts.get
     cts_pop = cts.pop
+    env_get = env.get
     for eqn in reversed(lin_eqns):
         prim = eqn.primitive
         if prim.multiple_results:
@@ -178,8 +183,17 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
         invars = eqn.invars
         params = eqn.params
         if all_linear:
-            args = [v.val if type(v) is Literal else
-                    (env[v] if v in env else UndefinedPrimal(v.aval)) for v in invars]
+            # a loop, not a comprehension: no extra frame per equation (hot)
+            args = []
+            for v in invars:
+                if type(v) is Literal:
+                    args.append(v.val)
+                else:
+                    a = env_get(v, _NOT_CONST)
+                    if a is _NOT_CONST:
+                        a = _new(UndefinedPrimal)
+                        a.aval = v.aval
+                    args.append(a)
         else:
             args = [v.val if type(v) is Literal else
                     (UndefinedPrimal(v.aval) if v in linear else env[v]) for v in invars]
@@ -198,15 +212,18 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
             else:
                 outs = _rule(prim)(_materialize(ct, eqn.outvars[0].aval), *args, **params)
         else:
-            if scale != 1.0 and (type(ct) is np.ndarray or isinstance(ct, Tracer)):
+            if scale != 1.0 and (len(args) >= 4 or not prim.elementwise) and (
+                    type(ct) is np.ndarray or isinstance(ct, Tracer)):
                 # A scale carried past a rule whose linear operands are much larger
                 # than the cotangent (a matmul's weight gradient) would cost a
                 # multiply over those larger arrays when it is finally applied;
-                # apply it to the small cotangent now.
+                # apply it to the small cotangent now. (An elementwise operand is
+                # no larger than the cotangent: with < 4 operands the sum below
+                # stays under 4 * ct.size, so it is not computed.)
                 n = 0
                 for a in args:
                     if type(a) is UndefinedPrimal:
-                        n += a.aval.size
+                        n += _prod(a.aval.shape)
                 if 4 * ct.size <= n:
                     ct, scale = _scaled(ct, scale), 1.0
             outs = (prim.transpose or _rule(prim))(ct, *args, **params)

@@ -8,6 +8,11 @@ batch. Operands that are not batched (closed-over arrays, in_axes=None arguments
 values computed only from those) are never boxed: they stay plain values of the
 trace below, so they keep their shapes and cost nothing extra.
 
+A batched value may also be a symbolic standard basis (`Basis`, from jacfwd and
+jacrev; see primitives/_basis.py): a primitive meeting one runs its structured
+rule when it has one that applies, else the basis is materialised first; results
+leaving vmap are always materialised.
+
 `vmap(f, in_axes, out_axes, axis_size)` follows JAX's semantics; `batch_jaxpr`
 batches a closed jaxpr, for the rules of higher-order primitives.
 """
@@ -20,6 +25,7 @@ from tracer import (Trace, Tracer, new_trace, get_aval, ShapedArray, tree_flatte
 from tracer.errors import ConcretizationTypeError, with_user_line
 from tracer.hooks import register_interpreter
 import primitives._batching as _B
+from primitives._basis import Basis, materialize as _materialize, rules as _basis_rules
 from .ad import _own
 from .jaxpr_transforms import Memo
 
@@ -49,6 +55,8 @@ class BatchTracer(Tracer):
                 a.shape = s[:b] + s[b + 1:]
                 a.dtype = v.dtype
                 a.weak_type = False
+            elif type(v) is Basis:
+                a = v.aval
             else:
                 a = get_aval(v)
                 if b is not None:
@@ -78,19 +86,36 @@ class BatchTrace(Trace):
         vals = []
         dims = []
         batched = False
+        structured = False
         for x in args:
             if type(x) is BatchTracer and x._trace is self:
-                vals.append(x.val)
+                v = x.val
+                vals.append(v)
                 d = x.bdim
                 dims.append(d)
                 if d is not None:
                     batched = True
+                    if type(v) is Basis:
+                        structured = True
             else:
                 vals.append(x)
                 dims.append(None)
         if not batched:
             # nothing here is batched: the result is a value of the trace below
             return primitive.bind(*vals, **params)
+        if structured:
+            # a symbolic basis (jacfwd/jacrev): the primitive's structured rule, if
+            # it has a cheaper result; else the basis is materialised
+            srule = _basis_rules.get(primitive)
+            if srule is not None:
+                res = srule(vals, dims, **params)
+                if res is not None:
+                    out, out_dim = res
+                    if primitive.multiple_results:
+                        return [o if d is None else BatchTracer(self, o, d)
+                                for o, d in zip(out, out_dim)]
+                    return out if out_dim is None else BatchTracer(self, out, out_dim)
+            vals = [_materialize(v) if type(v) is Basis else v for v in vals]
         rule = primitive.batch
         if rule is None:
             raise TypeError(with_user_line(
@@ -124,7 +149,8 @@ _SCALARS = (int, float, complex, bool)
 
 
 def _is_leaf(x):
-    return type(x) is np.ndarray or isinstance(x, (Tracer, np.generic)) or type(x) in _SCALARS
+    return (type(x) is np.ndarray or isinstance(x, (Tracer, np.generic)) or type(x) in _SCALARS
+            or type(x) is Basis)
 
 
 def _children(x):
@@ -245,11 +271,16 @@ def _normalize_in(fun, triples, axis_size):
     leaves, axes = [], []
     sizes = []
     for x, a, path in triples:
-        leaves.append(x)
         if a is None:
+            leaves.append(_materialize(x) if type(x) is Basis else x)
             axes.append(None)
             continue
-        shape = x.shape if type(x) is np.ndarray or isinstance(x, Tracer) else np.shape(x)
+        leaves.append(x)
+        if type(x) is Basis:
+            # a symbolic basis (jacfwd / jacrev) is batched along its leading axis
+            shape = x.batched_shape
+        else:
+            shape = x.shape if type(x) is np.ndarray or isinstance(x, Tracer) else np.shape(x)
         nd = len(shape)
         if not -nd <= a < nd:
             raise ValueError(
@@ -260,6 +291,8 @@ def _normalize_in(fun, triples, axis_size):
                 f"to leave it unbatched.")
         if a < 0:
             a += nd
+        if type(x) is Basis and a != 0:
+            leaves[-1] = _B.moveaxis(_materialize(x), 0, a)
         axes.append(a)
         sizes.append((path, a, shape[a], x))
     if axis_size is not None:
@@ -287,6 +320,8 @@ def _move_out(trace, x, axis, size, path, fun=None):
     """A result leaf with its batch axis at `axis` (None: must be unbatched)."""
     if type(x) is BatchTracer and x._trace is trace:
         val, d = x.val, x.bdim
+        if type(val) is Basis:
+            val = _materialize(val)
         if d is None:
             return _move_out(trace, val, axis, size, path, fun)
         if axis is None:
@@ -359,9 +394,16 @@ def batch_jaxpr(closed, axis_size, in_dims, out_dims=None):
     Its inputs are batched at in_dims (None: unbatched); outputs come batched at the
     returned out_dims (None: unbatched), or at the given out_dims when these are
     given (None there asks for an unbatched output; a batched one is an error).
-    Memoised per jaxpr object, so a jit called in a loop is batched once."""
+    Memoised per jaxpr object, so a jit called in a loop is batched once.
+
+    An in_dims entry may be a `Basis` (jacfwd's / jacrev's symbolic basis, see
+    primitives/_basis.py), a template: that input is the basis inside, kept
+    symbolic through the jaxpr. The batched jaxpr then takes, in its place, the
+    basis' scale d (of the input's shape) when the template has one, and nothing
+    when it has none (`basis_call_args` gives the arguments)."""
     in_dims = tuple(in_dims)
-    key = (int(axis_size), in_dims, None if out_dims is None else tuple(out_dims))
+    key = (int(axis_size), tuple(d.spec() if type(d) is Basis else d for d in in_dims),
+           None if out_dims is None else tuple(out_dims))
     return _batch_memo.get(closed, key, lambda: _batch_jaxpr(closed, int(axis_size),
                                                              in_dims, out_dims))
 
@@ -372,6 +414,10 @@ def _batch_jaxpr(closed, axis_size, in_dims, out_dims):
     in_avals = []
     for v, d in zip(jaxpr.invars, in_dims):
         a = v.aval
+        if type(d) is Basis:
+            if d.d is not None:
+                in_avals.append(ShapedArray(d.shape, d.dtype))
+            continue
         if d is not None:
             shape = list(a.shape)
             shape.insert(d, axis_size)
@@ -382,8 +428,15 @@ def _batch_jaxpr(closed, axis_size, in_dims, out_dims):
     def fun(*args):
         trace = BatchTrace(axis_size)
         with new_trace(trace):
-            boxed = [x if d is None else BatchTracer(trace, x, d)
-                     for x, d in zip(args, in_dims)]
+            it = iter(args)
+            boxed = []
+            for d in in_dims:
+                if type(d) is Basis:
+                    b = d.like(None if d.d is None else next(it))
+                    boxed.append(BatchTracer(trace, b, 0))
+                else:
+                    x = next(it)
+                    boxed.append(x if d is None else BatchTracer(trace, x, d))
             outs = eval_jaxpr(jaxpr, consts, *boxed)
             res = []
             for i, o in enumerate(outs):
@@ -392,7 +445,9 @@ def _batch_jaxpr(closed, axis_size, in_dims, out_dims):
                 batched = type(o) is BatchTracer and o._trace is trace
                 if out_dims is None:
                     found.append(o.bdim if batched else None)
-                    res.append(o.val if batched else o)
+                    if batched:
+                        o = _materialize(o.val) if type(o.val) is Basis else o.val
+                    res.append(o)
                 else:
                     res.append(_move_out(trace, o, out_dims[i], axis_size,
                                          ('output', i)))
@@ -404,6 +459,13 @@ def _batch_jaxpr(closed, axis_size, in_dims, out_dims):
         len(a.shape) + 1) for d, a in zip(dims, closed.out_avals)]
 
 
+def basis_call_args(args):
+    """The arguments of a jaxpr batched by batch_jaxpr with `args`' bases as
+    templates: each basis' scale d, or nothing for a basis without one."""
+    return [a.d if type(a) is Basis else a for a in args
+            if type(a) is not Basis or a.d is not None]
+
+
 register_interpreter('batch_jaxpr', batch_jaxpr)
 
-__all__ = ['vmap', 'BatchTrace', 'BatchTracer', 'batch_jaxpr']
+__all__ = ['vmap', 'BatchTrace', 'BatchTracer', 'batch_jaxpr', 'basis_call_args']
