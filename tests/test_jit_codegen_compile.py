@@ -133,21 +133,48 @@ def test_constants_and_elided_casts_keep_dtypes_and_bits():
     k = rng.integers(-50, 50, 17).astype(np.int64)
 
     def f(x, y, i, k):
-        a = (x * 1.5 - y) / 3.0 + 2.0 * x * y          # float32 throughout
-        b = -(x - y) * 0.1 + pnp.maximum(x, y)
+        # float32 throughout. No product is an operand of a sum or difference here:
+        # generated code may contract a multiply and an add into one FMA (one
+        # rounding, see test_float32_multiply_add_rounds_once_or_as_eager), which
+        # would make the bits differ from eager's two roundings
+        a = ((x - y) / 3.0 + 2.0) * (x + 1.5) / y
+        b = -(x - y) * 0.1 * pnp.maximum(x, y)
         c = i * 3 + i                                  # int32 (numba computes int64)
         d = k * 2 - k + 7
         return a, b, c, d, (i > 2) & (x < y), pnp.sum(a), pnp.max(c)
 
-    got = jit(f)(x, y, i, k)
+    g = jit(f)
+    got = g(x, y, i, k)
     want = f(x, y, i, k)
-    for g, w_ in zip(got, want):
-        g, w_ = np.asarray(g), np.asarray(w_)
-        assert g.dtype == w_.dtype, (g.dtype, w_.dtype)
-        if g.dtype.kind == 'f' and g.ndim == 0:
-            np.testing.assert_allclose(g, w_, rtol=1e-6)   # a sum: order may differ
+    for gv, w_ in zip(got, want):
+        gv, w_ = np.asarray(gv), np.asarray(w_)
+        assert gv.dtype == w_.dtype, (gv.dtype, w_.dtype)
+        if gv.dtype.kind == 'f' and gv.ndim == 0:
+            np.testing.assert_allclose(gv, w_, rtol=1e-6)   # a sum: order may differ
         else:
-            np.testing.assert_array_equal(g, w_)
+            np.testing.assert_array_equal(gv, w_)
+    # the float32 arithmetic is never widened to float64 (constants are float32
+    # globals, no cast is needed)
+    src = g.lower(x, y, i, k).as_text()
+    assert 'float64' not in src, src
+
+
+def test_float32_multiply_add_rounds_once_or_as_eager():
+    # a product feeding a sum may be one FMA (compiler._OPTIONS: fastmath
+    # 'contract'): each element is either eager's value (two roundings) or the
+    # exactly rounded x*1.5 - y (one rounding; computed exactly in float64 here:
+    # x*1.5 and the difference need < 53 bits), nothing else
+    x = rng.uniform(-3, 3, 64).astype(np.float32)
+    y = rng.uniform(0.5, 3, 64).astype(np.float32)
+
+    def f(x, y):
+        return x * 1.5 - y
+
+    got = np.asarray(jit(f)(x, y))
+    assert got.dtype == np.float32
+    twice = f(x, y)
+    once = (x.astype(np.float64) * 1.5 - y.astype(np.float64)).astype(np.float32)
+    assert np.all((got == twice) | (got == once)), (got, twice, once)
 
 
 def test_safe_mul_by_constants():
