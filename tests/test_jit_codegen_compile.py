@@ -220,3 +220,20 @@ def test_first_call_pauses_and_restores_the_garbage_collector():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_float32_vecmath_results_need_no_cast():
+    # vm_tanh32 / vm_exp32 return float32 for float32 operands: no np.float32(...)
+    # around their calls, and the values and dtype are eager's
+    x = rng.uniform(-4, 4, 33).astype(np.float32)
+
+    def f(x):
+        return pnp.tanh(x) * 2.0 + pnp.exp(x - 1.0)
+
+    g = jit(f)
+    got = g(x)
+    assert np.asarray(got).dtype == np.float32
+    np.testing.assert_allclose(got, f(x), rtol=2e-6, atol=2e-6)
+    src = g.lower(x).as_text()
+    assert 'vm_tanh32(' in src and 'vm_exp32(' in src, src
+    assert 'np.float32(vm_' not in src, src

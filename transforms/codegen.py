@@ -107,6 +107,8 @@ _NP_SCALARS = {'bool_', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'u
 # vecmath helpers called on float64 return float64
 _VM_F64 = {'vm_exp', 'vm_expm1', 'vm_log', 'vm_log1p', 'vm_tanh', 'vm_logistic', 'vm_sin',
            'vm_cos', 'vm_tan', 'vm_rint'}
+# float32-native vecmath helpers called on float32 return float32
+_VM_F32 = {'vm_exp32', 'vm_tanh32'}
 
 
 _LOADS = {f'ld{k}' for k in range(1, LDST_MAX_NDIM + 1)}
@@ -194,6 +196,8 @@ class _Typer:
                 return arr[0] if arr is not None and arr[1] == len(n.args) - 1 else None
             if name in _VM_F64:
                 return _F64 if args == [_F64] else None
+            if name in _VM_F32:
+                return _F32 if args == [_F32] else None
             if len(args) == 2:
                 if name == 'radd':
                     return _binop_dtype('+', *args)
