@@ -44,11 +44,13 @@ class NotLowerable(Exception):
 
 
 class Elementwise:
-    __slots__ = ('fn',)
+    """`guarded=True`: `fn` may return Guarded expressions (see below)."""
+    __slots__ = ('fn', 'guarded')
     kind = 'elementwise'
 
-    def __init__(self, fn):
+    def __init__(self, fn, guarded=False):
         self.fn = fn
+        self.guarded = guarded
 
 
 class Structural:

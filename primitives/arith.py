@@ -6,7 +6,9 @@ import math
 
 import numpy as np
 
-from tracer import Primitive, Zero, is_undefined, ShapedArray, Tracer, UndefinedPrimal
+from tracer import (Primitive, Zero, is_undefined, ShapedArray, Tracer, UndefinedPrimal,
+                    get_aval)
+from tracer.errors import with_user_line
 from ._base import (unary, binary, defjvp, defjvp2, deflinear, unbroadcast, shape_of,
                     dtype_of, elementwise_aval, FLOAT, NUMERIC, zero_like_out,
                     broadcast_to_shape)
@@ -19,6 +21,34 @@ def coerce(x, like):
     if type(x) in _PY:
         return dtype_of(like).type(x)
     return x
+
+
+def _lax_operands(name, x, y):
+    """The operands of a lax-level binary operation: a Python scalar (or a weakly
+    typed value) takes the other operand's dtype; two strongly typed operands must
+    have one dtype, as in jax.lax (NumPy would promote silently, but only when the
+    operation runs eagerly: staged, the shape rule would reject it)."""
+    tx, ty = type(x), type(y)
+    if tx in _PY:
+        return (dtype_of(y).type(x) if ty not in _PY else x), y
+    if ty in _PY:
+        return x, dtype_of(x).type(y)
+    dx, dy = dtype_of(x), dtype_of(y)
+    if dx is not dy and dx != dy and not (_weak(x) or _weak(y)):
+        ax, ay = (get_aval(v).str_short() for v in (x, y))
+        raise TypeError(with_user_line(
+            f"{name} requires arguments of one dtype, got {ax} and {ay}. Fix: convert one with "
+            f"lax.convert_element_type, or use primitives.numpy.{_NUMPY_NAME.get(name, name)}, "
+            f"which promotes as NumPy does."))
+    return x, y
+
+
+def _weak(x):
+    return isinstance(x, Tracer) and x.weak_type
+
+
+_NUMPY_NAME = {'add': 'add', 'sub': 'subtract', 'mul': 'multiply', 'div': 'divide',
+               'pow': 'power', 'max': 'maximum', 'min': 'minimum'}
 
 
 # --- linear ones -----------------------------------------------------------------
@@ -57,7 +87,7 @@ add_p.jvp = _add_jvp
 
 
 def add(x, y):
-    return add_p.bind(coerce(x, y), coerce(y, x))
+    return add_p.bind(*_lax_operands('add', x, y))
 
 
 sub_p = binary('sub', np.subtract)
@@ -98,7 +128,7 @@ def _full_shape(x, y):
 
 
 def sub(x, y):
-    return sub_p.bind(coerce(x, y), coerce(y, x))
+    return sub_p.bind(*_lax_operands('sub', x, y))
 
 
 def _add_any_impl(*xs, coeffs=None):
@@ -272,7 +302,7 @@ mul_p.ones_transpose = lambda x, y: (
 
 
 def mul(x, y):
-    return mul_p.bind(coerce(x, y), coerce(y, x))
+    return mul_p.bind(*_lax_operands('mul', x, y))
 
 
 # add_products(a1, b1, a2, b2, ...) = a1*b1 + a2*b2 + ...: the product rule's
@@ -431,7 +461,7 @@ div_p.transpose = _div_transpose
 
 
 def div(x, y):
-    return div_p.bind(coerce(x, y), coerce(y, x))
+    return div_p.bind(*_lax_operands('div', x, y))
 
 
 # --- powers -------------------------------------------------------------------------
@@ -515,7 +545,7 @@ defjvp2(pow_p, _pow_jvp_x, _pow_jvp_y)
 
 
 def pow(x, y):
-    return pow_p.bind(coerce(x, y), coerce(y, x))
+    return pow_p.bind(*_lax_operands('pow', x, y))
 
 
 # --- max, min, abs, sign ---------------------------------------------------------------
@@ -560,11 +590,11 @@ defjvp(min_p, _min_jvp_x, _min_jvp_y)
 
 
 def max(x, y):
-    return max_p.bind(coerce(x, y), coerce(y, x))
+    return max_p.bind(*_lax_operands('max', x, y))
 
 
 def min(x, y):
-    return min_p.bind(coerce(x, y), coerce(y, x))
+    return min_p.bind(*_lax_operands('min', x, y))
 
 
 sign_p = unary('sign', np.sign, allowed=NUMERIC)

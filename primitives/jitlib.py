@@ -321,62 +321,49 @@ LDST_MAX_NDIM = 4
 # propagation...) at ~0.1 ms per IR statement; this one keeps only what such code needs.
 from numba.core.compiler import CompilerBase as _CompilerBase, PassManager as _PassManager  # noqa: E402
 from numba.core import untyped_passes as _up, typed_passes as _tp  # noqa: E402
-
-
 from numba.core.codegen import JITCodeLibrary as _JITCodeLibrary  # noqa: E402
 from numba.core.compiler_machinery import (LoweringPass as _LoweringPass,  # noqa: E402
                                            register_pass as _register_pass)
 
-_EXP = set(_os.environ.get('COTANGENT_EXP', '').split(','))
-# helpers called once per array (allocation, BLAS, views): not inlined into the
-# generated function, where LLVM would optimise a copy of their bodies per call
-_OUT_OF_LINE = ('empty', 'full', 'copy', 'contig', 'reshape', 'transpose', 'astype', 'dot',
-                'dot_t', 'dot_nt', 'dot_tt', 'dot_nn', '_gemm_nn', '_gemm_t', '_gemm_nt',
-                '_gemm_tt', '_gemm2')
-_OUT_OF_LINE_PREFIXES = tuple(f'_ZN10primitives6jitlib{len(n)}{n}B' for n in _OUT_OF_LINE)
-
 
 class _GeneratedCodeLibrary(_JITCodeLibrary):
+    """The code library of a generated function: numba's, with two changes to what
+    LLVM runs, for compile time (a program's first call is mostly numba compiling it).
+
+    - No per-function optimisation of the freshly lowered module before it is
+      linked (numba does it to bound memory on big modules): the module
+      pipeline after linking runs the same function passes over everything.
+      ~10% of the first call of the W2 MLP.
+    - No loop unrolling in that pipeline: vectorised loop bodies are not
+      replicated (the W2/W4 loops ran no slower without it)."""
+
     def _optimize_functions(self, ll_module):
-        if 'NOFN' in _EXP:
-            return
-        return super()._optimize_functions(ll_module)
+        ll_module.data_layout = self._codegen._data_layout
 
     def _optimize_final_module(self):
-        if 'NOINL' in _EXP or 'NOINLG' in _EXP:
-            pre = _OUT_OF_LINE_PREFIXES if 'NOINL' in _EXP else tuple(
-                p for p in _OUT_OF_LINE_PREFIXES if 'gemm' in p)
-            for fn in self._final_module.functions:
-                if fn.name.startswith(pre) and not fn.is_declaration:
-                    fn.add_function_attribute('noinline')
-        if not (_EXP & {'NOUNROLL', 'NOCHEAP', 'O2', 'NOINTERLEAVE'}):
-            return super()._optimize_final_module()
-        from numba.core import codegen as _cg
-        from numba.core import config as _config
+        from numba.core import config as _config, codegen as _cg
         import llvmlite.binding as _ll
-
-        def pb(opt, lv):
-            pto = _ll.create_pipeline_tuning_options()
-            pto.speed_level = opt
-            pto.loop_vectorization = lv
-            pto.slp_vectorization = False
-            if 'NOUNROLL' in _EXP:
-                pto.loop_unrolling = False
-            if 'NOINTERLEAVE' in _EXP:
-                pto.loop_interleaving = False
-            return _ll.create_pass_builder(self._codegen._tm, pto)
-        if 'NOCHEAP' not in _EXP:
-            b = pb(0, False)
-            pm = b.getModulePassManager()
-            pm.add_loop_rotate_pass()
-            pm.add_instruction_combine_pass()
-            pm.add_jump_threading_pass()
+        cg = self._codegen
+        # numba's cheap pass (inlining for the reference-count pruner), unchanged
+        mpm, mpb = cg._module_pass_manager(loop_vectorize=cg._loopvect, slp_vectorize=False,
+                                           opt=cg._opt_level, cost="cheap")
+        with self._recorded_timings.record("Module passes (cheap optimization for refprune)",
+                                           mpb):
+            mpm.run(self._final_module, mpb)
+        if not _config.LLVM_REFPRUNE_PASS:
+            self._final_module = _cg.remove_redundant_nrt_refct(self._final_module)
+        # numba's full pipeline, without loop unrolling
+        pto = _ll.create_pipeline_tuning_options()
+        pto.speed_level = _config.OPT
+        pto.loop_vectorization = bool(_config.LOOP_VECTORIZE)
+        pto.slp_vectorization = bool(_config.SLP_VECTORIZE)
+        pto.loop_unrolling = False
+        pb = _ll.create_pass_builder(cg._tm, pto)
+        pm = pb.getModulePassManager()
+        if _config.LLVM_REFPRUNE_PASS:
             pm.add_refprune_pass(_cg._parse_refprune_flags())
-            pm.run(self._final_module, b)
-        b = pb(2 if 'O2' in _EXP else 3, True)
-        pm = b.getModulePassManager()
-        pm.add_refprune_pass(_cg._parse_refprune_flags())
-        pm.run(self._final_module, b)
+        with self._recorded_timings.record("Module passes (full optimization)", pb):
+            pm.run(self._final_module, pb)
 
 
 @_register_pass(mutates_CFG=False, analysis_only=False)

@@ -186,12 +186,15 @@ log1p_p.lowering = _lw_vm('vm_log1p')
 expm1_p.lowering = _lw_vm('vm_expm1')
 tanh_p.lowering = _lw_vm('vm_tanh', 'vm_tanh32')
 logistic_p.lowering = _lw_vm('vm_logistic')
-sin_p.lowering = _EW(lambda ctx, a, avals, out: _guarded_trig(ctx, 'vm_sin', 'sin', a[0], avals[0]))
-cos_p.lowering = _EW(lambda ctx, a, avals, out: _guarded_trig(ctx, 'vm_cos', 'cos', a[0], avals[0]))
-tan_p.lowering = _EW(lambda ctx, a, avals, out: _guarded_trig(ctx, 'vm_tan', 'tan', a[0], avals[0]))
+sin_p.lowering = _EW(lambda ctx, a, avals, out: _guarded_trig(ctx, 'vm_sin', 'sin', a[0], avals[0]),
+                     guarded=True)
+cos_p.lowering = _EW(lambda ctx, a, avals, out: _guarded_trig(ctx, 'vm_cos', 'cos', a[0], avals[0]),
+                     guarded=True)
+tan_p.lowering = _EW(lambda ctx, a, avals, out: _guarded_trig(ctx, 'vm_tan', 'tan', a[0], avals[0]),
+                     guarded=True)
 sincos_p.lowering = _EW(lambda ctx, a, avals, out: [
     _guarded_trig(ctx, 'vm_sin', 'sin', a[0], avals[0]),
-    _guarded_trig(ctx, 'vm_cos', 'cos', a[0], avals[0])])
+    _guarded_trig(ctx, 'vm_cos', 'cos', a[0], avals[0])], guarded=True)
 sqrt_p.lowering = _lw_libm('np.sqrt({})')
 rsqrt_p.lowering = _EW(lambda ctx, a, avals, out: f'({ctx.lit(1, out.dtype)} / np.sqrt({a[0]}))')
 erf_p.lowering = _lw_libm('math.erf({})')

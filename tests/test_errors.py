@@ -120,17 +120,24 @@ def test_dtype_mismatch_at_lax_level():
     assert cj.jaxpr.outvars[0].aval.dtype == np.float64
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="bug: under jvp/grad the primal computation calls impl directly "
-                          "(NumPy promotes silently), so a lax-level dtype mismatch is only "
-                          "caught by the shape rule when the operation is staged")
 def test_dtype_mismatch_at_lax_level_under_jvp():
-    try:
-        jvp(lambda x: arith.add(x, np.ones(3, np.float32)), (np.ones(3),), (np.ones(3),))
-    except TypeError as e:
-        assert 'add' in str(e)
-    else:
-        raise AssertionError("no TypeError for add(f64[3], f32[3]) under jvp")
+    # lax-level operations take one dtype, eagerly and under every transform (NumPy
+    # would promote silently when the operation runs rather than being staged)
+    f32 = np.ones(3, np.float32)
+    for run in (lambda: arith.add(np.ones(3), f32),
+                lambda: jvp(lambda x: arith.add(x, f32), (np.ones(3),), (np.ones(3),)),
+                lambda: grad(lambda x: pnp.sum(arith.mul(x, f32)))(np.ones(3)),
+                lambda: vjp(lambda x: arith.sub(f32, x), np.ones(3))):
+        with pytest.raises(TypeError) as e:
+            run()
+        msg = str(e.value)
+        assert 'f64[3]' in msg and 'f32[3]' in msg and 'convert_element_type' in msg, msg
+    # Python scalars adapt (weak typing), and primitives.numpy promotes
+    assert arith.add(f32, 2.0).dtype == np.float32
+    assert arith.mul(3, np.ones(2, np.int32)).dtype == np.int32
+    assert pnp.add(np.ones(3), f32).dtype == np.float64
+    g = grad(lambda x: pnp.sum(arith.mul(x, 2.0) * f32))(np.ones(3, np.float32))
+    np.testing.assert_allclose(g, 2 * f32)
 
 
 def test_shape_error_message_has_user_line():

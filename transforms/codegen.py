@@ -107,6 +107,8 @@ _NP_SCALARS = {'bool_', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'u
 # vecmath helpers called on float64 return float64
 _VM_F64 = {'vm_exp', 'vm_expm1', 'vm_log', 'vm_log1p', 'vm_tanh', 'vm_logistic', 'vm_sin',
            'vm_cos', 'vm_tan', 'vm_rint'}
+# float32-native vecmath helpers called on float32 return float32
+_VM_F32 = {'vm_exp32', 'vm_tanh32'}
 
 
 _LOADS = {f'ld{k}' for k in range(1, LDST_MAX_NDIM + 1)}
@@ -194,6 +196,8 @@ class _Typer:
                 return arr[0] if arr is not None and arr[1] == len(n.args) - 1 else None
             if name in _VM_F64:
                 return _F64 if args == [_F64] else None
+            if name in _VM_F32:
+                return _F32 if args == [_F32] else None
             if len(args) == 2:
                 if name == 'radd':
                     return _binop_dtype('+', *args)
@@ -211,6 +215,8 @@ class _Typer:
 # once nothing else reads it)
 _FRESH_CALLS = ('empty(', 'full(', 'copy(', 'dot(', 'dot_nn(', 'dot_t(', 'dot_nt(',
                 'dot_tt(', 'gemm_nn(', 'gemm_t(', 'gemm_nt(', 'gemm_tt(')
+# calls returning an array numba types C-contiguous
+_C_CALLS = _FRESH_CALLS + ('reshape(', 'contig(')
 
 
 class Cluster:
@@ -273,7 +279,11 @@ class FunctionGen:
         self.extra_params = []           # hoisted constants this function takes too
         self.inplace = {}                # loop carry output -> (carry input, buffer)
         self.views = {}                  # unit-dimension reshape output -> its base value
+        self.contig = set()              # array values numba types C-contiguous
         self.done = set()                # ids of equations lowered ahead of their turn
+        self.rowviews = {}               # row of an array -> (array value, index prefix)
+        self.cross_row = set()           # reductions accumulated over a rows loop
+        self.region_from = 0             # no rows region starts before this equation
         self.sched = None                # (equations being lowered, id of the first)
         self.view_eqns = {}              # eqn id of such a reshape -> its output
         self.consts = consts if consts is not None else ModuleConsts()
@@ -343,6 +353,13 @@ class FunctionGen:
             return f"{self.helper(f'ld{nd}')}({name}, {', '.join(ix)})"
         return f"{name}[{', '.join(ix)}]"
 
+    def store_value(self, v, ix, value):
+        """The statement storing `value` at indices `ix` of value `v`'s array."""
+        rv = self.rowviews.get(v)
+        if rv is not None:
+            return self.store(self.names[rv[0]], rv[1] + ix, value)
+        return self.store(self.names[v], ix, value)
+
     def store(self, name, ix, value):
         """The statement storing `value` at indices `ix` of array `name`."""
         nd = len(ix)
@@ -390,12 +407,15 @@ class FunctionGen:
         for v in self.params:
             self.name(v)
             self.avail.add(v)
+            self.contig.add(v)
         self.sched = (self.eqns, 0)
         for i, eqn in enumerate(self.eqns):
             if i in self.done:
                 continue
             self.eqn_id = i
             try:
+                if self.try_region(i):
+                    continue
                 self.lower_eqn(i, eqn)
             except NotLowerable as e:
                 e.eqn_index = getattr(e, 'hoisted_index', i)
@@ -421,8 +441,11 @@ class FunctionGen:
         if base is not None:
             # a structural rule (or the result) needs the view itself
             self.ensure(base)
-            self.emit(f"{self.name(v)} = {self.helper('reshape')}({self.names[base]}, "
-                      f"{v.aval.shape!r})")
+            if base.aval.shape == ():
+                self.emit(f"{self.name(v)} = {self.full(v.aval.shape, self.names[base], v.aval.dtype)}")
+            else:
+                self.emit(f"{self.name(v)} = {self.helper('reshape')}({self.names[base]}, "
+                          f"{v.aval.shape!r})")
             self.avail.add(v)
             return
         c = self.where.get(v)
@@ -453,6 +476,8 @@ class FunctionGen:
             shape = eqn.outvars[0].aval.shape
             if shape == ():
                 self.scalar_eqn(eqn, rule)
+            elif not _squeezed(shape):
+                self.unit_eqn(eqn, rule)
             else:
                 self.join(shape, i, eqn)
         elif kind == 'reshape' and self.view(eqn):
@@ -460,9 +485,20 @@ class FunctionGen:
         elif kind == 'reduce':
             x = eqn.invars[0]
             axes = eqn.params['axes']
+            if eqn.outvars[0] in self.cross_row:
+                if x.aval.shape == ():
+                    out = eqn.outvars[0]
+                    self.emit(f'{self.names[out]} = '
+                              f'{self.red_step(rule.op, out.aval.dtype, self.names[out], self.expr_of(x))}')
+                else:
+                    self.join(x.aval.shape, i, eqn)
+                return
             if not axes or x.aval.shape == () or type(x) is Literal:
                 # nothing reduced: an identity (an elementwise copy)
                 self.alias(eqn.outvars[0], x)
+                return
+            if not _squeezed(x.aval.shape):
+                self.unit_eqn(eqn, rule)
                 return
             self.join(x.aval.shape, i, eqn)
         else:
@@ -476,6 +512,8 @@ class FunctionGen:
                 self.avail.add(v)
                 if o.startswith(_FRESH_CALLS):
                     self.owned.add(v)
+                if o.startswith(_C_CALLS):
+                    self.contig.add(v)
 
     def view(self, eqn):
         """A reshape that only inserts or removes dimensions of size 1 is not
@@ -483,12 +521,71 @@ class FunctionGen:
         and made a real view only if a structural rule or the result needs it.
         -> True when handled so."""
         x, out = eqn.invars[0], eqn.outvars[0]
-        if type(x) is Literal or isinstance(out, DropVar) or not x.aval.shape or \
-                not out.aval.shape or _squeezed(x.aval.shape) != _squeezed(out.aval.shape):
+        if type(x) is Literal or isinstance(out, DropVar) or \
+                (not x.aval.shape and not out.aval.shape) or \
+                _squeezed(x.aval.shape) != _squeezed(out.aval.shape):
             return False
+        base = self.views.get(x, x)
+        if base.aval.shape and not (base in self.contig or base in self.where or
+                                    base in self.rowviews):
+            # only views of arrays numba knows contiguous: elements read through a
+            # view of a strided one would make the loops reading them strided too
+            return False
+        if not out.aval.shape:
+            # the single element of an array of size 1: a scalar now
+            e = self.unit_value(x)
+            if e.isidentifier():
+                self.names[out] = e
+            else:
+                self.emit(f'{self.name(out)} = {e}')
+            self.avail.add(out)
+            return True
         self.views[out] = self.views.get(x, x)
         self.view_eqns[self.eqn_id] = out
         return True
+
+    def unit_value(self, v):
+        """The single element of operand `v` (0-d, or an array of size 1)."""
+        if type(v) is Literal:
+            return self.lit(v.val, v.aval.dtype)
+        if v.aval.shape == ():
+            return self.expr_of(v)
+        base = self.views.get(v)
+        self.ensure(v if base is None else base)
+        return self.element(v, ['0'] * len(v.aval.shape))
+
+    def unit_eqn(self, eqn, rule):
+        """An equation whose values have one element (all dimensions of size 1): no
+        loop nest; each value is a scalar, and the value a view of it (made an
+        array only if something needs the array, see ensure)."""
+        if rule.kind == 'broadcast':
+            res = [self.unit_value(eqn.invars[0])]
+        elif rule.kind == 'iota':
+            res = ['0']
+        elif rule.kind == 'reduce':
+            dt = eqn.outvars[0].aval.dtype
+            res = [self.red_step(rule.op, dt, self.lit(_IDENT[rule.op](dt), dt),
+                                 self.unit_value(eqn.invars[0]))]
+        else:
+            args = [self.unit_value(v) for v in eqn.invars]
+            res = rule.fn(self, args, [v.aval for v in eqn.invars], eqn.outvars[0].aval,
+                          **eqn.params)
+            if not eqn.primitive.multiple_results:
+                res = [res]
+        for v, r in zip(eqn.outvars, res):
+            if isinstance(v, DropVar):
+                continue
+            if isinstance(r, Guarded):
+                r = r.slow
+            target = v
+            if v.aval.shape != ():
+                target = Var(_ShapedArray((), v.aval.dtype))
+                self.views[v] = target
+            if rule.kind == 'broadcast' and type(eqn.invars[0]) is Literal:
+                self.names[target] = r            # a constant: read as such
+            else:
+                self.emit(f'{self.name(target)} = {self.cast(r, v.aval.dtype)}')
+            self.avail.add(target)
 
     def alias(self, out, x):
         n = self.name(out)
@@ -553,6 +650,11 @@ class FunctionGen:
             elif eqn.primitive.lowering.kind == 'broadcast' and type(eqn.invars[0]) is Literal:
                 # a constant: members read it as such (no local; rules see the value)
                 c.defined[v] = self.lit(eqn.invars[0].val, v.aval.dtype)
+            elif eqn.primitive.lowering.kind == 'broadcast' and \
+                    eqn.invars[0].aval.shape == () and eqn.invars[0] in self.avail and \
+                    self.names[eqn.invars[0]].isidentifier():
+                # a scalar computed before the nest: read by its name
+                c.defined[v] = self.names[eqn.invars[0]]
             else:
                 c.defined[v] = self.local(self.fresh('e'), v.aval.dtype)
 
@@ -668,7 +770,7 @@ class FunctionGen:
                     body_fast.append(line)
                     body_slow.append(line)
                 if v in stores:
-                    st = self.store(self.names[v], _member_index(v.aval.shape, idx), e)
+                    st = self.store_value(v, _member_index(v.aval.shape, idx), e)
                     body_fast.append(st)
                     body_slow.append(st)
         flag = None
@@ -694,6 +796,8 @@ class FunctionGen:
         for v in c.defined:
             if v in reuse:
                 self.owned.add(v)
+            elif v in stores and v in self.rowviews:
+                pass                      # a row of an array allocated before the rows loop
             elif v in stores:
                 target = self.store_target(v, c, bool(guards))
                 self.emit(f'{self.names[v]} = {target}')
@@ -708,6 +812,7 @@ class FunctionGen:
         for v in c.defined:
             if v in stores:
                 self.avail.add(v)
+                self.contig.add(v)        # a fresh array, a dead product's, a carry's copy
             self.where.pop(v, None)
         for v in c.red_outs:
             self.avail.add(v)
@@ -758,16 +863,22 @@ class FunctionGen:
             k = nd - len(qaxes)
             kept = [xidx[d] for d in range(len(xshape)) if d not in axes]
             name = self.names[out]
-            if qaxes == tuple(range(k, nd)):
+            cross = out in self.cross_row      # accumulated over a rows loop: see regions
+            if qaxes == tuple(range(k, nd)) and not (cross and out.aval.shape != ()):
                 # trailing loops: a scalar accumulator per iteration of the outer ones
                 acc = name if out.aval.shape == () else self.local(self.fresh('acc'), dt)
-                pro[k].append(f'{acc} = {ident}')
+                if not cross:
+                    pro[k].append(f'{acc} = {ident}')
                 inner.append(f'{acc} = {self.red_step(op, dt, acc, v)}')
                 if out.aval.shape != ():
-                    pro[0].append(f'{name} = {self.empty(out.aval.shape, dt)}')
-                    epi[k].append(self.store(name, kept, acc))
+                    self.contig.add(out)
+                    if out not in self.rowviews:
+                        pro[0].append(f'{name} = {self.empty(out.aval.shape, dt)}')
+                    epi[k].append(self.store_value(out, kept, acc))
             else:
-                pro[0].append(f'{name} = {self.full(out.aval.shape, ident, dt)}')
+                self.contig.add(out)
+                if not cross:
+                    pro[0].append(f'{name} = {self.full(out.aval.shape, ident, dt)}')
                 # an accumulation into memory: one operation per element and step,
                 # nothing to reassociate (radd/rmul's flag matters for scalar chains)
                 inner.append(self.store(name, kept, self.red_step(
@@ -834,11 +945,16 @@ class FunctionGen:
         or from its base's for a view of unit-dimension reshapes (the same
         element: the base's non-unit dimensions are the view's, in order)."""
         base = self.views.get(v)
-        if base is None:
-            return self.load(self.names[v], ix)
-        it = iter([i for i, n in zip(ix, v.aval.shape) if n != 1])
-        return self.load(self.names[base], ['0' if n == 1 else next(it)
-                                            for n in base.aval.shape])
+        if base is not None:
+            it = iter([i for i, n in zip(ix, v.aval.shape) if n != 1])
+            ix = ['0' if n == 1 else next(it) for n in base.aval.shape]
+            v = base
+            if not ix:
+                return self.names[v]          # a view of a scalar
+        rv = self.rowviews.get(v)
+        if rv is not None:
+            return self.load(self.names[rv[0]], rv[1] + ix)
+        return self.load(self.names[v], ix)
 
     def read_bcast(self, eqn, c, idx):
         x = eqn.invars[0]
@@ -1038,6 +1154,7 @@ def _hoisted(self, cv):
             raise NotLowerable(f"dtype {top.aval.dtype.name}")
         self.name(top)
         self.avail.add(top)
+        self.contig.add(top)
         self.extra_params.append(top)
     return top
 
@@ -1088,3 +1205,345 @@ FunctionGen.inline_jaxpr = _inline_jaxpr
 FunctionGen.block = _block
 FunctionGen.hoisted = _hoisted
 FunctionGen.store_target = _store_target
+
+
+# --- rows regions: row-local work over a leading dimension in one loop ----------------------
+# Softmax, logsumexp and their gradients alternate reductions over a row with
+# elementwise work that reads them: per shape, each reduction read by the next step
+# would close a loop nest, giving a nest per step. A *rows region* is a run of
+# equations that only combine values row by row over the leading dimension n (same
+# row of every operand, reductions over the other dimensions) generated as ONE loop
+# `for r in range(n):` whose body is those equations with the leading dimension
+# removed: the row reductions become scalars of the iteration and the steps inner
+# loops. Reductions over the rows (a loss summed over the batch, a bias gradient)
+# accumulate across the iterations. Values the region computes are stored, where
+# stored at all, in arrays of their full shape allocated before the loop (row r).
+#
+# Scanning forward from an equation that starts one, the region takes every
+# row-local equation not depending on an equation left out; scalar equations
+# depending on nothing in it are lowered before it, the rest after it (so the
+# program's order of dependencies holds). A region is formed only where it saves
+# a loop: a row reduction read by a later equation of the region.
+
+_REGION_WINDOW = 256
+
+
+def _row_use(v, n, out_ndim):
+    """How an operand of an equation over rows (n, ...) of rank out_ndim is read:
+    'row' (its own row r), 'all' (the whole value, the same for every row), or None."""
+    if type(v) is Literal or v.aval.shape == ():
+        return 'all'
+    shape = v.aval.shape
+    if len(shape) < out_ndim:
+        return 'all'                       # broadcast along the leading dimension
+    if len(shape) == out_ndim:
+        if shape[0] == n:
+            return 'row'
+        if shape[0] == 1:
+            return None                    # (would read row 0 of it: not modelled)
+    return None
+
+
+def _row_class(eqn, n, inside):
+    """'row' (row-local), 'cross' (a reduction over the rows) or None (not in a rows
+    region over n). `inside`: values computed by the region so far (they may only
+    be read row by row)."""
+    rule = eqn.primitive.lowering
+    if rule is None or eqn.primitive.effectful or \
+            not all(dtype_supported(v.aval.dtype) for v in list(eqn.invars) + list(eqn.outvars)):
+        return None
+    kind = rule.kind
+    if kind == 'elementwise':
+        if getattr(rule, 'guarded', False):
+            return None
+        shape = eqn.outvars[0].aval.shape
+        if len(shape) < 1 or shape[0] != n or \
+                any(v.aval.shape != shape for v in eqn.outvars if not isinstance(v, DropVar)):
+            return None
+        for v in eqn.invars:
+            use = _row_use(v, n, len(shape))
+            if use is None or (use == 'all' and v in inside):
+                return None
+        return 'row'
+    if kind == 'broadcast':
+        shape = eqn.outvars[0].aval.shape
+        if len(shape) < 1 or shape[0] != n:
+            return None
+        x = eqn.invars[0]
+        dims = eqn.params['broadcast_dimensions']
+        if type(x) is Literal or x.aval.shape == ():
+            return None if x in inside else 'row'
+        if 0 in dims:
+            return 'row' if dims[0] == 0 and x.aval.shape[0] == n else None
+        return None if x in inside else 'row'
+    if kind == 'reduce':
+        x = eqn.invars[0]
+        axes = eqn.params['axes']
+        if type(x) is Literal or len(x.aval.shape) < 1 or x.aval.shape[0] != n or not axes:
+            return None
+        if 0 in axes:
+            return 'cross'
+        # a reduction over trailing dimensions of the row (others would need an
+        # array re-initialised per row)
+        row = x.aval.shape[1:]
+        loops = [d for d, m in enumerate(row) if m != 1]
+        q = [k for k, d in enumerate(loops) if d + 1 in axes]
+        return 'row' if q == list(range(len(loops) - len(q), len(loops))) else None
+    if kind == 'reshape':
+        x, out = eqn.invars[0], eqn.outvars[0]
+        if type(x) is Literal or isinstance(out, DropVar) or not x.aval.shape or \
+                not out.aval.shape or x.aval.shape[0] != n or out.aval.shape[0] != n or \
+                _squeezed(x.aval.shape[1:]) != _squeezed(out.aval.shape[1:]):
+            return None
+        return 'row'
+    return None
+
+
+def _try_region(self, i):
+    """Lower a rows region starting at equation i if there is one worth it:
+    -> True when done (equations of the region and around it marked done)."""
+    if i < self.region_from:
+        return False
+    eqns = self.eqns
+    e0 = eqns[i]
+    rule = e0.primitive.lowering
+    if rule is None or rule.kind not in ('elementwise', 'broadcast', 'reduce'):
+        return False
+    ref = e0.invars[0] if rule.kind == 'reduce' else e0.outvars[0]
+    if type(ref) is Literal or len(ref.aval.shape) < 2:
+        return False
+    n = ref.aval.shape[0]
+    if n < 2 or _row_class(e0, n, set()) != 'row':
+        return False
+    region, pre, after = [], [], []
+    inside, left_out, row_reds, crosses = set(), set(), set(), set()
+    worth = False
+    end = min(len(eqns), i + _REGION_WINDOW)
+    for k in range(i, end):
+        if k in self.done:
+            continue
+        eqn = eqns[k]
+        ins = [v for v in eqn.invars if type(v) is not Literal]
+        outs = [v for v in eqn.outvars if not isinstance(v, DropVar)]
+        blocked = any(v in left_out or v in crosses for v in ins)
+        cls = None if blocked else _row_class(eqn, n, inside)
+        if cls is not None:
+            region.append(k)
+            if cls == 'cross':
+                crosses.update(outs)
+            else:
+                inside.update(outs)
+                if any(v in row_reds for v in ins):
+                    worth = True
+                if eqn.primitive.lowering.kind == 'reduce':
+                    row_reds.update(outs)
+            continue
+        if eqn.primitive.effectful:
+            end = k
+            break
+        depends = any(v in inside or v in left_out or v in crosses for v in ins)
+        if not depends and all(v.aval.shape == () for v in outs) and \
+                eqn.primitive.lowering is not None and \
+                eqn.primitive.lowering.kind in ('elementwise', 'broadcast'):
+            pre.append(k)                  # a scalar computation the region may read
+            continue
+        kind = eqn.primitive.lowering.kind if eqn.primitive.lowering is not None else None
+        if kind not in ('elementwise', 'broadcast', 'reduce', 'reshape', 'iota'):
+            end = k                        # structural: what follows mostly depends on it
+            break
+        after.append(k)
+        left_out.update(outs)
+    if not worth:
+        self.region_from = max(end, i + 1)
+        return False
+    for k in pre + region + after:
+        self.done.add(k)
+    for k in pre:
+        self.eqn_id = k
+        self.lower_eqn(k, eqns[k])
+    self.eqn_id = i
+    self.emit_region(n, region)
+    for k in after:
+        self.eqn_id = k
+        self.lower_eqn(k, eqns[k])
+    self.region_from = end
+    return True
+
+
+def _emit_region(self, n, ks):
+    """The equations at positions `ks` (row-local over n) as one loop over the rows."""
+    eqns = [self.eqns[k] for k in ks]
+    kset = set(ks)
+    order = [v for e in eqns for v in e.outvars if not isinstance(v, DropVar)]
+    defined = set(order)      # (iterations go through `order`: the text must not
+    #                           depend on hash order, see compile_cache)
+    # values read after the region (or results); a view read after needs its base
+    needed_after = set()
+    for v in order:
+        if v in self.out_set or any(j not in kset for j in self.consumers.get(v, ())):
+            needed_after.add(v)
+    for e in reversed(eqns):
+        if e.primitive.lowering.kind == 'reshape' and e.outvars[0] in needed_after and \
+                e.invars[0] in defined:
+            needed_after.add(e.invars[0])
+    r = self.fresh('r')
+    stripped = {}            # outer value -> its row (a Var of the row's shape)
+
+    def row_var(v):
+        s = stripped.get(v)
+        if s is None:
+            s = stripped[v] = Var(_ShapedArray(v.aval.shape[1:], v.aval.dtype))
+        return s
+
+    # operands computed before the region: available now
+    row_inputs = {}
+    for e in eqns:
+        out_nd = len((e.invars[0] if e.primitive.lowering.kind == 'reduce' else e.outvars[0]).aval.shape)
+        for v in e.invars:
+            if type(v) is Literal or v in defined:
+                continue
+            self.ensure(v)
+            if e.primitive.lowering.kind in ('reduce', 'reshape'):
+                row_inputs[v] = True
+            elif e.primitive.lowering.kind == 'broadcast':
+                if 0 in e.params['broadcast_dimensions'] and v.aval.shape:
+                    row_inputs[v] = True
+            elif _row_use(v, n, out_nd) == 'row':
+                row_inputs[v] = True
+    # the stripped equations
+    new_eqns = []
+    for e in eqns:
+        kind = e.primitive.lowering.kind
+        out_nd = len((e.invars[0] if kind == 'reduce' else e.outvars[0]).aval.shape)
+        ins = []
+        for v in e.invars:
+            if type(v) is Literal:
+                ins.append(v)
+            elif v in defined or (v in row_inputs and (
+                    kind in ('reduce', 'reshape') or
+                    (kind == 'broadcast' and 0 in e.params['broadcast_dimensions']) or
+                    (kind == 'elementwise' and _row_use(v, n, out_nd) == 'row'))):
+                ins.append(row_var(v))
+            else:
+                ins.append(v)
+        params = dict(e.params)
+        if kind == 'reduce':
+            out = e.outvars[0]
+            params['axes'] = tuple(sorted(a - 1 for a in e.params['axes'] if a != 0))
+            if 0 in e.params['axes']:
+                outs = [out]                               # accumulated across the rows
+            else:
+                outs = [row_var(out)]
+        elif kind == 'broadcast':
+            dims = e.params['broadcast_dimensions']
+            params['shape'] = tuple(e.params['shape'][1:])
+            params['broadcast_dimensions'] = tuple(d - 1 for d in dims if d != 0)
+            outs = [row_var(v) if not isinstance(v, DropVar) else v for v in e.outvars]
+        else:
+            outs = [row_var(v) if not isinstance(v, DropVar) else v for v in e.outvars]
+        new_eqns.append(e.replace(invars=ins, outvars=outs, params=params))
+    # rows of values computed before: 0-d ones loaded at the top of the body,
+    # others read in place (row r of the array)
+    body_loads = []
+    for v in row_inputs:
+        s = row_var(v)
+        if s.aval.shape == ():
+            body_loads.append((s, v))
+        else:
+            self.names[s] = self.names[v]
+            self.rowviews[s] = (v, [r])
+            self.avail.add(s)
+    # rows computed here: arrays of the full shape (allocated if stored)
+    for v in order:
+        if v in stripped:
+            self.name(v)
+            self.contig.add(v)             # allocated with empty() if stored
+            if stripped[v].aval.shape != ():
+                self.rowviews[stripped[v]] = (v, [r])
+    # consumers of the stripped values
+    base = getattr(self, '_next_eid', _EID_BASE)
+    self._next_eid = base + len(new_eqns)
+    for k, e in enumerate(new_eqns):
+        for v in e.invars:
+            if type(v) is not Literal:
+                self.consumers.setdefault(v, set()).add(base + k)
+    for v in needed_after:
+        if v in stripped:
+            self.out_set.add(stripped[v])
+    # views read after the region: views of their base's array (stored)
+    view_after = {}
+    # reductions over the rows: accumulators set before the loop
+    pre_lines = []
+    for e, ne in zip(eqns, new_eqns):
+        if e.primitive.lowering.kind == 'reduce' and 0 in e.params['axes']:
+            out = e.outvars[0]
+            dt = out.aval.dtype
+            ident = self.lit(_IDENT[e.primitive.lowering.op](dt), dt)
+            name = self.name(out)
+            if out.aval.shape == ():
+                pre_lines.append(f'{name} = {ident}')
+            else:
+                pre_lines.append(f'{name} = {self.full(out.aval.shape, ident, dt)}')
+            self.cross_row.add(out)
+    # the body, generated apart (the arrays it stores into are allocated before it)
+    saved_lines, saved_indent = self.lines, self.indent
+    saved_open, saved_sched, saved_id = self.open, self.sched, self.eqn_id
+    self.lines, self.indent, self.open = [], saved_indent + 1, {}
+    self.sched = (new_eqns, base)
+    try:
+        for s, v in body_loads:
+            self.emit(f'{self.name(s)} = {self.load(self.names[v], [r])}')
+            self.avail.add(s)
+        for k, e in enumerate(new_eqns):
+            if base + k in self.done:
+                continue
+            self.eqn_id = base + k
+            self.lower_eqn(base + k, e)
+        for c in list(self.open.values()):
+            self.close(c)
+        # per-row scalars read after the region: row r of an array of shape (n,)
+        for v in order:
+            s = stripped.get(v)
+            if s is None or v not in needed_after:
+                continue
+            if s.aval.shape == ():
+                self.emit(self.store(self.names[v], [r], self.expr_of(s)))
+            elif s in self.views and self.views[s].aval.shape == ():
+                self.emit(self.store(self.names[v], [r] + ['0'] * len(s.aval.shape),
+                                     self.names[self.views[s]]))
+        body = self.lines
+    finally:
+        self.lines, self.indent = saved_lines, saved_indent
+        self.open, self.sched, self.eqn_id = saved_open, saved_sched, saved_id
+    # arrays for the values read after the region (and rows stored in the body)
+    stored_names = set(re.findall(r'\bst\d\((v\d+),', '\n'.join(body)))
+    for v in order:
+        if v in stripped and self.names.get(v) in stored_names and v not in self.cross_row:
+            self.emit(f'{self.names[v]} = {self.empty(v.aval.shape, v.aval.dtype)}')
+            self.owned.add(v)
+    for ln in pre_lines:
+        self.emit(ln)
+    self.emit(f'for {r} in range({n}):')
+    self.lines.extend(body)
+    # after the loop
+    for v in order:
+        if v in self.cross_row:
+            self.avail.add(v)
+            continue
+        s = stripped.get(v)
+        if s is None:
+            continue
+        if v in needed_after:
+            vb = self.views.get(s)
+            outer = None
+            if vb is not None and s.aval.shape != () and vb.aval.shape != ():
+                outer = next((w for w, t in stripped.items() if t is vb), None)
+            if outer is not None:
+                # a view of another row value: a view of that value's array
+                self.views[v] = self.views.get(outer, outer)
+            else:
+                self.avail.add(v)
+
+
+FunctionGen.try_region = _try_region
+FunctionGen.emit_region = _emit_region
