@@ -97,17 +97,7 @@ class JaxprTrace(Trace):
                 v = x._var
             elif tx is _ndarray and x.ndim:
                 # an array from below (a residual, when linearizing): the hot case
-                v = self._const_ids.get(id(x))
-                if v is None:
-                    a = _new(ShapedArray)
-                    a.shape = x.shape
-                    a.dtype = x.dtype
-                    a.weak_type = False
-                    v = _new(Var)
-                    v.aval = a
-                    self.constvars.append(v)
-                    self.constvals.append(x)
-                    self._const_ids[id(x)] = v
+                v = self._residual(x, None)
             elif isinstance(x, Tracer):
                 # a tracer of an outer transform (a residual when linearizing under
                 # jvp): full_raise checks levels and liveness, and boxes it as a constant
@@ -162,34 +152,11 @@ class JaxprTrace(Trace):
             if tx is JaxprTracer:
                 v = x._var
             elif tx is _ndarray and x.ndim:
-                v = self._const_ids.get(id(x))
-                if v is None:
-                    a = _new(ShapedArray)
-                    a.shape = x.shape
-                    a.dtype = x.dtype
-                    a.weak_type = False
-                    v = _new(Var)
-                    v.aval = a
-                    self.constvars.append(v)
-                    self.constvals.append(x)
-                    self._const_ids[id(x)] = v
+                v = self._residual(x, None)
             else:
                 v = self._atom(x)
             invars.append(v)
-        v = _new(Var)
-        v.aval = aval
-        eqn = _new(JaxprEqn)
-        eqn.primitive = primitive
-        eqn.invars = invars
-        eqn.outvars = [v]
-        eqn.params = {}
-        eqn.source_info = None
-        self.eqns.append(eqn)
-        result = _new(JaxprTracer)
-        result._trace = self
-        result._aval = aval
-        result._var = v
-        return result
+        return self._emit(primitive, invars, aval)
 
     def stage_same_type(self, primitive, args):
         """stage_typed(primitive, args, aval) where every arg is a tracer of this
@@ -200,51 +167,41 @@ class JaxprTrace(Trace):
             aval = first._aval
         else:
             aval = next(x._aval for x in args if type(x) is JaxprTracer)
-        const_ids = self._const_ids
-        invars = []
-        for x in args:
-            if type(x) is JaxprTracer:
-                invars.append(x._var)
-            else:
-                cv = const_ids.get(id(x))
-                if cv is None:
-                    cv = _new(Var)
-                    cv.aval = aval
-                    self.constvars.append(cv)
-                    self.constvals.append(x)
-                    const_ids[id(x)] = cv
-                invars.append(cv)
-        v = _new(Var)
-        v.aval = aval
-        eqn = _new(JaxprEqn)
-        eqn.primitive = primitive
-        eqn.invars = invars
-        eqn.outvars = [v]
-        eqn.params = {}
-        eqn.source_info = None
-        self.eqns.append(eqn)
-        result = _new(JaxprTracer)
-        result._trace = self
-        result._aval = aval
-        result._var = v
-        return result
+        invars = [x._var if type(x) is JaxprTracer else self._residual(x, aval)
+                  for x in args]
+        return self._emit(primitive, invars, aval)
 
     def stage_product(self, primitive, t, c):
         """stage_same_type(primitive, (t, c)) for one tracer `t` of this trace and
         one array `c` of its type (the hottest case: a tangent times a coefficient)."""
         aval = t._aval
-        cv = self._const_ids.get(id(c))
-        if cv is None:
-            cv = _new(Var)
-            cv.aval = aval
-            self.constvars.append(cv)
-            self.constvals.append(c)
-            self._const_ids[id(c)] = cv
+        return self._emit(primitive, [t._var, self._residual(c, aval)], aval)
+
+    def _residual(self, x, aval):
+        """The constvar of array `x` (registered once per object); `aval` is its
+        type if the caller knows it, else None."""
+        v = self._const_ids.get(id(x))
+        if v is None:
+            if aval is None:
+                aval = _new(ShapedArray)
+                aval.shape = x.shape
+                aval.dtype = x.dtype
+                aval.weak_type = False
+            v = _new(Var)
+            v.aval = aval
+            self.constvars.append(v)
+            self.constvals.append(x)
+            self._const_ids[id(x)] = v
+        return v
+
+    def _emit(self, primitive, invars, aval):
+        """Append `primitive(*invars)` (no params) with output type `aval`; its tracer.
+        Var, JaxprEqn and JaxprTracer are built without __init__ calls (hot)."""
         v = _new(Var)
         v.aval = aval
         eqn = _new(JaxprEqn)
         eqn.primitive = primitive
-        eqn.invars = [t._var, cv]
+        eqn.invars = invars
         eqn.outvars = [v]
         eqn.params = {}
         eqn.source_info = None

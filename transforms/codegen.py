@@ -567,16 +567,10 @@ class FunctionGen:
             res = [self.red_step(rule.op, dt, self.lit(_IDENT[rule.op](dt), dt),
                                  self.unit_value(eqn.invars[0]))]
         else:
-            args = [self.unit_value(v) for v in eqn.invars]
-            res = rule.fn(self, args, [v.aval for v in eqn.invars], eqn.outvars[0].aval,
-                          **eqn.params)
-            if not eqn.primitive.multiple_results:
-                res = [res]
+            res = self.rule_results(eqn, rule, [self.unit_value(v) for v in eqn.invars])
         for v, r in zip(eqn.outvars, res):
             if isinstance(v, DropVar):
                 continue
-            if isinstance(r, Guarded):
-                r = r.slow
             target = v
             if v.aval.shape != ():
                 target = Var(_ShapedArray((), v.aval.dtype))
@@ -596,18 +590,21 @@ class FunctionGen:
         if rule.kind == 'broadcast':
             self.alias(eqn.outvars[0], eqn.invars[0])
             return
-        args = [self.expr_of(v) for v in eqn.invars]
+        res = self.rule_results(eqn, rule, [self.expr_of(v) for v in eqn.invars])
+        for v, r in zip(eqn.outvars, res):
+            if isinstance(v, DropVar):
+                continue
+            self.emit(f'{self.name(v)} = {self.cast(r, v.aval.dtype)}')
+            self.avail.add(v)
+
+    def rule_results(self, eqn, rule, args):
+        """The scalar expressions of an elementwise lowering rule's outputs, one
+        per outvar (a guarded expression's general form)."""
         res = rule.fn(self, args, [v.aval for v in eqn.invars], eqn.outvars[0].aval,
                       **eqn.params)
         if not eqn.primitive.multiple_results:
             res = [res]
-        for v, r in zip(eqn.outvars, res):
-            if isinstance(v, DropVar):
-                continue
-            if isinstance(r, Guarded):
-                r = r.slow
-            self.emit(f'{self.name(v)} = {self.cast(r, v.aval.dtype)}')
-            self.avail.add(v)
+        return [r.slow if isinstance(r, Guarded) else r for r in res]
 
     def join(self, shape, i, eqn):
         # one loop nest per shape up to dimensions of size 1: (128, 1) and (128,)

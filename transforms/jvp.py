@@ -126,29 +126,13 @@ class JVPTrace(Trace):
         of a Hessian-vector product): an elementwise primitive's linearization rule
         gives the output and the tangent's coefficients in NumPy, with none of the
         JVP rule's binds. None where it does not apply (the JVP rule runs)."""
-        primals = []
-        tangents = []
-        for x in args:
-            if type(x) is JVPTracer:
-                p = x.primal
-                t = x.tangent
-                if x._trace is not self or type(p) is not _ndarray or (
-                        type(t) is not _ndarray and type(t) is not Zero):
-                    return None
-                primals.append(p)
-                tangents.append(t)
-            elif isinstance(x, Tracer):
-                return None
-            else:
-                primals.append(x)
-                tangents.append(None)
-        try:
-            res = rule(*primals, **params)
-        except Exception:
-            return None         # the JVP rule's path explains the error
+        res = apply_lin_rule(self, rule, args, params)
         if res is None:
             return None
-        out, coefs = res
+        out, coefs, tangents = res
+        for t in tangents:
+            if t is not None and type(t) is not _ndarray and type(t) is not Zero:
+                return None
         if type(out) is not _ndarray:
             return None
         shape, dtype = out.shape, out.dtype
@@ -174,6 +158,40 @@ class JVPTrace(Trace):
 
 
 _SCALARS = (float, int, np.float64, np.float32, np.float16)
+_NO = object()
+
+
+def apply_lin_rule(trace, rule, args, params):
+    """(out, coefs, tangents) of a linearization rule applied to the operands'
+    primals (see split_operand), or None where it does not apply or raises (the
+    JVP rule's path then runs, and explains an error)."""
+    primals = []
+    tangents = []
+    for x in args:
+        p, t = split_operand(trace, x)
+        if p is _NO:
+            return None
+        primals.append(p)
+        tangents.append(t)
+    try:
+        res = rule(*primals, **params)
+    except Exception:
+        return None
+    if res is None:
+        return None
+    return res[0], res[1], tangents
+
+
+def split_operand(trace, x):
+    """(primal, tangent) of an operand for a linearization rule: an array-valued
+    tracer of `trace`, or a constant (tangent None). (_NO, None) otherwise: a tracer
+    of another trace, or a primal that is not an array (a 0-d result, a tracer)."""
+    if type(x) is JVPTracer and x._trace is trace:
+        p = x.primal
+        return (p, x.tangent) if type(p) is _ndarray else (_NO, None)
+    if isinstance(x, Tracer):
+        return _NO, None
+    return x, None
 
 
 def _scaled_tangent(t, c, shape, dtype, safe):

@@ -12,7 +12,8 @@ import numpy as np
 from tracer import (Tracer, Zero, get_aval, tangent_aval, new_trace, JaxprTrace,
                     JaxprTracer, ShapedArray, float0)
 from primitives.arith import mul_p, safe_mul_p, neg_p, add_any_p, sub_p, add_products_p
-from .jvp import JVPTrace, JVPTracer, unpack, _new_tracer
+from .jvp import (JVPTrace, JVPTracer, unpack, _new_tracer, split_operand, _NO,
+                  apply_lin_rule)
 
 _ndarray = np.ndarray
 _new = object.__new__
@@ -38,38 +39,10 @@ class LinearizeTrace(JVPTrace):
     def process_primitive(self, primitive, args, params):
         rule = primitive.lin
         if rule is not None:
-            if len(args) == 1:
-                # one operand (unary math, the hottest case): _linearize_unary inlined
-                x = args[0]
-                if type(x) is JVPTracer and x._trace is self and type(x.primal) is _ndarray:
-                    try:
-                        res = rule(x.primal, **params)
-                    except Exception:
-                        res = None      # the general path explains the error
-                    if res is None:
-                        return JVPTrace.process_primitive(self, primitive, args, params)
-                    out, coefs = res
-                    t = x.tangent
-                    c = coefs[0]
-                    if type(out) is _ndarray and type(c) is _ndarray and \
-                            type(t) is JaxprTracer:
-                        ta = t._aval
-                        shape = out.shape
-                        dtype = out.dtype
-                        if ta.shape == shape and c.shape == shape and (
-                                ta.dtype is dtype or ta.dtype == dtype) and (
-                                c.dtype is dtype or c.dtype == dtype):
-                            r = _new(JVPTracer)
-                            r._trace = self
-                            r.primal = out
-                            r.tangent = self.builder.stage_product(
-                                safe_mul_p if primitive.lin_safe else mul_p, t, c)
-                            r._aval = None
-                            return r
-                    out = self._record(primitive, out, coefs, (t,))
-                else:
-                    out = self._linearize_unary(primitive, rule, x, params)
-            elif len(args) == 2:
+            n = len(args)
+            if n == 1:
+                out = self._linearize_unary(primitive, rule, args[0], params)
+            elif n == 2:
                 out = self._linearize_binary(primitive, rule, args, params)
             else:
                 out = self._linearize(primitive, rule, args, params)
@@ -108,25 +81,11 @@ class LinearizeTrace(JVPTrace):
         """_linearize for two operands, the common cases without its loops: both
         tracers of this trace, or one with a Python/NumPy scalar."""
         x, y = args
-        if type(x) is JVPTracer and x._trace is self:
-            px = x.primal
-            tx = x.tangent
-            if type(px) is not _ndarray:
-                return None
-        elif not isinstance(x, Tracer):
-            px = x
-            tx = None
-        else:
+        px, tx = split_operand(self, x)
+        if px is _NO:
             return None
-        if type(y) is JVPTracer and y._trace is self:
-            py = y.primal
-            ty = y.tangent
-            if type(py) is not _ndarray:
-                return None
-        elif not isinstance(y, Tracer):
-            py = y
-            ty = None
-        else:
+        py, ty = split_operand(self, y)
+        if py is _NO:
             return None
         try:
             res = rule(px, py, **params)
@@ -170,27 +129,10 @@ class LinearizeTrace(JVPTrace):
         return self._record(primitive, out, coefs, (tx, ty))
 
     def _linearize(self, primitive, rule, args, params):
-        primals = []
-        tangents = []
-        for x in args:
-            if type(x) is JVPTracer:
-                p = x.primal
-                if x._trace is not self or type(p) is not _ndarray:
-                    return None
-                primals.append(p)
-                tangents.append(x.tangent)
-            elif isinstance(x, Tracer):
-                return None
-            else:
-                primals.append(x)
-                tangents.append(None)
-        try:
-            res = rule(*primals, **params)
-        except Exception:
-            return None         # the general path explains the error
+        res = apply_lin_rule(self, rule, args, params)
         if res is None:
             return None
-        out, coefs = res
+        out, coefs, tangents = res
         return self._record(primitive, out, coefs, tangents)
 
     def _record(self, primitive, out, coefs, tangents):

@@ -130,13 +130,7 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
             return
         if (v in env) if all_linear else (v not in linear):
             return
-        e = cts.get(v)
-        if e is None:
-            cts[v] = (ct, scale)
-        elif type(e) is tuple:
-            cts[v] = [e, (ct, scale)]
-        else:
-            e.append((ct, scale))
+        _write(cts, v, ct, scale)
 
     def read(v):
         """-> (value, scale), or (Zero, 1.0)."""
@@ -154,7 +148,6 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
             write(v, *ones)
         else:
             write(v, ct, 1.0)
-    cts_get = cts.get
     cts_pop = cts.pop
     env_get = env.get
     for eqn in reversed(lin_eqns):
@@ -182,54 +175,8 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                 ct, scale = _scaled(ct, scale), 1.0
         invars = eqn.invars
         params = eqn.params
-        if prim is mul_p and all_linear and type(ct) is _ndarray:
-            # the hottest case inlined (see _eager_transpose): a linear operand times
-            # a constant array, all of the cotangent's shape
-            a, b = invars
-            if type(b) is not Literal and type(a) is not Literal:
-                c = env_get(b, _NOT_CONST)
-                v = a
-                if c is _NOT_CONST:
-                    c = env_get(a, _NOT_CONST)
-                    v = b
-                    first = False
-                else:
-                    first = True
-                shape = ct.shape
-                if type(c) is _ndarray and c.shape == shape and v not in env and \
-                        v.aval.shape == shape and eqn.outvars[0].aval.shape == shape:
-                    c = np.multiply(ct, c) if first else np.multiply(c, ct)
-                    e = cts_get(v)
-                    if e is None:
-                        cts[v] = (c, scale)
-                    elif type(e) is tuple:
-                        cts[v] = [e, (c, scale)]
-                    else:
-                        e.append((c, scale))
-                    continue
-        elif prim is add_any_p and all_linear and type(ct) is _ndarray and not params:
-            # a sum of linear terms, all of the output's shape: each gets the
-            # cotangent (what add_any's scale_transpose gives, inlined)
-            shape = eqn.outvars[0].aval.shape
-            for v in invars:
-                if type(v) is Literal or v in env:
-                    continue
-                if v.aval.shape != shape:
-                    break
-            else:
-                for v in invars:
-                    if type(v) is Literal or v in env:
-                        continue
-                    e = cts_get(v)
-                    if e is None:
-                        cts[v] = (ct, scale)
-                    elif type(e) is tuple:
-                        cts[v] = [e, (ct, scale)]
-                    else:
-                        e.append((ct, scale))
-                continue
-        if all_linear and (prim is add_products_p or prim is add_any_p) \
-                and type(ct) is _ndarray:
+        if all_linear and type(ct) is _ndarray and (
+                prim is mul_p or prim is add_products_p or prim is add_any_p):
             # eager reverse mode's hottest equations (the linear maps eager
             # linearization stages), without the rules' calls and argument boxing:
             # what their rules compute when every operand has the cotangent's shape
@@ -281,19 +228,12 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                 if 4 * ct.size <= n:
                     ct, scale = _scaled(ct, scale), 1.0
             outs = (prim.transpose or _rule(prim))(ct, *args, **params)
-        # write(v, c, scale) for each operand, inlined (the hot loop)
-        for v, c in zip(invars, outs):
+        for v, c in zip(invars, outs):      # write(v, c, scale), its checks inlined
             if c is None or type(c) is Zero or type(v) is Literal:
                 continue
             if (v in env) if all_linear else (v not in linear):
                 continue
-            e = cts_get(v)
-            if e is None:
-                cts[v] = (c, scale)
-            elif type(e) is tuple:
-                cts[v] = [e, (c, scale)]
-            else:
-                e.append((c, scale))
+            _write(cts, v, c, scale)
     out = []
     for v in jaxpr.invars:
         e = cts.pop(v, None)
