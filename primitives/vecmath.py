@@ -262,11 +262,11 @@ def vm_tanh(x):
     s = _pow2(np.int64(k))
     t = s * q + (s - 1.0)                             # 2^k (q + 1) - 1
     rr = 1.0 / (t + 2.0)
-    res = t * rr if ax < 0.55 else 1.0 - 2.0 * rr     # near 1: 1 - (a small, exact-ish term)
-    res = res if ax < 22.0 else 1.0
-    res = -res if x < 0.0 else res
-    res = res if ax > 3.725290298461914e-09 else x       # tanh x = x below 2^-28
-    return res if x == x else x
+    # near 1: 1 - (a small, exact-ish term), which is 1.0 exactly from |x| = 22 on
+    res = t * rr if ax < 0.55 else 1.0 - 2.0 * rr
+    res = math.copysign(res, x)
+    # tanh x = x below 2^-28; a NaN fails the comparison too and is returned as is
+    return res if ax > 3.725290298461914e-09 else x
 
 
 @njit(**_fopts)

@@ -34,7 +34,7 @@ from collections import OrderedDict
 import numba
 import numpy as np
 
-LOWERING_VERSION = 5
+LOWERING_VERSION = 6
 MEMORY_ENTRIES = 512
 _PREFIX = 'ct_'
 
