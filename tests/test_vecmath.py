@@ -179,3 +179,19 @@ def test_float32_loops_vectorise_in_float32():
     assert re.search(r'call\w*\s+\S*(tanh|exp)', asm) is None
     assert re.search(r'v\w+ps\s', asm)                 # packed single precision
     assert 'cvtps2pd' not in asm                        # no widening to float64
+
+
+def test_tanh_special_values_exactly():
+    # tanh keeps -0.0's sign, returns NaN for NaN, is exactly +-1 from |x| = 22 on
+    # and x itself below 2^-28 (the selects vm_tanh relies on for these)
+    k64, _ = _vec(vm.vm_tanh)
+    x = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 22.0, -22.0, 30.0, -1e300,
+                  1e-9, -1e-9, 5e-324, -5e-324, 0.549, 0.55, -0.55])
+    y = k64(x)
+    want = np.tanh(x)
+    assert np.array_equal(np.signbit(y), np.signbit(want))
+    assert np.isnan(y[2]) and not np.isnan(y[np.arange(len(x)) != 2]).any()
+    np.testing.assert_array_equal(y[3:8], [1.0, -1.0, 1.0, -1.0, 1.0])
+    assert y[8] == -1.0
+    np.testing.assert_array_equal(y[9:13], x[9:13])
+    assert np.all(_ulps(y[13:], want[13:]) <= 4)
