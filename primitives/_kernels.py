@@ -8,6 +8,8 @@ import numpy as np
 
 from .vecmath import vm_tanh
 
+KERNEL_MIN = 1 << 14    # elements; below this, NumPy's per-call overhead is the smaller cost
+
 
 @numba.njit(cache=True)
 def _lincomb2(a, b, ca, cb, out):
@@ -67,12 +69,11 @@ def _tanh64_lin(x, out, d):
 
 
 _F64 = np.dtype(np.float64)
-TANH_MIN = 1 << 14      # below this, NumPy's per-call overhead is the smaller cost
 
 
 def tanh64(x, with_derivative=False):
     """tanh of a large contiguous float64 array (and 1 - tanh^2), or None."""
-    if type(x) is not np.ndarray or x.dtype != _F64 or x.size < TANH_MIN or \
+    if type(x) is not np.ndarray or x.dtype != _F64 or x.size < KERNEL_MIN or \
             not x.flags.c_contiguous:
         return None
     out = np.empty_like(x)
@@ -97,7 +98,7 @@ def _cube_lin(x, square, cube):
 
 def cube_with_square(x):
     """(x*x*x, x*x) for a large contiguous floating array, or None."""
-    if type(x) is not np.ndarray or x.dtype.kind != 'f' or x.size < TANH_MIN or \
+    if type(x) is not np.ndarray or x.dtype.kind != 'f' or x.size < KERNEL_MIN or \
             not x.flags.c_contiguous or x.dtype.itemsize < 4:
         return None
     square = np.empty_like(x)

@@ -9,6 +9,7 @@ import numpy as np
 from tracer import (Primitive, Zero, is_undefined, ShapedArray, Tracer, UndefinedPrimal,
                     get_aval)
 from tracer.errors import with_user_line
+from ._kernels import lincomb, cube_with_square, KERNEL_MIN   # numba kernels, eager paths
 from ._base import (unary, binary, defjvp, defjvp2, deflinear, unbroadcast, shape_of,
                     dtype_of, elementwise_aval, FLOAT, NUMERIC, zero_like_out,
                     broadcast_to_shape)
@@ -28,11 +29,8 @@ def _lax_operands(name, x, y):
     typed value) takes the other operand's dtype; two strongly typed operands must
     have one dtype, as in jax.lax (NumPy would promote silently, but only when the
     operation runs eagerly: staged, the shape rule would reject it)."""
-    tx, ty = type(x), type(y)
-    if tx in _PY:
-        return (dtype_of(y).type(x) if ty not in _PY else x), y
-    if ty in _PY:
-        return x, dtype_of(x).type(y)
+    if type(x) in _PY or type(y) in _PY:
+        return coerce(x, y), coerce(y, x)
     dx, dy = dtype_of(x), dtype_of(y)
     if dx is not dy and dx != dy and not (_weak(x) or _weak(y)):
         ax, ay = (get_aval(v).str_short() for v in (x, y))
@@ -163,7 +161,6 @@ def _add_any_transpose(ct, *xs, coeffs=None):
             if is_undefined(x) else None for x, c in zip(xs, coeffs)]
 
 
-_FUSE_MIN = 1 << 14   # below this, NumPy's per-call overhead is the smaller cost
 
 
 def _stack_small(xs):
@@ -181,13 +178,12 @@ def _stack_small(xs):
 def fused_lincomb(xs, coeffs):
     """sum_k c_k * x_k in one pass (numba) for large same-shape float arrays, else None."""
     x0 = xs[0]
-    if type(x0) is not np.ndarray or x0.size < _FUSE_MIN or x0.dtype.kind != 'f':
+    if type(x0) is not np.ndarray or x0.size < KERNEL_MIN or x0.dtype.kind != 'f':
         return None
     shape, dt = x0.shape, x0.dtype
     for x in xs:
         if type(x) is not np.ndarray or x.shape != shape or x.dtype != dt:
             return None
-    from ._kernels import lincomb
     c = np.asarray(coeffs if coeffs is not None else (1.0,) * len(xs), dtype=dt)
     flat = tuple(np.ascontiguousarray(x).reshape(-1) for x in xs)
     out = np.empty(x0.size, dt)
@@ -772,9 +768,6 @@ neg_p.lin = lambda x: (np.negative(x), (-1,))
 add_p.lin = lambda x, y: (np.add(x, y), (1, 1))
 sub_p.lin = lambda x, y: (np.subtract(x, y), (1, -1))
 mul_p.lin = lambda x, y: (np.multiply(x, y), (y, x))
-
-
-from ._kernels import cube_with_square   # noqa: E402  (numba kernels, eager only)
 
 
 def _integer_pow_lin(x, y):

@@ -229,12 +229,12 @@ log1p_p.lin = _lin_with_ans(np.log1p, lambda ans, x: np.reciprocal(x + 1))
 sin_p.lin = _sin_lin
 cos_p.lin = _cos_lin
 tan_p.lin = _lin_with_ans(np.tan, lambda ans, x: ans * ans + 1)
+_tanh_lin_numpy = _lin_with_ans(np.tanh, lambda ans, x: 1 - ans * ans)
+
+
 def _tanh_lin(x):
     both = tanh64(x, with_derivative=True)    # one pass for large float64 arrays
-    if both is not None:
-        return both[0], (both[1],)
-    ans = np.tanh(x)
-    return ans, (1 - ans * ans,)
+    return _tanh_lin_numpy(x) if both is None else (both[0], (both[1],))
 
 
 tanh_p.lin = _tanh_lin

@@ -5,7 +5,7 @@ import pytest
 
 import primitives.numpy as pnp
 from primitives import arith, unary
-from primitives._kernels import tanh64, TANH_MIN
+from primitives._kernels import tanh64, KERNEL_MIN
 from transforms import grad, value_and_grad, vjp, jit
 
 RNG = np.random.default_rng(11)
@@ -16,7 +16,7 @@ def _ulp_error(got, want):
 
 
 def test_tanh_kernel_accuracy_and_special_values():
-    x = np.concatenate([RNG.standard_normal(TANH_MIN) * 4,
+    x = np.concatenate([RNG.standard_normal(KERNEL_MIN) * 4,
                         RNG.uniform(-1e-8, 1e-8, 1000), RNG.uniform(-30, 30, 1000),
                         [0.0, -0.0, np.inf, -np.inf, np.nan, 22.0, -22.0, 0.55, -0.55,
                          1e-300, 5e-324, 700.0]])
@@ -36,10 +36,10 @@ def test_tanh_kernel_accuracy_and_special_values():
 def test_tanh_kernel_only_where_it_applies():
     small = RNG.standard_normal(100)
     assert tanh64(small) is None
-    big32 = RNG.standard_normal(TANH_MIN).astype(np.float32)
+    big32 = RNG.standard_normal(KERNEL_MIN).astype(np.float32)
     assert tanh64(big32) is None
     np.testing.assert_array_equal(unary.tanh_p.impl(big32), np.tanh(big32))
-    strided = RNG.standard_normal(2 * TANH_MIN)[::2]
+    strided = RNG.standard_normal(2 * KERNEL_MIN)[::2]
     assert tanh64(strided) is None
     np.testing.assert_array_equal(unary.tanh_p.impl(strided), np.tanh(strided))
     two_d = RNG.standard_normal((128, 256))
@@ -47,7 +47,7 @@ def test_tanh_kernel_only_where_it_applies():
     assert unary.tanh_p.impl(two_d).shape == (128, 256)
 
 
-@pytest.mark.parametrize('shape', [(TANH_MIN,), (64, 512)])
+@pytest.mark.parametrize('shape', [(KERNEL_MIN,), (64, 512)])
 def test_tanh_kernel_under_autodiff(shape):
     x = RNG.standard_normal(shape)
     v, g = value_and_grad(lambda x: pnp.sum(pnp.tanh(x) * x))(x)
@@ -102,7 +102,7 @@ def test_reused_input_gradient_sums_many_cotangents():
 @pytest.mark.parametrize('dtype', [np.float64, np.float32])
 def test_cube_kernel_equals_numpy_and_differentiates(dtype):
     from primitives._kernels import cube_with_square
-    x = RNG.standard_normal(TANH_MIN + 3).astype(dtype)
+    x = RNG.standard_normal(KERNEL_MIN + 3).astype(dtype)
     cube, square = cube_with_square(x)
     np.testing.assert_array_equal(cube, x * x * x)
     np.testing.assert_array_equal(square, x * x)

@@ -80,6 +80,10 @@ class JVPTrace(Trace):
             out = self._jvp_concrete(rule, primitive.lin_safe, args, params)
             if out is not None:
                 return out
+        return self.process_jvp_rule(primitive, args, params)
+
+    def process_jvp_rule(self, primitive, args, params):
+        """process_primitive through the primitive's JVP rule (the general path)."""
         if len(args) == 1:
             # one operand (unary math): the hot case, without the general loop
             x = args[0]
@@ -126,13 +130,10 @@ class JVPTrace(Trace):
         of a Hessian-vector product): an elementwise primitive's linearization rule
         gives the output and the tangent's coefficients in NumPy, with none of the
         JVP rule's binds. None where it does not apply (the JVP rule runs)."""
-        res = apply_lin_rule(self, rule, args, params)
+        res = apply_lin_rule(self, rule, args, params, _ndarray)
         if res is None:
             return None
         out, coefs, tangents = res
-        for t in tangents:
-            if t is not None and type(t) is not _ndarray and type(t) is not Zero:
-                return None
         if type(out) is not _ndarray:
             return None
         shape, dtype = out.shape, out.dtype
@@ -140,11 +141,10 @@ class JVPTrace(Trace):
         for t, c in zip(tangents, coefs):
             if t is None or c is None or type(t) is Zero:
                 continue
-            if t.shape != shape or (t.dtype is not dtype and t.dtype != dtype):
+            if t.shape != shape or (t.dtype is not dtype and t.dtype != dtype) or \
+                    not coefficient_fits(c, shape, dtype):
                 return None
-            term = _scaled_tangent(t, c, shape, dtype, safe)
-            if term is None:
-                return None
+            term = _scaled_tangent(t, c, safe)
             t_out = term if t_out is None else np.add(t_out, term)
         if t_out is None:
             t_out = Zero.of(out)
@@ -161,15 +161,18 @@ _SCALARS = (float, int, np.float64, np.float32, np.float16)
 _NO = object()
 
 
-def apply_lin_rule(trace, rule, args, params):
-    """(out, coefs, tangents) of a linearization rule applied to the operands'
-    primals (see split_operand), or None where it does not apply or raises (the
-    JVP rule's path then runs, and explains an error)."""
+def apply_lin_rule(trace, rule, args, params, tangent_type):
+    """(out, coefs, tangents) of a linearization rule (Primitive.lin) applied to the
+    operands' primals (see split_operand), or None where it does not apply: an
+    operand it cannot take, a tangent neither Zero nor of `tangent_type` (checked
+    before the rule computes anything), or a rule that declines or raises (the JVP
+    rule's path then runs, and explains an error)."""
     primals = []
     tangents = []
     for x in args:
         p, t = split_operand(trace, x)
-        if p is _NO:
+        if p is _NO or (t is not None and type(t) is not tangent_type and
+                        type(t) is not Zero):
             return None
         primals.append(p)
         tangents.append(t)
@@ -194,32 +197,33 @@ def split_operand(trace, x):
     return x, None
 
 
-def _scaled_tangent(t, c, shape, dtype, safe):
-    """c * t for a linearization coefficient c (see transforms/linearize.py), or
-    None if c does not have t's type. `safe`: 0 where t is 0, even if c is inf."""
+def coefficient_fits(c, shape, dtype):
+    """Whether a linearization coefficient can scale a tangent of type (shape,
+    dtype) as it is: an array of that type, an (array, scalar) pair, a Python
+    number, or a NumPy scalar of that dtype."""
     tc = type(c)
     if tc is _ndarray:
-        if c.shape != shape or (c.dtype is not dtype and c.dtype != dtype):
-            return None
-        out = np.multiply(t, c)
-        if safe and np.isnan(out).any():
-            out = np.where(t == 0, np.zeros((), dtype), out)
-        return out
-    if tc is tuple:             # (array, scalar)
-        out = _scaled_tangent(t, c[0], shape, dtype, safe)
-        return None if out is None else _scaled_tangent(out, c[1], shape, dtype, False)
+        return c.shape == shape and (c.dtype is dtype or c.dtype == dtype)
+    if tc is tuple:             # (array, scalar): a product, the scalar kept linear
+        return coefficient_fits(c[0], shape, dtype) and type(c[1]) in _SCALARS
     if tc is float or tc is int:
+        return True
+    return tc in _SCALARS and c.dtype == dtype
+
+
+def _scaled_tangent(t, c, safe):
+    """c * t for a coefficient that fits t. `safe`: 0 where t is 0, even if c is
+    infinite (safe_mul's semantics)."""
+    if type(c) is tuple:
+        return _scaled_tangent(_scaled_tangent(t, c[0], safe), c[1], False)
+    if type(c) is not _ndarray:
         if c == 1:
             return t
         if c == -1:
             return np.negative(t)
-    elif tc not in _SCALARS or c.dtype != dtype:
-        return None
     out = np.multiply(t, c)
-    if out.dtype is not dtype and out.dtype != dtype:
-        return None
     if safe and np.isnan(out).any():
-        out = np.where(t == 0, np.zeros((), dtype), out)
+        out = np.where(t == 0, np.zeros((), out.dtype), out)
     return out
 
 

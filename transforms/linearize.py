@@ -9,15 +9,14 @@ the residuals that reverse mode keeps.
 """
 import numpy as np
 
-from tracer import (Tracer, Zero, get_aval, tangent_aval, new_trace, JaxprTrace,
-                    JaxprTracer, ShapedArray, float0)
+from tracer import (Zero, get_aval, tangent_aval, new_trace, JaxprTrace, JaxprTracer,
+                    float0)
 from primitives.arith import mul_p, safe_mul_p, neg_p, add_any_p, sub_p, add_products_p
 from .jvp import (JVPTrace, JVPTracer, unpack, _new_tracer, split_operand, _NO,
-                  apply_lin_rule)
+                  apply_lin_rule, coefficient_fits)
 
 _ndarray = np.ndarray
 _new = object.__new__
-_SCALARS = (float, int, np.float64, np.float32, np.float16)
 
 
 class LinearizeTrace(JVPTrace):
@@ -48,7 +47,7 @@ class LinearizeTrace(JVPTrace):
                 out = self._linearize(primitive, rule, args, params)
             if out is not None:
                 return out
-        return JVPTrace.process_primitive(self, primitive, args, params)
+        return self.process_jvp_rule(primitive, args, params)
 
     def _linearize_unary(self, primitive, rule, x, params):
         """_linearize for one operand (unary math: the hot case), without its loops."""
@@ -129,7 +128,7 @@ class LinearizeTrace(JVPTrace):
         return self._record(primitive, out, coefs, (tx, ty))
 
     def _linearize(self, primitive, rule, args, params):
-        res = apply_lin_rule(self, rule, args, params)
+        res = apply_lin_rule(self, rule, args, params, JaxprTracer)
         if res is None:
             return None
         out, coefs, tangents = res
@@ -148,13 +147,9 @@ class LinearizeTrace(JVPTrace):
             if type(t) is not JaxprTracer:
                 return None
             ta = t._aval
-            if ta.shape != shape or (ta.dtype is not dtype and ta.dtype != dtype):
+            if ta.shape != shape or (ta.dtype is not dtype and ta.dtype != dtype) or \
+                    not coefficient_fits(c, shape, dtype):
                 return None     # broadcasting or promotion: the general rule
-            if type(c) is _ndarray:
-                if c.shape != shape or (c.dtype is not dtype and c.dtype != dtype):
-                    return None
-            elif not _fits(c, shape, dtype):
-                return None
             terms.append((t, c))
         if not terms:
             return _new_tracer(self, out, Zero.of(out))
@@ -170,18 +165,6 @@ class LinearizeTrace(JVPTrace):
                 return _new_tracer(self, out, self.builder.stage_same_type(
                     add_products_p, (t1, c1, t2, c2)))
         return _new_tracer(self, out, _combine(self.builder, terms, ta, primitive.lin_safe))
-
-
-def _fits(c, shape, dtype):
-    """A coefficient the linear equation can take as it is."""
-    tc = type(c)
-    if tc is _ndarray:
-        return c.shape == shape and c.dtype == dtype
-    if tc is tuple:             # (array, scalar): a product, the scalar kept linear
-        return _fits(c[0], shape, dtype) and type(c[1]) in _SCALARS
-    if tc is float or tc is int:
-        return True
-    return tc in _SCALARS and c.dtype == dtype
 
 
 def _scale(builder, t, c, aval, safe=False):
