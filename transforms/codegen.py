@@ -1467,8 +1467,6 @@ def _emit_region(self, n, ks):
     for v in needed_after:
         if v in stripped:
             self.out_set.add(stripped[v])
-    # views read after the region: views of their base's array (stored)
-    view_after = {}
     # reductions over the rows: accumulators set before the loop
     pre_lines = []
     for e, ne in zip(eqns, new_eqns):
