@@ -274,8 +274,15 @@ def _unary_float(prim_fn, name):
 
         def f(x, /):
             # fast path: a floating array or tracer goes straight to the primitive
-            if (type(x) is _np.ndarray or isinstance(x, Tracer)) and x.dtype.kind in 'fc':
-                return bind(x)
+            if type(x) is _np.ndarray:
+                if x.dtype.kind in 'fc':
+                    return bind(x)
+            elif isinstance(x, Tracer):
+                r = x.bind_unary(prim)    # the tracer's shortcut (eager linearization)
+                if r is not None:
+                    return r
+                if x.dtype.kind in 'fc':
+                    return bind(x)
             return bind(_float_operand(x))
     else:
         def f(x, /):

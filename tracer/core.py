@@ -393,6 +393,15 @@ class Tracer:
     def __hash__(self):
         raise TypeError("traced values are unhashable")
 
+    def bind_unary(self, primitive):
+        """None, or `primitive.bind(self)` for a unary elementwise primitive without
+        params. A hook: the user namespace (primitives.numpy's float functions) calls
+        it first, and a tracer type whose trace can apply such an operation more
+        directly overrides it. An override returns bind's result exactly, and None
+        unless the tracer's dtype is floating (or complex): integer operands are
+        converted before bind."""
+        return None
+
     # NumPy dispatch ----------------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         return array_api.array_ufunc(ufunc, method, inputs, kwargs)

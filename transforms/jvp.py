@@ -7,10 +7,11 @@ the primals alone; the rest apply their primitive's JVP rule.
 import numpy as np
 
 from tracer import Trace, Tracer, Zero, get_aval, tangent_aval, ShapedArray
+from tracer.core import _trace_stack as _stack, array_api as _api
+from tracer.errors import with_user_line
 
 _ndarray = np.ndarray
 _new = object.__new__
-from tracer.errors import with_user_line
 
 
 class JVPTracer(Tracer):
@@ -53,6 +54,64 @@ class JVPTracer(Tracer):
             a = self._aval = get_aval(p)
         return a.dtype
 
+    # Operators and unary math: a trace with `fast_ops` (eager linearization) may
+    # apply them directly when it is the innermost trace (so `bind` would route the
+    # operation to it, and no inner make_jaxpr or jit needs to see it); its
+    # shortcut returns None where the general path must run (promote and bind).
+    def __mul__(self, o):
+        tr = self._trace
+        if tr.fast_ops and tr.alive and _stack[-1] is tr:
+            r = tr.fast_mul(self, o, False)
+            if r is not None:
+                return r
+        return _api.multiply(self, o)
+
+    def __rmul__(self, o):
+        tr = self._trace
+        if tr.fast_ops and tr.alive and _stack[-1] is tr:
+            r = tr.fast_mul(self, o, True)
+            if r is not None:
+                return r
+        return _api.multiply(o, self)
+
+    def __add__(self, o):
+        tr = self._trace
+        if tr.fast_ops and tr.alive and _stack[-1] is tr:
+            r = tr.fast_add(self, o, 1, False)
+            if r is not None:
+                return r
+        return _api.add(self, o)
+
+    def __radd__(self, o):
+        tr = self._trace
+        if tr.fast_ops and tr.alive and _stack[-1] is tr:
+            r = tr.fast_add(self, o, 1, True)
+            if r is not None:
+                return r
+        return _api.add(o, self)
+
+    def __sub__(self, o):
+        tr = self._trace
+        if tr.fast_ops and tr.alive and _stack[-1] is tr:
+            r = tr.fast_add(self, o, -1, False)
+            if r is not None:
+                return r
+        return _api.subtract(self, o)
+
+    def __rsub__(self, o):
+        tr = self._trace
+        if tr.fast_ops and tr.alive and _stack[-1] is tr:
+            r = tr.fast_add(self, o, -1, True)
+            if r is not None:
+                return r
+        return _api.subtract(o, self)
+
+    def bind_unary(self, primitive):
+        tr = self._trace
+        if tr.fast_ops and tr.alive and _stack[-1] is tr:
+            return tr.fast_unary(primitive, self)
+        return None
+
 
 def _new_tracer(trace, primal, tangent):
     """JVPTracer(trace, primal, tangent) without the __init__ call (the hot path)."""
@@ -65,6 +124,8 @@ def _new_tracer(trace, primal, tangent):
 
 
 class JVPTrace(Trace):
+    fast_ops = False    # see JVPTracer.__mul__ (LinearizeTrace has shortcuts)
+
     def __init__(self, name='jvp'):
         super().__init__()
         self.name = name

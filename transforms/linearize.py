@@ -10,13 +10,15 @@ the residuals that reverse mode keeps.
 import numpy as np
 
 from tracer import (Zero, get_aval, tangent_aval, new_trace, JaxprTrace, JaxprTracer,
-                    float0)
+                    float0, Var, JaxprEqn)
+from tracer.ir import literal
 from primitives.arith import mul_p, safe_mul_p, neg_p, add_any_p, sub_p, add_products_p
 from .jvp import (JVPTrace, JVPTracer, unpack, _new_tracer, split_operand, _NO,
                   apply_lin_rule, coefficient_fits)
 
 _ndarray = np.ndarray
 _new = object.__new__
+_F64 = np.dtype(np.float64)
 
 
 class LinearizeTrace(JVPTrace):
@@ -31,9 +33,136 @@ class LinearizeTrace(JVPTrace):
     (broadcasting, other dtypes, tracers of outer transforms as primals) takes the
     JVP rule, as in `JVPTrace`."""
 
+    fast_ops = True     # JVPTracer's operators and bind_unary call the shortcuts below
+
     def __init__(self, name, builder):
         super().__init__(name)
         self.builder = builder
+
+    # --- shortcuts -----------------------------------------------------------------
+    # Operators and unary math on tracers of this trace, called by JVPTracer when this
+    # trace is the innermost one (so bind would route the operation here): the
+    # common case (real floating arrays of one type, or such an array with a Python
+    # scalar) is applied without promote, bind and the generic rule plumbing. Each
+    # stages exactly the equation the general path stages and computes the same
+    # primal with the same NumPy call; anything else returns None and takes the
+    # general path.
+
+    def fast_unary(self, primitive, x):
+        rule = primitive.lin
+        if rule is None:
+            return None
+        t = x.tangent
+        if type(t) is not JaxprTracer:
+            return None
+        a = t._aval
+        if x._aval is not a and _settle(x, a) is None:
+            return None
+        try:
+            res = rule(x.primal)
+        except Exception:
+            return None         # the general path explains the error
+        if res is None:
+            return None
+        out, coefs = res
+        c = coefs[0]
+        if type(out) is not _ndarray or type(c) is not _ndarray:
+            return None
+        shape = a.shape
+        dtype = a.dtype
+        if out.shape != shape or c.shape != shape or \
+                (out.dtype is not dtype and out.dtype != dtype) or \
+                (c.dtype is not dtype and c.dtype != dtype):
+            return None
+        return _stage(self, out, safe_mul_p if primitive.lin_safe else mul_p,
+                      [t._var, _residual(self.builder, c, a)], a)
+
+    def fast_mul(self, x, o, swap):
+        """x * o (o * x if swap)."""
+        t = x.tangent
+        if type(t) is not JaxprTracer:
+            return None
+        a = t._aval
+        if x._aval is not a and _settle(x, a) is None:
+            return None
+        p = x.primal
+        to = type(o)
+        if to is JVPTracer:
+            if o._trace is not self:
+                return None
+            u = o.tangent
+            if type(u) is not JaxprTracer:
+                return None
+            b = u._aval
+            if o._aval is not b and _settle(o, b) is None:
+                return None
+            if b is not a and (b.shape != a.shape or b.dtype != a.dtype):
+                return None
+            q = o.primal
+            if swap:
+                x, o, t, u, p, q = o, x, u, t, q, p
+            out = np.multiply(p, q)
+            if type(out) is not _ndarray:
+                return None
+            builder = self.builder
+            # the product rule: t * q + u * p, one add_products equation
+            return _stage(self, out, add_products_p,
+                          [t._var, _residual(builder, q, a), u._var,
+                           _residual(builder, p, a)], a)
+        if to is float or to is int:
+            c = _scalar(o, a)
+            if c is None:
+                return None
+            out = np.multiply(c, p) if swap else np.multiply(p, c)
+            if type(out) is not _ndarray:
+                return None
+            return _scaled(self, out, t, c, a)
+        return None
+
+    def fast_add(self, x, o, sign, swap):
+        """x + o (sign 1) or x - o (sign -1); o + x or o - x if swap."""
+        t = x.tangent
+        if type(t) is not JaxprTracer:
+            return None
+        a = t._aval
+        if x._aval is not a and _settle(x, a) is None:
+            return None
+        p = x.primal
+        to = type(o)
+        if to is JVPTracer:
+            if o._trace is not self:
+                return None
+            u = o.tangent
+            if type(u) is not JaxprTracer:
+                return None
+            b = u._aval
+            if o._aval is not b and _settle(o, b) is None:
+                return None
+            if b is not a and (b.shape != a.shape or b.dtype != a.dtype):
+                return None
+            q = o.primal
+            if swap:
+                t, u, p, q, b = u, t, q, p, a
+            out = np.add(p, q) if sign == 1 else np.subtract(p, q)
+            if type(out) is not _ndarray:
+                return None
+            # the general path types this equation by its second operand
+            return _stage(self, out, add_any_p if sign == 1 else sub_p,
+                          [t._var, u._var], b)
+        if to is float or to is int:
+            c = _scalar(o, a)
+            if c is None:
+                return None
+            if swap:
+                out = np.add(c, p) if sign == 1 else np.subtract(c, p)
+            else:
+                out = np.add(p, c) if sign == 1 else np.subtract(p, c)
+            if type(out) is not _ndarray:
+                return None
+            if swap and sign == -1:
+                return _stage(self, out, neg_p, [t._var], a)
+            return _jvp_tracer(self, out, t, a)
+        return None
 
     def process_primitive(self, primitive, args, params):
         rule = primitive.lin
@@ -165,6 +294,81 @@ class LinearizeTrace(JVPTrace):
                 return _new_tracer(self, out, self.builder.stage_same_type(
                     add_products_p, (t1, c1, t2, c2)))
         return _new_tracer(self, out, _combine(self.builder, terms, ta, primitive.lin_safe))
+
+
+_FAST_DTYPES = tuple(np.dtype(t) for t in (np.float64, np.float32, np.float16))
+
+
+def _settle(x, a):
+    """`a` (the type of x's tangent) if x's primal is an ndarray of at least one
+    dimension and of that type, with a (native) real floating dtype; it then becomes x's
+    cached aval (being equal to the primal's): later shortcuts check
+    `x._aval is x.tangent._aval`. None otherwise (the general path runs)."""
+    p = x.primal
+    if type(p) is _ndarray and p.shape == a.shape and a.shape and \
+            not a.weak_type and any(p.dtype is d and a.dtype is d for d in _FAST_DTYPES):
+        x._aval = a
+        return a
+    return None
+
+
+def _scalar(o, a):
+    """The Python scalar `o` as promote() casts it against an array of type `a`, for
+    a real floating `a` (kept a Python float against float64), or None."""
+    dtype = a.dtype
+    if dtype is _F64:
+        return o if type(o) is float else _F64.type(o)
+    if dtype is _FAST_DTYPES[1] or dtype is _FAST_DTYPES[2]:
+        return dtype.type(o)
+    return None
+
+
+def _residual(builder, c, aval):
+    v = builder._const_ids.get(id(c))
+    return v if v is not None else builder._residual(c, aval)
+
+
+def _stage(trace, out, primitive, invars, aval):
+    """The JVPTracer of primal `out` (of type `aval`) whose tangent is
+    `primitive(*invars)`, staged (no params, output type `aval`)."""
+    v = _new(Var)
+    v.aval = aval
+    eqn = _new(JaxprEqn)
+    eqn.primitive = primitive
+    eqn.invars = invars
+    eqn.outvars = [v]
+    eqn.params = {}
+    eqn.source_info = None
+    builder = trace.builder
+    builder.eqns.append(eqn)
+    tan = _new(JaxprTracer)
+    tan._trace = builder
+    tan._aval = aval
+    tan._var = v
+    r = _new(JVPTracer)
+    r._trace = trace
+    r.primal = out
+    r.tangent = tan
+    r._aval = aval
+    return r
+
+
+def _jvp_tracer(trace, out, tangent, aval):
+    r = _new(JVPTracer)
+    r._trace = trace
+    r.primal = out
+    r.tangent = tangent
+    r._aval = aval
+    return r
+
+
+def _scaled(trace, out, t, c, aval):
+    """The JVPTracer of `out` whose tangent is c * t for a scalar c (as _scale)."""
+    if c == 1:
+        return _jvp_tracer(trace, out, t, aval)
+    if c == -1:
+        return _stage(trace, out, neg_p, [t._var], aval)
+    return _stage(trace, out, mul_p, [t._var, literal(c)], aval)
 
 
 def _scale(builder, t, c, aval, safe=False):
