@@ -19,6 +19,7 @@ from .jvp import (JVPTrace, JVPTracer, unpack, _new_tracer, split_operand, _NO,
 _ndarray = np.ndarray
 _new = object.__new__
 _F64 = np.dtype(np.float64)
+_multiply, _add, _subtract = np.multiply, np.add, np.subtract
 
 
 class LinearizeTrace(JVPTrace):
@@ -59,23 +60,46 @@ class LinearizeTrace(JVPTrace):
         if x._aval is not a and _settle(x, a) is None:
             return None
         try:
-            res = rule(x.primal)
+            out, (c,) = rule(x.primal)
         except Exception:
-            return None         # the general path explains the error
-        if res is None:
-            return None
-        out, coefs = res
-        c = coefs[0]
-        if type(out) is not _ndarray or type(c) is not _ndarray:
+            return None     # the rule declined (None) or failed: the general path
+        dtype = a.dtype     # (a settled aval's dtype is a canonical dtype object)
+        if type(out) is not _ndarray or type(c) is not _ndarray or \
+                out.dtype is not dtype or c.dtype is not dtype:
             return None
         shape = a.shape
-        dtype = a.dtype
-        if out.shape != shape or c.shape != shape or \
-                (out.dtype is not dtype and out.dtype != dtype) or \
-                (c.dtype is not dtype and c.dtype != dtype):
+        if out.shape != shape or c.shape != shape:
             return None
-        return _stage(self, out, safe_mul_p if primitive.lin_safe else mul_p,
-                      [t._var, _residual(self.builder, c, a)], a)
+        # stage t * c (as _stage, inlined: this is the hottest path)
+        builder = self.builder
+        ids = builder._const_ids
+        k = id(c)
+        cv = ids.get(k)
+        if cv is None:
+            cv = _new(Var)
+            cv.aval = a
+            builder.constvars.append(cv)
+            builder.constvals.append(c)
+            ids[k] = cv
+        v = _new(Var)
+        v.aval = a
+        eqn = _new(JaxprEqn)
+        eqn.primitive = safe_mul_p if primitive.lin_safe else mul_p
+        eqn.invars = [t._var, cv]
+        eqn.outvars = [v]
+        eqn.params = {}
+        eqn.source_info = None
+        builder.eqns.append(eqn)
+        tan = _new(JaxprTracer)
+        tan._trace = builder
+        tan._aval = a
+        tan._var = v
+        r = _new(JVPTracer)
+        r._trace = self
+        r.primal = out
+        r.tangent = tan
+        r._aval = a
+        return r
 
     def fast_mul(self, x, o, swap):
         """x * o (o * x if swap)."""
@@ -100,20 +124,44 @@ class LinearizeTrace(JVPTrace):
                 return None
             q = o.primal
             if swap:
-                x, o, t, u, p, q = o, x, u, t, q, p
-            out = np.multiply(p, q)
+                t, u, p, q = u, t, q, p
+            out = _multiply(p, q)
             if type(out) is not _ndarray:
                 return None
+            # the product rule: t * q + u * p, one add_products equation (_stage and
+            # _residual inlined)
             builder = self.builder
-            # the product rule: t * q + u * p, one add_products equation
-            return _stage(self, out, add_products_p,
-                          [t._var, _residual(builder, q, a), u._var,
-                           _residual(builder, p, a)], a)
+            ids = builder._const_ids
+            qv = ids.get(id(q))
+            if qv is None:
+                qv = builder._residual(q, a)
+            pv = ids.get(id(p))
+            if pv is None:
+                pv = builder._residual(p, a)
+            v = _new(Var)
+            v.aval = a
+            eqn = _new(JaxprEqn)
+            eqn.primitive = add_products_p
+            eqn.invars = [t._var, qv, u._var, pv]
+            eqn.outvars = [v]
+            eqn.params = {}
+            eqn.source_info = None
+            builder.eqns.append(eqn)
+            tan = _new(JaxprTracer)
+            tan._trace = builder
+            tan._aval = a
+            tan._var = v
+            r = _new(JVPTracer)
+            r._trace = self
+            r.primal = out
+            r.tangent = tan
+            r._aval = a
+            return r
         if to is float or to is int:
             c = _scalar(o, a)
             if c is None:
                 return None
-            out = np.multiply(c, p) if swap else np.multiply(p, c)
+            out = _multiply(c, p) if swap else _multiply(p, c)
             if type(out) is not _ndarray:
                 return None
             return _scaled(self, out, t, c, a)
@@ -143,7 +191,7 @@ class LinearizeTrace(JVPTrace):
             q = o.primal
             if swap:
                 t, u, p, q, b = u, t, q, p, a
-            out = np.add(p, q) if sign == 1 else np.subtract(p, q)
+            out = _add(p, q) if sign == 1 else _subtract(p, q)
             if type(out) is not _ndarray:
                 return None
             # the general path types this equation by its second operand
@@ -154,9 +202,9 @@ class LinearizeTrace(JVPTrace):
             if c is None:
                 return None
             if swap:
-                out = np.add(c, p) if sign == 1 else np.subtract(c, p)
+                out = _add(c, p) if sign == 1 else _subtract(c, p)
             else:
-                out = np.add(p, c) if sign == 1 else np.subtract(p, c)
+                out = _add(p, c) if sign == 1 else _subtract(p, c)
             if type(out) is not _ndarray:
                 return None
             if swap and sign == -1:
