@@ -859,7 +859,19 @@ def _sum_or_prod(name, a, axis, dtype, out, keepdims, initial, where, identity,
     return _keep(y, in_shape, axes, keepdims)
 
 
+_ALL_AXES = [tuple(range(n)) for n in range(8)]
+_reduce_sum_bind = reductions.reduce_sum_p.bind
+
+
 def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    if axis is None and dtype is None and out is None and initial is None and \
+            where is None and not keepdims and \
+            (type(a) is _np.ndarray or isinstance(a, Tracer)) and a.dtype.kind == 'f':
+        # the common case, a floating array summed whole: one reduce_sum (the
+        # general path's equation, its axes already normalised)
+        nd = len(a.shape)
+        if 0 < nd < 8:
+            return _reduce_sum_bind(a, axes=_ALL_AXES[nd])
     return _sum_or_prod('sum', a, axis, dtype, out, keepdims, initial, where, 0,
                         reductions.reduce_max, reductions.reduce_sum, add)
 

@@ -279,3 +279,26 @@ def test_value_and_grad_through_shortcuts():
     _same(v, vg)
     _same(g, gg)
     _same(v, W.make_chain(np, 20)(x))
+
+
+def _general_sum(a):
+    from primitives import reductions
+    return pnp._sum_or_prod('sum', a, None, None, None, False, None, None, 0,
+                            reductions.reduce_max, reductions.reduce_sum, pnp.add)
+
+
+@pytest.mark.parametrize('shape,dtype', [((7,), np.float64), ((2, 3), np.float32),
+                                         ((2, 1, 3), np.float16), ((), np.float64),
+                                         ((4,), np.int32), ((3,), np.bool_)])
+def test_sum_shortcut_same_as_general(shape, dtype):
+    x = (RNG.uniform(-1, 1, shape) * 3).astype(dtype)
+    _same(pnp.sum(x), _general_sum(x))
+    assert str(make_jaxpr(pnp.sum)(x)) == str(make_jaxpr(_general_sum)(x))
+    if dtype in (np.float64, np.float32):
+        f = lambda x: pnp.sum(pnp.sin(x) * x)
+        g = lambda x: _general_sum(pnp.sin(x) * x)
+        _same(grad(f)(x), grad(g)(x))
+        assert str(make_jaxpr(grad(f))(x)) == str(make_jaxpr(grad(g))(x))
+    # the keyword forms still take the general path
+    assert np.shape(pnp.sum(x, keepdims=True)) == (1,) * len(shape)
+    _same(pnp.sum(x, axis=None), _general_sum(x))
