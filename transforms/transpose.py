@@ -29,6 +29,7 @@ from tracer.core import pause_gc, ONES
 from tracer.errors import with_user_line
 from primitives.arith import add_any_p, mul_p, add_products_p, coerce
 from primitives.shape_ops import broadcast_to
+from .deferred_products import Product, times, fused_sum
 
 
 def _as_ones(ct):
@@ -52,6 +53,8 @@ def _as_ones(ct):
 def _materialize(value, aval):
     if value is ONES:
         return broadcast_to(np.ones((), aval.dtype), aval.shape)
+    if type(value) is Product:
+        return value.value()
     return value
 
 _new = object.__new__
@@ -70,6 +73,13 @@ def backward_pass(jaxpr, consts, cts_out, all_linear=False):
 
 
 def _scaled(value, scale):
+    if type(value) is Product:
+        if scale == 1.0:
+            return value.value()
+        fused = fused_sum((value,), (scale,))
+        if fused is not None:
+            return fused
+        value = value.value()
     if scale == 1.0:
         return value
     return mul_p.bind(value, coerce(scale, value))
@@ -112,6 +122,12 @@ def _combine(v, contributions, absolute=False):
         return ONES, sum(scales)
     one = v.aval.dtype.type(1)
     values = [one if c is ONES else c for c in values]   # add_any broadcasts
+    if any(type(c) is Product for c in values):
+        # eager cotangents with deferred products: one pass for the whole sum
+        fused = fused_sum(values, [s / scale for s in scales])
+        if fused is not None:
+            return fused, scale
+        values = [c.value() if type(c) is Product else c for c in values]
     if all(s == scale for s in scales):
         return add_any_p.bind(*values), scale
     return add_any_p.bind(*values, coeffs=tuple(s / scale for s in scales)), scale
@@ -175,7 +191,7 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                 ct, scale = _scaled(ct, scale), 1.0
         invars = eqn.invars
         params = eqn.params
-        if all_linear and type(ct) is _ndarray and (
+        if all_linear and (type(ct) is _ndarray or type(ct) is Product) and (
                 prim is mul_p or prim is add_products_p or prim is add_any_p):
             # eager reverse mode's hottest equations (the linear maps eager
             # linearization stages), without the rules' calls and argument boxing:
@@ -206,6 +222,8 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                     if f is not None:
                         write(v, ct, scale * f)
                 continue
+        if type(ct) is Product:
+            ct = ct.value()
         if ct is ONES:
             hook = prim.ones_transpose
             if hook is not None:
@@ -240,7 +258,8 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
         if e is None:
             out.append(Zero(v.aval))
         elif type(e) is tuple:
-            out.append(_scaled(_materialize(e[0], v.aval), e[1]))
+            c = e[0]
+            out.append(_scaled(c if type(c) is Product else _materialize(c, v.aval), e[1]))
         else:
             # leaving the pass: the scales go into add_any's coeffs, not a final mul
             out.append(_scaled(*_combine(v, e, absolute=True)))
@@ -302,7 +321,9 @@ def _eager_transpose(prim, invars, params, ct, scale, env, cts, out_shape):
         # to the cotangent, see _transpose_eqns)
         return False
     for v, c, first in writes:
-        _write(cts, v, np.multiply(ct, c) if first else np.multiply(c, ct), scale)
+        # ct * c, or c * ct: the same number (IEEE products commute), deferred when
+        # the arrays are large (see deferred_products.py)
+        _write(cts, v, times(ct, c), scale)
     return True
 
 
