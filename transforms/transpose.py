@@ -29,6 +29,7 @@ from tracer.core import pause_gc, ONES
 from tracer.errors import with_user_line
 from primitives.arith import add_any_p, mul_p, add_products_p, coerce
 from primitives.shape_ops import broadcast_to
+from primitives._kernels import KERNEL_MIN
 from .deferred_products import Product, times, fused_sum
 
 
@@ -320,10 +321,11 @@ def _eager_transpose(prim, invars, params, ct, scale, env, cts, out_shape):
         # (four or more linear operands: the general loop first applies the scale
         # to the cotangent, see _transpose_eqns)
         return False
+    # ct * c, or c * ct: the same number (IEEE products commute), deferred when the
+    # arrays are large (see deferred_products.py)
+    small = type(ct) is _ndarray and ct.size < KERNEL_MIN
     for v, c, first in writes:
-        # ct * c, or c * ct: the same number (IEEE products commute), deferred when
-        # the arrays are large (see deferred_products.py)
-        _write(cts, v, times(ct, c), scale)
+        _write(cts, v, np.multiply(ct, c) if small else times(ct, c), scale)
     return True
 
 
