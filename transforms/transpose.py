@@ -61,6 +61,8 @@ def _materialize(value, aval):
 _new = object.__new__
 _prod = math.prod
 _NOT_CONST = object()   # env.get's default: the variable is linear
+_LINEAR = UndefinedPrimal(None)   # marks the linear operand for a scale_transpose rule
+_mul_scale = mul_p.scale_transpose
 
 _MAX_EXP = 64   # rescale once |log2(scale)| exceeds this
 
@@ -191,18 +193,27 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
             if scale != 1.0 and ct is not ONES and not _LO < abs(scale) < _HI:
                 ct, scale = _scaled(ct, scale), 1.0
         invars = eqn.invars
-        if prim is mul_p and all_linear and type(ct) is _ndarray and ct.size < KERNEL_MIN:
-            # the hottest equation of eager reverse mode on small arrays, inlined:
-            # a tangent times a residual of its shape (what mul's rule computes)
+        if prim is mul_p and all_linear and type(ct) is _ndarray:
+            # the hottest equations of eager reverse mode, inlined: a tangent times
+            # a literal (only the scale changes: mul's scale_transpose) or, on small
+            # arrays, times a residual of its shape (what mul's rule computes)
             a, b = invars
-            c = env_get(b)
-            if c is None:
-                c = env_get(a)
-                a = b
-            if type(c) is _ndarray and type(a) is Var and a not in env and \
-                    c.shape == ct.shape == a.aval.shape:
-                _write(cts, a, np.multiply(ct, c), scale)
-                continue
+            if type(a) is Literal:
+                a, b = b, a
+            if type(b) is Literal:
+                f = _mul_scale(_LINEAR, b.val)
+                if f is not None and type(a) is Var:
+                    _write(cts, a, ct, scale * f[0])
+                    continue
+            elif ct.size < KERNEL_MIN:
+                c = env_get(b)
+                if c is None:
+                    c = env_get(a)
+                    a = b
+                if type(c) is _ndarray and type(a) is Var and a not in env and \
+                        c.shape == ct.shape == a.aval.shape:
+                    _write(cts, a, np.multiply(ct, c), scale)
+                    continue
         params = eqn.params
         if all_linear and (type(ct) is _ndarray or type(ct) is Product) and (
                 prim is mul_p or prim is add_products_p or prim is add_any_p):
