@@ -214,6 +214,15 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                         c.shape == ct.shape == a.aval.shape:
                     _write(cts, a, np.multiply(ct, c), scale)
                     continue
+        elif prim is add_any_p and all_linear and not eqn.params and len(invars) == 2:
+            # a sum of two tangents: the cotangent flows to both unchanged
+            a, b = invars
+            shape = eqn.outvars[0].aval.shape
+            if type(a) is Var and type(b) is Var and a.aval.shape == shape and \
+                    b.aval.shape == shape and a not in env and b not in env:
+                _write(cts, a, ct, scale)
+                _write(cts, b, ct, scale)
+                continue
         params = eqn.params
         if all_linear and (type(ct) is _ndarray or type(ct) is Product) and (
                 prim is mul_p or prim is add_products_p or prim is add_any_p):
