@@ -32,6 +32,7 @@ def _general_linearize(monkeypatch):
 
 def _general_transpose(monkeypatch):
     monkeypatch.setattr(tr_mod, '_eager_transpose', lambda *a: False)
+    monkeypatch.setattr(tr_mod, 'KERNEL_MIN', 0)    # the inlined small-array mul too
 
 
 def _general_dot(monkeypatch):
@@ -271,3 +272,13 @@ def test_matmul_transpose_traced_cotangent(monkeypatch, shapes):
     for x, y, r in zip(fast_hvp, general_hvp, jit(hvp)(a, b)):
         _same(x, y)
         _close(x, r, np.float64)
+
+
+@pytest.mark.parametrize('c', [0.0, 2.0, -3.5, 1e300, 1e-300])
+def test_transpose_literal_scales_match_jit(c):
+    # mul by a literal: the inlined scale path (and its decline at zero), eager and jit
+    x = np.linspace(-1.0, 1.0, 7)
+    g = grad(lambda x: pnp.sum(pnp.sin(x) * c * x + 0.5 * x * c))
+    want = c * (np.cos(x) * x + np.sin(x)) + 0.5 * c
+    np.testing.assert_allclose(g(x), want, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(jit(g)(x), want, rtol=1e-14, atol=0)

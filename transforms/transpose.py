@@ -24,11 +24,13 @@ import math
 
 import numpy as np
 
-from tracer import Literal, Zero, UndefinedPrimal, Tracer
+from tracer import Literal, Zero, UndefinedPrimal, Tracer, Var
 from tracer.core import pause_gc, ONES
 from tracer.errors import with_user_line
 from primitives.arith import add_any_p, mul_p, add_products_p, coerce
 from primitives.shape_ops import broadcast_to
+from primitives._kernels import KERNEL_MIN
+from .deferred_products import Product, times, fused_sum
 
 
 def _as_ones(ct):
@@ -52,11 +54,15 @@ def _as_ones(ct):
 def _materialize(value, aval):
     if value is ONES:
         return broadcast_to(np.ones((), aval.dtype), aval.shape)
+    if type(value) is Product:
+        return value.value()
     return value
 
 _new = object.__new__
 _prod = math.prod
 _NOT_CONST = object()   # env.get's default: the variable is linear
+_LINEAR = UndefinedPrimal(None)   # marks the linear operand for a scale_transpose rule
+_mul_scale = mul_p.scale_transpose
 
 _MAX_EXP = 64   # rescale once |log2(scale)| exceeds this
 
@@ -70,6 +76,13 @@ def backward_pass(jaxpr, consts, cts_out, all_linear=False):
 
 
 def _scaled(value, scale):
+    if type(value) is Product:
+        if scale == 1.0:
+            return value.value()
+        fused = fused_sum((value,), (scale,))
+        if fused is not None:
+            return fused
+        value = value.value()
     if scale == 1.0:
         return value
     return mul_p.bind(value, coerce(scale, value))
@@ -112,6 +125,12 @@ def _combine(v, contributions, absolute=False):
         return ONES, sum(scales)
     one = v.aval.dtype.type(1)
     values = [one if c is ONES else c for c in values]   # add_any broadcasts
+    if any(type(c) is Product for c in values):
+        # eager cotangents with deferred products: one pass for the whole sum
+        fused = fused_sum(values, [s / scale for s in scales])
+        if fused is not None:
+            return fused, scale
+        values = [c.value() if type(c) is Product else c for c in values]
     if all(s == scale for s in scales):
         return add_any_p.bind(*values), scale
     return add_any_p.bind(*values, coeffs=tuple(s / scale for s in scales)), scale
@@ -174,8 +193,38 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
             if scale != 1.0 and ct is not ONES and not _LO < abs(scale) < _HI:
                 ct, scale = _scaled(ct, scale), 1.0
         invars = eqn.invars
+        if prim is mul_p and all_linear and type(ct) is _ndarray:
+            # the hottest equations of eager reverse mode, inlined: a tangent times
+            # a literal (only the scale changes: mul's scale_transpose) or, on small
+            # arrays, times a residual of its shape (what mul's rule computes)
+            a, b = invars
+            if type(a) is Literal:
+                a, b = b, a
+            if type(b) is Literal:
+                f = _mul_scale(_LINEAR, b.val)
+                if f is not None and type(a) is Var:
+                    _write(cts, a, ct, scale * f[0])
+                    continue
+            elif ct.size < KERNEL_MIN:
+                c = env_get(b)
+                if c is None:
+                    c = env_get(a)
+                    a = b
+                if type(c) is _ndarray and type(a) is Var and a not in env and \
+                        c.shape == ct.shape == a.aval.shape:
+                    _write(cts, a, np.multiply(ct, c), scale)
+                    continue
+        elif prim is add_any_p and all_linear and not eqn.params and len(invars) == 2:
+            # a sum of two tangents: the cotangent flows to both unchanged
+            a, b = invars
+            shape = eqn.outvars[0].aval.shape
+            if type(a) is Var and type(b) is Var and a.aval.shape == shape and \
+                    b.aval.shape == shape and a not in env and b not in env:
+                _write(cts, a, ct, scale)
+                _write(cts, b, ct, scale)
+                continue
         params = eqn.params
-        if all_linear and type(ct) is _ndarray and (
+        if all_linear and (type(ct) is _ndarray or type(ct) is Product) and (
                 prim is mul_p or prim is add_products_p or prim is add_any_p):
             # eager reverse mode's hottest equations (the linear maps eager
             # linearization stages), without the rules' calls and argument boxing:
@@ -206,6 +255,8 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                     if f is not None:
                         write(v, ct, scale * f)
                 continue
+        if type(ct) is Product:
+            ct = ct.value()
         if ct is ONES:
             hook = prim.ones_transpose
             if hook is not None:
@@ -240,7 +291,8 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
         if e is None:
             out.append(Zero(v.aval))
         elif type(e) is tuple:
-            out.append(_scaled(_materialize(e[0], v.aval), e[1]))
+            c = e[0]
+            out.append(_scaled(c if type(c) is Product else _materialize(c, v.aval), e[1]))
         else:
             # leaving the pass: the scales go into add_any's coeffs, not a final mul
             out.append(_scaled(*_combine(v, e, absolute=True)))
@@ -301,8 +353,11 @@ def _eager_transpose(prim, invars, params, ct, scale, env, cts, out_shape):
         # (four or more linear operands: the general loop first applies the scale
         # to the cotangent, see _transpose_eqns)
         return False
+    # ct * c, or c * ct: the same number (IEEE products commute), deferred when the
+    # arrays are large (see deferred_products.py)
+    small = type(ct) is _ndarray and ct.size < KERNEL_MIN
     for v, c, first in writes:
-        _write(cts, v, np.multiply(ct, c) if first else np.multiply(c, ct), scale)
+        _write(cts, v, np.multiply(ct, c) if small else times(ct, c), scale)
     return True
 
 

@@ -1,0 +1,145 @@
+"""Deferred cotangent products (transforms/deferred_products.py): eager reverse mode on
+large arrays gives the unfused path's gradients bit for bit, and the true ones."""
+import numpy as np
+import pytest
+
+import primitives.numpy as pnp
+import transforms.deferred_products as dp
+from transforms import grad, value_and_grad, vjp, jit, jvp
+from transforms.deferred_products import Product, times, fused_sum, kernel_source
+
+N = 1 << 15     # above KERNEL_MIN
+
+
+def unfused(monkeypatch, fn, *args):
+    with monkeypatch.context() as m:
+        m.setattr(dp, 'KERNEL_MIN', 1 << 62)
+        return fn(*args)
+
+
+def gelu(x):
+    return pnp.sum(0.5 * x * (1 + pnp.tanh(0.79788456 * (x + 0.044715 * x ** 3))))
+
+
+def chain(x):
+    y = pnp.sin(x) * x
+    y = pnp.cos(y) * pnp.exp(0.5 * y)
+    return pnp.sum(pnp.tanh(y) * x + y * y)
+
+
+def reuse(x, w):
+    # x read many times, products of products, a shared subexpression
+    a = pnp.sin(x)
+    b = a * w
+    c = b * a * x
+    return pnp.sum(c * b + a * x * w - pnp.exp(b) * 3.0)
+
+
+def extreme_scales(x):
+    # scales far from 1 (folded literals) meet deferred products
+    y = pnp.sin(x) * 1e30
+    z = pnp.cos(x) * 1e-30
+    return pnp.sum(y * x * 1e-25 + z * x * 1e25)
+
+
+CASES = [
+    (gelu, 1), (chain, 1), (reuse, 2), (extreme_scales, 1),
+]
+
+
+def _args(n_args, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return tuple(rng.uniform(-1.5, 1.5, N).astype(dtype) for _ in range(n_args))
+
+
+@pytest.mark.parametrize('dtype', [np.float64, np.float32])
+@pytest.mark.parametrize('f,n_args', CASES, ids=[c[0].__name__ for c in CASES])
+def test_bitwise_equal_to_unfused_path(monkeypatch, f, n_args, dtype):
+    args = _args(n_args, dtype)
+    g = grad(f, argnums=tuple(range(n_args)))
+    fused = g(*args)
+    plain = unfused(monkeypatch, g, *args)
+    for a, b in zip(fused, plain):
+        assert type(a) is np.ndarray and a.dtype == dtype and a.shape == (N,)
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize('f,n_args', CASES[:3], ids=[c[0].__name__ for c in CASES[:3]])
+def test_matches_jit_and_numerical(f, n_args):
+    args = _args(n_args, np.float64, seed=1)
+    g = grad(f, argnums=tuple(range(n_args)))(*args)
+    gj = jit(grad(f, argnums=tuple(range(n_args))))(*args)
+    for a, b in zip(g, gj):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    # directional derivative against central differences
+    rng = np.random.default_rng(2)
+    d = tuple(rng.standard_normal(N) for _ in range(n_args))
+    eps = 1e-6
+    plus = f(*[a + eps * u for a, u in zip(args, d)])
+    minus = f(*[a - eps * u for a, u in zip(args, d)])
+    fd = (float(plus) - float(minus)) / (2 * eps)
+    ad = sum(float(np.dot(a, u)) for a, u in zip(g, d))
+    assert abs(fd - ad) <= 1e-6 * max(1.0, abs(ad))
+
+
+def test_second_order_unaffected():
+    # under an outer jvp the cotangents are tracers: nothing is deferred
+    x = _args(1, np.float64, seed=3)[0]
+    v = np.random.default_rng(4).standard_normal(N)
+    hvp = jvp(grad(gelu), (x,), (v,))[1]
+    t = np.tanh(0.79788456 * (x + 0.044715 * x ** 3))
+    u_1 = 0.79788456 * (1 + 3 * 0.044715 * x ** 2)
+    u_2 = 0.79788456 * 6 * 0.044715 * x
+    s = 1 - t ** 2
+    # f' = 0.5 (1 + t) + 0.5 x s u'; f'' = s u' + 0.5 x (-2 t s u'^2 + s u'')
+    h = s * u_1 + 0.5 * x * (-2 * t * s * u_1 ** 2 + s * u_2)
+    np.testing.assert_allclose(hvp, h * v, rtol=1e-10, atol=1e-12)
+
+
+def test_value_and_grad_and_vjp_outputs_are_arrays():
+    x, w = _args(2, np.float64, seed=5)
+    val, (gx, gw) = value_and_grad(reuse, argnums=(0, 1))(x, w)
+    assert type(gx) is np.ndarray and type(gw) is np.ndarray
+    out, pullback = vjp(lambda x: pnp.sin(x) * x * x, x)
+    ct = np.random.default_rng(6).standard_normal(N)
+    (g,) = pullback(ct)
+    np.testing.assert_allclose(g, ct * (np.cos(x) * x * x + 2 * np.sin(x) * x),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_product_value_order_and_cache():
+    rng = np.random.default_rng(7)
+    a, b, c = (rng.standard_normal(N) for _ in range(3))
+    p = times(times(a, b), c)
+    assert type(p) is Product and len(p.factors) == 3
+    v = p.value()
+    np.testing.assert_array_equal(v, (a * b) * c)
+    assert p.value() is v and p.terms() == (v,)
+    # a product of a computed product starts from its value
+    q = times(p, a)
+    assert q.factors[0] is v
+
+
+def test_small_or_mismatched_arrays_are_multiplied_at_once():
+    a = np.arange(8.0)
+    assert type(times(a, a)) is np.ndarray
+    big = np.ones(N)
+    assert type(times(big, np.ones(N, np.float32))) is np.ndarray     # dtypes differ
+    assert type(times(big, np.ones((N, 2))[:, 0])) is np.ndarray      # not contiguous
+    assert type(times(np.arange(N), np.arange(N))) is np.ndarray      # not floating
+
+
+def test_fused_sum_order_and_fallbacks():
+    rng = np.random.default_rng(8)
+    x, y, z, w = (rng.standard_normal(N) for _ in range(4))
+    s = fused_sum([x, times(y, z), times(times(y, z), w)], [0.5, -2.0, 3.0])
+    ref = 0.5 * x + (-2.0) * (y * z) + 3.0 * ((y * z) * w)
+    np.testing.assert_array_equal(s, ref)
+    assert fused_sum([x] * (dp.MAX_TERMS + 1), [1.0] * (dp.MAX_TERMS + 1)) is None
+    assert fused_sum([x, np.ones((N, 2))[:, 0]], [1.0, 1.0]) is None
+
+
+def test_kernel_source_pattern():
+    src = kernel_source((1, 2))
+    assert "out[i] = c0 * x0_0[i] + c1 * (x1_0[i] * x1_1[i])" in src
+    assert "@numba.njit(cache=True)" in src and 'fastmath' not in src
