@@ -11,7 +11,8 @@ import numpy as np
 
 from tracer import (Zero, get_aval, tangent_aval, new_trace, JaxprTrace, JaxprTracer,
                     float0, Var, JaxprEqn)
-from tracer.ir import literal
+from tracer.ir import Literal
+from tracer.avals import concrete_aval
 from primitives.arith import mul_p, safe_mul_p, neg_p, add_any_p, sub_p, add_products_p
 from .jvp import (JVPTrace, JVPTracer, unpack, _new_tracer, split_operand, _NO,
                   apply_lin_rule, coefficient_fits)
@@ -20,6 +21,7 @@ _ndarray = np.ndarray
 _new = object.__new__
 _F64 = np.dtype(np.float64)
 _multiply, _add, _subtract = np.multiply, np.add, np.subtract
+_WEAK_F64 = concrete_aval(1.0)   # the (shared) type of a Python float literal
 
 
 class LinearizeTrace(JVPTrace):
@@ -158,7 +160,7 @@ class LinearizeTrace(JVPTrace):
             r._aval = a
             return r
         if to is float or to is int:
-            c = _scalar(o, a)
+            c = o if to is float and a.dtype is _F64 else _scalar(o, a)
             if c is None:
                 return None
             out = _multiply(c, p) if swap else _multiply(p, c)
@@ -416,7 +418,10 @@ def _scaled(trace, out, t, c, aval):
         return _jvp_tracer(trace, out, t, aval)
     if c == -1:
         return _stage(trace, out, neg_p, [t._var], aval)
-    return _stage(trace, out, mul_p, [t._var, literal(c)], aval)
+    lit = _new(Literal)     # literal(c) for a scalar: Literal(c) without its calls
+    lit.val = c
+    lit.aval = _WEAK_F64 if type(c) is float else concrete_aval(c)
+    return _stage(trace, out, mul_p, [t._var, lit], aval)
 
 
 def _scale(builder, t, c, aval, safe=False):
@@ -464,16 +469,29 @@ def linearize_flat(fun, primals, name='linearize', dce=True):
     jaxpr at once: transposition never visits them, so removing them costs time)."""
     builder = JaxprTrace(name, cse=False)
     with new_trace(builder):
-        in_avals = [tangent_aval(get_aval(p)) for p in primals]
-        args = [builder.new_arg(a) for a in in_avals]
-        tangents = [t if a.dtype != float0 else Zero(a) for t, a in zip(args, in_avals)]
         jvp_trace = LinearizeTrace(name, builder)
+        in_avals = []
+        ins = []
+        for p in primals:
+            a = tangent_aval(get_aval(p))
+            in_avals.append(a)
+            t = builder.new_arg(a)
+            ins.append(_new_tracer(jvp_trace, p, t if a.dtype != float0 else Zero(a)))
         with new_trace(jvp_trace):
-            outs = fun(*[JVPTracer(jvp_trace, p, t) for p, t in zip(primals, tangents)])
+            outs = fun(*ins)
             pairs = [unpack(jvp_trace, o) for o in outs]
-        out_primals = [p for p, _ in pairs]
-        nonzero = [type(t) is not Zero for _, t in pairs]
-        out_avals = [t.aval if type(t) is Zero else tangent_aval(get_aval(p)) for p, t in pairs]
-        live = [t for _, t in pairs if type(t) is not Zero]
+        out_primals = []
+        nonzero = []
+        out_avals = []
+        live = []
+        for p, t in pairs:
+            out_primals.append(p)
+            if type(t) is Zero:
+                nonzero.append(False)
+                out_avals.append(t.aval)
+            else:
+                nonzero.append(True)
+                out_avals.append(tangent_aval(get_aval(p)))
+                live.append(t)
         jaxpr, residuals = builder.to_jaxpr(live, dce=dce)
     return out_primals, LinearFunction(jaxpr, residuals, in_avals, out_avals, nonzero)
