@@ -124,6 +124,10 @@ def _combine(v, contributions, absolute=False):
             return broadcast_to(v.aval.dtype.type(sum(scales)), v.aval.shape), 1.0
         return ONES, sum(scales)
     one = v.aval.dtype.type(1)
+    if all(type(c) is _ndarray or c is ONES for c in values):
+        # eager: ones of the full shape (a view), so add_any's stacked or fused sums
+        # apply, not a multiply and an add per term
+        one = np.broadcast_to(one, v.aval.shape)
     values = [one if c is ONES else c for c in values]   # add_any broadcasts
     if any(type(c) is Product for c in values):
         # eager cotangents with deferred products: one pass for the whole sum
