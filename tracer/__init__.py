@@ -1,7 +1,7 @@
 """cotangent's tracer layer: the IR, primitives and bind, traces and their level
 stack, staging into jaxprs, evaluation, pytrees, the printer and the error classes.
 It knows no particular primitive."""
-from .avals import ShapedArray, float0, tangent_aval, result_dtype, concrete_aval
+from .avals import ShapedArray, float0, tangent_aval, result_dtype, concrete_aval, native
 from .ir import Var, DropVar, Literal, JaxprEqn, Jaxpr, ClosedJaxpr
 from .core import (Primitive, Trace, Tracer, new_trace, Zero, UndefinedPrimal,
                    is_undefined, instantiate, zeros_value, get_aval, register_array_api)

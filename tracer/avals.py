@@ -81,6 +81,15 @@ def is_python_scalar(x):
     return type(x) in _python_scalar_dtypes
 
 
+def native(x):
+    """x with NumPy's native byte order: a byte-swapped input array is converted once
+    where it enters a transform (NumPy computes in native order, so every value
+    derived from it, and every aval, is native)."""
+    if type(x) is np.ndarray and not x.dtype.isnative:
+        return x.astype(x.dtype.newbyteorder('='))
+    return x
+
+
 def concrete_aval(x):
     """The aval of a concrete (non-tracer) value."""
     t = type(x)

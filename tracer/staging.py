@@ -8,7 +8,7 @@ shared (CSE) as they are emitted, and dead ones dropped (DCE) in one backward sw
 """
 import numpy as np
 
-from .avals import ShapedArray
+from .avals import ShapedArray, native
 from . import core as _core
 from .core import Trace, Tracer, new_trace, get_aval
 from .errors import with_user_line
@@ -354,7 +354,7 @@ def make_jaxpr(fun, static_argnums=()):
             out_tree_box.append(out_tree)
             return out_flat
 
-        jaxpr, consts = trace_to_jaxpr(flat_fun, [_as_aval(x) for x in flat])
+        jaxpr, consts = trace_to_jaxpr(flat_fun, [_as_aval(native(x)) for x in flat])
         return ClosedJaxpr(jaxpr, consts)
 
     make.__name__ = f"make_jaxpr({getattr(fun, '__name__', 'fun')})"

@@ -7,7 +7,8 @@ besides that jaxpr.
 import numpy as np
 
 from tracer import (tree_map, Tracer, Zero, get_aval, tangent_aval, new_trace, float0,
-                    tree_flatten, tree_unflatten, eval_jaxpr, trace_to_jaxpr, ShapedArray)
+                    tree_flatten, tree_unflatten, eval_jaxpr, trace_to_jaxpr, ShapedArray,
+                    native)
 from tracer.errors import with_user_line
 from .jvp import JVPTrace, JVPTracer, unpack
 from .linearize import linearize_flat
@@ -89,6 +90,8 @@ def jvp(fun, primals, tangents, has_aux=False):
     _check_arg_tuple('jvp', tangents, 'tangents')
     flat_p, tree_p = tree_flatten(tuple(primals))
     flat_t, tree_t = tree_flatten(tuple(tangents))
+    flat_p = [native(p) for p in flat_p]
+    flat_t = [native(t) for t in flat_t]
     if tree_p != tree_t:
         raise TypeError(f"jvp: primal and tangent arguments must have the same tree "
                         f"structure, got {tree_p} and {tree_t}")

@@ -14,7 +14,7 @@ a tuple), as in JAX.
 """
 import numpy as np
 
-from tracer import tree_flatten, tree_unflatten, get_aval, new_trace, Zero
+from tracer import tree_flatten, tree_unflatten, get_aval, new_trace, Zero, native
 from .ad import (split_args, _check_inexact, _own, _zeros, _flat_fun, _vjp_flat,
                  _cts_from_backward)
 from .jvp import JVPTrace, JVPTracer, unpack
@@ -65,6 +65,7 @@ def jacfwd(fun, argnums=0, has_aux=False):
     def jac(*args, **kwargs):
         single, dyn, f_dyn = split_args('jacfwd', fun, argnums, args, kwargs)
         flat_in, in_tree = tree_flatten(dyn)
+        flat_in = [native(x) for x in flat_in]
         _check_inexact('jacfwd', flat_in)
         in_avals = [get_aval(x) for x in flat_in]
         n, basis = _std_basis(in_avals)

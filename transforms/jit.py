@@ -21,7 +21,7 @@ import numpy as np
 
 from tracer import (Primitive, Zero, ClosedJaxpr, Jaxpr, JaxprTrace, JaxprTracer, Literal,
                     new_trace, tree_flatten, tree_unflatten, get_aval, tangent_aval,
-                    is_undefined, ConcretizationTypeError)
+                    is_undefined, ConcretizationTypeError, native)
 from tracer.staging import dce_call_eqn, lift_traced_consts
 from tracer.core import ONES
 from .jaxpr_transforms import (jvp_jaxpr, partial_eval_jaxpr, transpose_jaxpr,
@@ -198,6 +198,8 @@ def _fast_key(args):
     for a in args:
         t = type(a)
         if t is np.ndarray:
+            if not a.dtype.isnative:
+                return None     # converted on the general path (see _lookup)
             key.append((a.shape, a.dtype))
         elif t in _SCALARS or isinstance(a, np.generic):
             key.append(t)
@@ -283,6 +285,7 @@ class Jitted:
     def _lookup(self, args, kwargs):
         static_vals, dyn = self._split(args, kwargs)
         flat, in_tree = tree_flatten((dyn, kwargs))
+        flat = [native(x) for x in flat]     # numba takes native byte order only
         avals = [get_aval(x) for x in flat]
         key = (static_vals, in_tree, tuple(avals))
         hit = self._cache.get(key)

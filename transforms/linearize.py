@@ -12,7 +12,7 @@ import numpy as np
 from tracer import (Zero, get_aval, tangent_aval, new_trace, JaxprTrace, JaxprTracer,
                     float0, Var, JaxprEqn)
 from tracer.ir import Literal
-from tracer.avals import concrete_aval
+from tracer.avals import concrete_aval, native
 from primitives.arith import mul_p, safe_mul_p, neg_p, add_any_p, sub_p, add_products_p
 from .jvp import (JVPTrace, JVPTracer, unpack, _new_tracer, split_operand, _NO,
                   apply_lin_rule, coefficient_fits)
@@ -473,6 +473,7 @@ def linearize_flat(fun, primals, name='linearize', dce=True):
         in_avals = []
         ins = []
         for p in primals:
+            p = native(p)
             a = tangent_aval(get_aval(p))
             in_avals.append(a)
             t = builder.new_arg(a)

@@ -21,7 +21,7 @@ import inspect
 import numpy as np
 
 from tracer import (Trace, Tracer, new_trace, get_aval, ShapedArray, tree_flatten,
-                    tree_unflatten, tree_structure, ClosedJaxpr, trace_to_jaxpr)
+                    tree_unflatten, tree_structure, ClosedJaxpr, trace_to_jaxpr, native)
 from tracer.errors import ConcretizationTypeError, with_user_line
 from tracer.hooks import register_interpreter
 import primitives._batching as _B
@@ -364,6 +364,7 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
     def batched(*args, **kwargs):
         triples = _flat_in_axes(fun, in_axes, args, kwargs)
         leaves, axes, size = _normalize_in(fun, triples, axis_size)
+        leaves = [native(x) for x in leaves]
         trace = BatchTrace(size)
         with new_trace(trace):
             boxed = [x if a is None else BatchTracer(trace, x, a)
