@@ -197,36 +197,52 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
             if scale != 1.0 and ct is not ONES and not _LO < abs(scale) < _HI:
                 ct, scale = _scaled(ct, scale), 1.0
         invars = eqn.invars
-        if prim is mul_p and all_linear and type(ct) is _ndarray:
-            # the hottest equations of eager reverse mode, inlined: a tangent times
-            # a literal (only the scale changes: mul's scale_transpose) or, on small
-            # arrays, times a residual of its shape (what mul's rule computes)
-            a, b = invars
-            if type(a) is Literal:
-                a, b = b, a
-            if type(b) is Literal:
-                f = _mul_scale(_LINEAR, b.val)
-                if f is not None and type(a) is Var:
-                    _write(cts, a, ct, scale * f[0])
+        if all_linear and type(ct) is _ndarray and ct.size < KERNEL_MIN:
+            # Eager reverse mode on small arrays: the equations eager linearization
+            # stages, transposed inline (what their rules compute, without the calls
+            # and the boxing of operands). In an all-linear jaxpr, an operand that is
+            # neither a constant nor a literal is linear; a linear operand of the
+            # cotangent's shape needs no unbroadcasting.
+            if prim is mul_p:
+                a, b = invars
+                if type(a) is Literal:
+                    a, b = b, a
+                if type(b) is Literal:
+                    # a literal factor only changes the scale (mul's scale_transpose)
+                    f = _mul_scale(_LINEAR, b.val)
+                    if f is not None:
+                        _write(cts, a, ct, scale * f[0])
+                        continue
+                else:
+                    c = env_get(b)
+                    if c is None:
+                        c, a = env_get(a), b
+                    if type(c) is _ndarray and a.aval.shape == ct.shape:
+                        _write(cts, a, _multiply(ct, c), scale)
+                        continue
+            elif prim is add_products_p and len(invars) == 4:
+                a1, b1, a2, b2 = invars
+                c1 = env_get(b1)
+                if c1 is None:
+                    c1, a1 = env_get(a1), b1
+                c2 = env_get(b2)
+                if c2 is None:
+                    c2, a2 = env_get(a2), b2
+                shape = ct.shape
+                if type(c1) is _ndarray and type(c2) is _ndarray and \
+                        a1.aval.shape == shape and a2.aval.shape == shape:
+                    _write(cts, a1, _multiply(ct, c1), scale)
+                    _write(cts, a2, _multiply(ct, c2), scale)
                     continue
-            elif ct.size < KERNEL_MIN:
-                c = env_get(b)
-                if c is None:
-                    c = env_get(a)
-                    a = b
-                if type(c) is _ndarray and type(a) is Var and a not in env and \
-                        c.shape == ct.shape == a.aval.shape:
-                    _write(cts, a, np.multiply(ct, c), scale)
+            elif prim is add_any_p and len(invars) == 2 and not eqn.params:
+                # the cotangent flows to both terms unchanged
+                a, b = invars
+                shape = ct.shape
+                if type(a) is Var and type(b) is Var and a.aval.shape == shape and \
+                        b.aval.shape == shape and a not in env and b not in env:
+                    _write(cts, a, ct, scale)
+                    _write(cts, b, ct, scale)
                     continue
-        elif prim is add_any_p and all_linear and not eqn.params and len(invars) == 2:
-            # a sum of two tangents: the cotangent flows to both unchanged
-            a, b = invars
-            shape = eqn.outvars[0].aval.shape
-            if type(a) is Var and type(b) is Var and a.aval.shape == shape and \
-                    b.aval.shape == shape and a not in env and b not in env:
-                _write(cts, a, ct, scale)
-                _write(cts, b, ct, scale)
-                continue
         params = eqn.params
         if all_linear and (type(ct) is _ndarray or type(ct) is Product) and (
                 prim is mul_p or prim is add_products_p or prim is add_any_p):
@@ -376,6 +392,7 @@ def _write(cts, v, c, scale):
 
 
 _ndarray = np.ndarray
+_multiply = np.multiply
 
 
 def _rule(prim):
