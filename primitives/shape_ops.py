@@ -23,7 +23,8 @@ def _bid_shape(operand_shape, shape, broadcast_dimensions):
 
 
 def _bid_impl(x, shape, broadcast_dimensions):
-    x = np.asarray(x)
+    if type(x) is not np.ndarray:
+        x = np.asarray(x)
     return np.broadcast_to(x.reshape(_bid_shape(x.shape, shape, broadcast_dimensions)), shape)
 
 

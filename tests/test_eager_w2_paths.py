@@ -235,3 +235,32 @@ def test_w2_grad_matches_hand_and_staged():
         np.testing.assert_allclose(g, s, rtol=1e-5, atol=1e-7)
     v, _ = value_and_grad(f)(params, x, onehot)
     np.testing.assert_allclose(v, W.w2_numpy_loss(params, x, onehot), rtol=1e-6)
+
+
+# --- shape broadcasting and unbroadcast ------------------------------------------------
+
+def test_broadcast2_matches_numpy():
+    from primitives._base import _broadcast2
+    dims = [(), (1,), (3,), (4,), (1, 3), (4, 1), (4, 3), (2, 1, 3), (2, 4, 3), (0,), (1, 0),
+            (4, 0), (5, 4, 1)]
+    for s1 in dims:
+        for s2 in dims:
+            try:
+                want = np.broadcast_shapes(s1, s2)
+            except ValueError:
+                want = None
+            assert _broadcast2(s1, s2) == want, (s1, s2)
+
+
+def test_unbroadcast_arrays_match_bound_path():
+    from primitives._base import unbroadcast
+    from tracer import ShapedArray
+    for dtype in (np.float32, np.float64):
+        x = RNG.standard_normal((3, 4, 5)).astype(dtype)
+        for shape in [(3, 4, 5), (4, 5), (5,), (1, 5), (4, 1), (1, 1, 1), (), (3, 1, 5), (1,)]:
+            aval = ShapedArray(shape, np.dtype(dtype))
+            got = unbroadcast(x, aval)
+            closed = make_jaxpr(lambda x: unbroadcast(x, aval))(x)
+            want = eval_jaxpr(closed.jaxpr, closed.consts, x)[0]
+            assert np.shape(got) == shape and np.asarray(got).dtype == dtype
+            _same(got, want)
