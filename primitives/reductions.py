@@ -85,8 +85,12 @@ def _bind_lazy():
 
 
 def _reduce_sum_transpose(ct, x, axes):
-    broadcast_in_dim = (_lazy or _bind_lazy())[0]
     shape = x.aval.shape
+    if type(ct) is np.ndarray:
+        # eager reverse mode: broadcast_in_dim's implementation, without its bind
+        return [np.broadcast_to(ct.reshape(
+            tuple(1 if i in axes else d for i, d in enumerate(shape))), shape)]
+    broadcast_in_dim = (_lazy or _bind_lazy())[0]
     return [broadcast_in_dim(ct, shape, _kept(len(shape), axes))]
 
 

@@ -105,7 +105,13 @@ def _reshape_impl(x, new_sizes):
 reshape_p = Primitive('reshape')
 reshape_p.impl = _reshape_impl
 reshape_p.abstract_eval = _reshape_abstract
-deflinear(reshape_p, lambda ct, x, new_sizes: [reshape(ct, x.aval.shape)])
+def _reshape_transpose(ct, x, new_sizes):
+    if type(ct) is np.ndarray:
+        return [ct.reshape(x.aval.shape)]   # eager reverse mode: the impl, without bind
+    return [reshape(ct, x.aval.shape)]
+
+
+deflinear(reshape_p, _reshape_transpose)
 
 
 def reshape(x, new_sizes):

@@ -264,3 +264,27 @@ def test_unbroadcast_arrays_match_bound_path():
             want = eval_jaxpr(closed.jaxpr, closed.consts, x)[0]
             assert np.shape(got) == shape and np.asarray(got).dtype == dtype
             _same(got, want)
+
+
+def test_reduce_sum_and_reshape_transposes_on_arrays():
+    from transforms import linear_transpose
+    x = RNG.standard_normal((3, 4, 5)).astype(np.float32)
+    for axes in [(0,), (1,), (2,), (0, 2), (0, 1, 2)]:
+        f = lambda x: red_mod.reduce_sum(x, axes)
+        ct = RNG.standard_normal(np.shape(np.sum(x, axis=axes))).astype(np.float32)
+        got, = vjp(f, x)[1](ct)
+        assert got.shape == x.shape and got.dtype == np.float32
+        _same(got, np.broadcast_to(np.expand_dims(ct, axes), x.shape))
+        rule = red_mod.reduce_sum_p.transpose
+        from tracer import UndefinedPrimal, ShapedArray
+        out, = rule(np.asarray(ct), UndefinedPrimal(ShapedArray(x.shape, x.dtype)), axes=axes)
+        assert not out.flags.writeable      # a broadcast view, as broadcast_in_dim's
+        closed = make_jaxpr(lambda c: linear_transpose(f, x)(c))(ct)
+        _same(got, eval_jaxpr(closed.jaxpr, closed.consts, ct)[0])
+    for shape in [(60,), (12, 5), (3, 20), (1, 60, 1)]:
+        f = lambda x: reshape(x, shape)
+        ct = RNG.standard_normal(shape).astype(np.float32)
+        got, = vjp(f, x)[1](ct)
+        _same(got, ct.reshape(x.shape))
+    check_grads(lambda x: pnp.sum(pnp.sin(x), axis=(0, 2), keepdims=True), (x.astype(float),),
+                order=2, modes=('fwd', 'rev'))
