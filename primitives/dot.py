@@ -285,9 +285,16 @@ dot_general_p.transpose = _dot_transpose
 def dot_general(x, y, dimension_numbers, preferred_element_type=None):
     """lax.dot_general: contract x and y over the paired contracting dimensions,
     batched over the paired batch dimensions. Output: batch, lhs free, rhs free."""
-    (lc, rc), (lb, rb) = dimension_numbers
-    dn = ((tuple(int(d) for d in lc), tuple(int(d) for d in rc)),
-          (tuple(int(d) for d in lb), tuple(int(d) for d in rb)))
+    try:
+        matmul = dimension_numbers == _MATMUL_DN
+    except ValueError:          # arrays in the dimension numbers: normalised below
+        matmul = False
+    if matmul:
+        dn = _MATMUL_DN         # a matrix product (the hot case): already normalised
+    else:
+        (lc, rc), (lb, rb) = dimension_numbers
+        dn = ((tuple(int(d) for d in lc), tuple(int(d) for d in rc)),
+              (tuple(int(d) for d in lb), tuple(int(d) for d in rb)))
     if preferred_element_type is None:
         return dot_general_p.bind(x, y, dimension_numbers=dn)
     return dot_general_p.bind(x, y, dimension_numbers=dn,

@@ -288,3 +288,21 @@ def test_reduce_sum_and_reshape_transposes_on_arrays():
         _same(got, ct.reshape(x.shape))
     check_grads(lambda x: pnp.sum(pnp.sin(x), axis=(0, 2), keepdims=True), (x.astype(float),),
                 order=2, modes=('fwd', 'rev'))
+
+
+def test_dot_general_dimension_numbers_normalised():
+    from primitives import lax
+    from primitives.dot import _MATMUL_DN
+    a = RNG.standard_normal((3, 4))
+    b = RNG.standard_normal((4, 2))
+    for dn in [(((1,), (0,)), ((), ())), (([1], [0]), ([], [])),
+               (((np.int64(1),), (np.int32(0),)), ((), ())),
+               ((np.array([1]), np.array([0])), (np.array([], int), np.array([], int)))]:
+        closed = make_jaxpr(lambda a, b: lax.dot_general(a, b, dn))(a, b)
+        params = closed.jaxpr.eqns[0].params['dimension_numbers']
+        assert params == _MATMUL_DN and all(type(d) is int for d in params[0][0] + params[0][1])
+        _same(lax.dot_general(a, b, dn), a @ b)
+    c = RNG.standard_normal((2, 3, 4))
+    dn = ((np.array([2, 1]), np.array([0, 1])), ((), ()))
+    _same(lax.dot_general(c, RNG.standard_normal((4, 3, 5)) * 0 + 1.0, dn),
+          np.tensordot(c, np.ones((4, 3, 5)), axes=([2, 1], [0, 1])))
