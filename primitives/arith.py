@@ -765,6 +765,8 @@ _SB.register(add_products_p, _add_products_basis)
 # scalar on the linear side, where transposition folds it for free.
 
 neg_p.lin = lambda x: (np.negative(x), (-1,))
+
+
 def _broadcasts_large(x, y):
     """Two arrays of different shapes with a large operand: a broadcasting sum
     (a bias added to activations). Its tangent map is not elementwise in the
