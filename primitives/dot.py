@@ -9,8 +9,8 @@ a transpose back into that operand's dimension order.
 """
 import numpy as np
 
-from tracer import Primitive, ShapedArray, get_aval, is_undefined, UndefinedPrimal
-from ._base import defjvp, dtype_of, shape_of
+from tracer import Primitive, ShapedArray, Zero, get_aval, is_undefined, UndefinedPrimal
+from ._base import dtype_of, shape_of, zero_like_out
 
 
 def _free(ndim, contracting, batch):
@@ -249,18 +249,52 @@ dot_general_p = Primitive('dot_general')
 dot_general_p.impl = _dot_checked_impl
 dot_general_p.abstract_eval = _dot_abstract
 dot_general_p.param_printers = {'dimension_numbers': _pp_dn}
-defjvp(dot_general_p,
-       lambda g, x, y, **params: dot_general_p.bind(g, y, **params),
-       lambda g, x, y, **params: dot_general_p.bind(x, g, **params))
+_add_any_p = None
+
+
+def _dot_jvp(primals, tangents, **params):
+    """Bilinear: dot(tx, y) + dot(x, ty), zeros skipped. (defjvp's rule, written
+    out: this runs once per matrix product under eager grad, where the generic
+    rule's loops and an extra bind of the primal product are measurable.)"""
+    global _add_any_p
+    x, y = primals
+    tx, ty = tangents
+    bind = dot_general_p.bind
+    if type(x) is np.ndarray and type(y) is np.ndarray:
+        out = _dot_checked_impl(x, y, **params)     # what bind runs on arrays
+    else:
+        out = bind(x, y, **params)
+    t = None if type(tx) is Zero else bind(tx, y, **params)
+    if type(ty) is not Zero:
+        t2 = bind(x, ty, **params)
+        if t is None:
+            t = t2
+        else:
+            if _add_any_p is None:
+                from .arith import add_any_p as _add_any_p
+            t = _add_any_p.bind(t, t2)
+    if t is None:
+        return out, zero_like_out(out)
+    return out, t
+
+
+dot_general_p.jvp = _dot_jvp
 dot_general_p.transpose = _dot_transpose
 
 
 def dot_general(x, y, dimension_numbers, preferred_element_type=None):
     """lax.dot_general: contract x and y over the paired contracting dimensions,
     batched over the paired batch dimensions. Output: batch, lhs free, rhs free."""
-    (lc, rc), (lb, rb) = dimension_numbers
-    dn = ((tuple(int(d) for d in lc), tuple(int(d) for d in rc)),
-          (tuple(int(d) for d in lb), tuple(int(d) for d in rb)))
+    try:
+        matmul = dimension_numbers == _MATMUL_DN
+    except ValueError:          # arrays in the dimension numbers: normalised below
+        matmul = False
+    if matmul:
+        dn = _MATMUL_DN         # a matrix product (the hot case): already normalised
+    else:
+        (lc, rc), (lb, rb) = dimension_numbers
+        dn = ((tuple(int(d) for d in lc), tuple(int(d) for d in rc)),
+              (tuple(int(d) for d in lb), tuple(int(d) for d in rb)))
     if preferred_element_type is None:
         return dot_general_p.bind(x, y, dimension_numbers=dn)
     return dot_general_p.bind(x, y, dimension_numbers=dn,

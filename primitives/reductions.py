@@ -23,13 +23,24 @@ def _check_axes(name, aval, axes):
 
 
 def _reduce_aval(name, aval, axes):
+    shape = aval.shape
+    if len(axes) == 1:
+        # one axis (the hot case: a sum over rows or columns): the checks below
+        # reduce to a range check
+        a = axes[0]
+        if type(a) is int and 0 <= a < len(shape):
+            return ShapedArray(shape[:a] + shape[a + 1:], aval.dtype, aval.weak_type)
     _check_axes(name, aval, axes)
     shape = tuple(d for i, d in enumerate(aval.shape) if i not in axes)
     return ShapedArray(shape, aval.dtype, aval.weak_type)
 
 
 def _norm_axes(x, axes):
-    nd = len(shape_of(x))
+    nd = len(x.shape) if type(x) is np.ndarray else len(shape_of(x))
+    if type(axes) is tuple and len(axes) == 1:
+        a = axes[0]
+        if type(a) is int and 0 <= a < nd:
+            return axes         # already normalised (the hot case)
     if isinstance(axes, (int, np.integer)):
         axes = (axes,)
     out = []
@@ -48,7 +59,8 @@ def _kept(ndim, axes):
 # --- reduce_sum ------------------------------------------------------------------------
 
 def _reduce_sum_impl(x, axes):
-    x = np.asarray(x)
+    if type(x) is not np.ndarray:
+        x = np.asarray(x)
     return np.add.reduce(x, axis=axes, dtype=x.dtype)
 
 
@@ -73,8 +85,12 @@ def _bind_lazy():
 
 
 def _reduce_sum_transpose(ct, x, axes):
-    broadcast_in_dim = (_lazy or _bind_lazy())[0]
     shape = x.aval.shape
+    if type(ct) is np.ndarray:
+        # eager reverse mode: broadcast_in_dim's implementation, without its bind
+        return [np.broadcast_to(ct.reshape(
+            tuple(1 if i in axes else d for i, d in enumerate(shape))), shape)]
+    broadcast_in_dim = (_lazy or _bind_lazy())[0]
     return [broadcast_in_dim(ct, shape, _kept(len(shape), axes))]
 
 
@@ -122,6 +138,12 @@ def _minmax_abstract(name):
 def _minmax_jvp(g, ans, x, axes):
     # The tangent at the extreme positions, averaged over ties (JAX's choice): built
     # from primitives only, so the rule itself differentiates and stages.
+    if type(x) is np.ndarray and (type(ans) is np.ndarray or isinstance(ans, np.generic)):
+        return _minmax_jvp_concrete(g, ans, x, axes)
+    return _minmax_jvp_general(g, ans, x, axes)
+
+
+def _minmax_jvp_general(g, ans, x, axes):
     broadcast_in_dim, eq, convert_element_type, mul, div, max_ = _lazy or _bind_lazy()
     shape = shape_of(x)
     dt = dtype_of(g)
@@ -129,6 +151,29 @@ def _minmax_jvp(g, ans, x, axes):
     count = reduce_sum(at, axes)
     if any(shape[a] == 0 for a in axes):
         count = max_(count, dt.type(1))   # empty reduction: tangent 0, not 0/0
+    return div(reduce_sum(mul(g, at), axes), count)
+
+
+def _minmax_jvp_concrete(g, ans, x, axes):
+    """_minmax_jvp on concrete primals (eager linearization and eager jvp): the
+    mask of extreme positions and its counts are computed in NumPy (they are
+    constants of the tangent map), so only the tangent's product, sum and (with
+    ties, NaN or empty reductions) division are bound. The same numbers as the
+    general rule: the mask and counts are its eq / convert / reduce_sum in NumPy,
+    and where every count is 1 its division by the count is exact, so it is left
+    out."""
+    mul, div = (_lazy or _bind_lazy())[3:5]
+    dt = dtype_of(g)
+    shape = x.shape
+    kept_shape = tuple(1 if i in axes else d for i, d in enumerate(shape))
+    at = np.equal(x, np.reshape(ans, kept_shape)).astype(dt)
+    count = np.add.reduce(at, axis=axes, dtype=dt)
+    if type(count) is not np.ndarray:
+        count = np.asarray(count)
+    if at.size and count.size and bool((count == 1).all()):
+        return reduce_sum(mul(g, at), axes)
+    if any(shape[a] == 0 for a in axes):
+        count = np.maximum(count, dt.type(1))   # empty reduction: tangent 0, not 0/0
     return div(reduce_sum(mul(g, at), axes), count)
 
 

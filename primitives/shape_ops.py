@@ -1,11 +1,15 @@
 """Shape primitives: broadcast_in_dim, reshape, transpose, squeeze (and expand_dims),
 concatenate, pad and rev. They are linear; eager implementations return views where
 NumPy can."""
+import math
+
 import numpy as np
 
 from tracer.core import ONES
 from tracer import Primitive, ShapedArray, is_undefined, get_aval
 from ._base import deflinear, shape_of, dtype_of
+
+_prod = math.prod
 
 
 # --- broadcast_in_dim ------------------------------------------------------------------
@@ -19,7 +23,8 @@ def _bid_shape(operand_shape, shape, broadcast_dimensions):
 
 
 def _bid_impl(x, shape, broadcast_dimensions):
-    x = np.asarray(x)
+    if type(x) is not np.ndarray:
+        x = np.asarray(x)
     return np.broadcast_to(x.reshape(_bid_shape(x.shape, shape, broadcast_dimensions)), shape)
 
 
@@ -83,16 +88,30 @@ def broadcast_to(x, shape):
 # --- reshape ------------------------------------------------------------------------------
 
 def _reshape_abstract(a, new_sizes):
-    if int(np.prod(new_sizes, dtype=np.int64)) != a.size:
+    # math.prod: exact Python ints (np.prod costs microseconds per call: hot when
+    # a reshape of a tangent is staged, e.g. keepdims=True under eager grad)
+    if _prod(new_sizes) != _prod(a.shape):
         raise ValueError(f"reshape: cannot reshape {a.str_short()} ({a.size} elements) into "
                          f"shape {new_sizes}")
     return ShapedArray(new_sizes, a.dtype, a.weak_type)
 
 
+def _reshape_impl(x, new_sizes):
+    if type(x) is np.ndarray:
+        return x.reshape(new_sizes)     # np.reshape's dispatch, without its wrapper
+    return np.reshape(x, new_sizes)
+
+
 reshape_p = Primitive('reshape')
-reshape_p.impl = lambda x, new_sizes: np.reshape(x, new_sizes)
+reshape_p.impl = _reshape_impl
 reshape_p.abstract_eval = _reshape_abstract
-deflinear(reshape_p, lambda ct, x, new_sizes: [reshape(ct, x.aval.shape)])
+def _reshape_transpose(ct, x, new_sizes):
+    if type(ct) is np.ndarray:
+        return [ct.reshape(x.aval.shape)]   # eager reverse mode: the impl, without bind
+    return [reshape(ct, x.aval.shape)]
+
+
+deflinear(reshape_p, _reshape_transpose)
 
 
 def reshape(x, new_sizes):
