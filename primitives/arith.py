@@ -209,6 +209,9 @@ def _add_any_scale_transpose(*xs, coeffs=None):
         elif xshape != shape:
             same = False
     if not same:
+        for x in xs:
+            if type(x) is UndefinedPrimal and x.aval.shape != shape:
+                return None   # quick exit (a bias): the rule sums the cotangent down
         out = np.broadcast_shapes(*[x.aval.shape if is_undefined(x) else shape_of(x)
                                     for x in xs])
         if any(is_undefined(x) and x.aval.shape != out for x in xs):
@@ -767,19 +770,8 @@ _SB.register(add_products_p, _add_products_basis)
 neg_p.lin = lambda x: (np.negative(x), (-1,))
 
 
-def _broadcasts_large(x, y):
-    """Two arrays of different shapes with a large operand: a broadcasting sum
-    (a bias added to activations). Its tangent map is not elementwise in the
-    smaller operand, so when that operand is differentiated the rule's result is
-    dropped and the JVP rule computes the sum again; for large arrays declining
-    at once costs less than that wasted pass (and about what the rule's shortcut
-    saves when the smaller operand is a constant)."""
-    return type(x) is np.ndarray and type(y) is np.ndarray and x.shape != y.shape and \
-        (x.size >= KERNEL_MIN or y.size >= KERNEL_MIN)
-
-
-add_p.lin = lambda x, y: None if _broadcasts_large(x, y) else (np.add(x, y), (1, 1))
-sub_p.lin = lambda x, y: None if _broadcasts_large(x, y) else (np.subtract(x, y), (1, -1))
+add_p.lin = lambda x, y: (np.add(x, y), (1, 1))
+sub_p.lin = lambda x, y: (np.subtract(x, y), (1, -1))
 mul_p.lin = lambda x, y: (np.multiply(x, y), (y, x))
 
 

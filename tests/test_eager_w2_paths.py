@@ -12,8 +12,11 @@ from primitives import reductions as red_mod
 from primitives import arith as arith_mod
 from primitives.shape_ops import reshape
 from primitives.reductions import reduce_max, reduce_min
-from tracer import make_jaxpr, eval_jaxpr, check_jaxpr, tree_flatten
+from tracer import make_jaxpr, eval_jaxpr, check_jaxpr, tree_flatten, ClosedJaxpr
 from transforms import grad, jvp, vjp, value_and_grad
+from transforms.linearize import linearize_flat
+import importlib
+lin_mod = importlib.import_module("transforms.linearize")
 from benchmarks import workloads as W
 from check_grads import check_grads
 
@@ -157,20 +160,17 @@ def test_dot_jvp_numerical_and_errors():
         jvp(mm, (a, b.astype(np.float32)), (a, b.astype(np.float32)))
 
 
-# --- add / sub declining large broadcasting sums ---------------------------------------
+# --- add / sub of a broadcast operand (a bias): staged as one broadcasting add_any / sub -----
 
 @pytest.mark.parametrize('dtype', [np.float64, np.float32])
 @pytest.mark.parametrize('op', ['add', 'sub'])
 @pytest.mark.parametrize('n', [8, 256])      # 8 * 512 below KERNEL_MIN, 256 * 512 above
-def test_broadcast_sum_declines(monkeypatch, dtype, op, n):
+def test_broadcast_sums(monkeypatch, dtype, op, n):
     x = RNG.standard_normal((n, 512)).astype(dtype)
     b = RNG.standard_normal(512).astype(dtype)
     c = RNG.standard_normal((n, 1)).astype(dtype)
     fn = (lambda u, v: u + v) if op == 'add' else (lambda u, v: u - v)
-    big = n * 512 >= arith_mod.KERNEL_MIN
     p = arith_mod.add_p if op == 'add' else arith_mod.sub_p
-    assert (p.lin(x, b) is None) == big
-    assert p.lin(x, x) is not None and p.lin(x, 2.0) is not None
 
     def f(x, b, c):
         # a differentiated bias, a constant broadcast operand, and both orders
@@ -178,6 +178,10 @@ def test_broadcast_sum_declines(monkeypatch, dtype, op, n):
         y = fn(y, c) + fn(c, y)
         return pnp.sum(y * y)
 
+    _, lin = linearize_flat(lambda x, b: [fn(x, b)], [x, b])
+    (eqn,) = lin.jaxpr.eqns     # one equation, no broadcast of the bias's tangent
+    assert eqn.primitive.name == ('add_any' if op == 'add' else 'sub')
+    assert eqn.outvars[0].aval.shape == (n, 512)
     gx, gb = grad(f, argnums=(0, 1))(x, b, c)
     # (eager float64 tanh is the vectorised kernel, within a few ulp of NumPy's)
     sx, sb = _staged(grad(f, argnums=(0, 1)), x, b, c)
@@ -185,11 +189,10 @@ def test_broadcast_sum_declines(monkeypatch, dtype, op, n):
     np.testing.assert_allclose(gx, sx, rtol=tol, atol=tol)
     np.testing.assert_allclose(gb, sb, rtol=tol, atol=tol * n)
     with monkeypatch.context() as m:
-        m.setattr(p, 'lin', lambda u, v: (np.add(u, v) if op == 'add' else
-                                          np.subtract(u, v), (1, 1 if op == 'add' else -1)))
+        m.setattr(p, 'lin', None)       # the JVP rule: broadcast, then add
         hx, hb = grad(f, argnums=(0, 1))(x, b, c)
-    _same(gx, hx)
-    _same(gb, hb)
+    np.testing.assert_allclose(gx, hx, rtol=tol, atol=tol)
+    np.testing.assert_allclose(gb, hb, rtol=tol, atol=tol * n)
 
 
 # --- reshape / reduction shape rules ---------------------------------------------------
@@ -306,3 +309,59 @@ def test_dot_general_dimension_numbers_normalised():
     dn = ((np.array([2, 1]), np.array([0, 1])), ((), ()))
     _same(lax.dot_general(c, RNG.standard_normal((4, 3, 5)) * 0 + 1.0, dn),
           np.tensordot(c, np.ones((4, 3, 5)), axes=([2, 1], [0, 1])))
+
+
+# --- linearize: structural linear primitives and dot_general on array primals ---------------
+
+def _general_linearize(m):
+    """Switch off linearize's shortcuts for structural primitives and dot_general."""
+    m.setattr(lin_mod, '_STRUCTURAL', frozenset())
+    m.setattr(lin_mod.LinearizeTrace, '_linearize_dot', lambda self, args, params: None)
+
+
+def _mlp_like(w, b, x):
+    h = pnp.tanh(x @ w + b)                     # dot_general, a broadcast bias
+    h = h.reshape(h.shape[0], -1, 2)            # reshape
+    h = pnp.transpose(h, (1, 0, 2))             # transpose
+    s = pnp.sum(h, axis=1)                      # reduce_sum
+    e = pnp.expand_dims(s, 0)                   # broadcast_in_dim / reshape
+    return pnp.sum(pnp.squeeze(e, 0) ** 2) + pnp.sum(w @ w.T)   # squeeze; dot of two tangents
+
+
+@pytest.mark.parametrize('dtype', [np.float64, np.float32])
+def test_structural_and_dot_shortcuts_match_general_path(monkeypatch, dtype):
+    w = RNG.standard_normal((6, 8)).astype(dtype)
+    b = RNG.standard_normal(8).astype(dtype)
+    x = RNG.standard_normal((5, 6)).astype(dtype)
+    g = grad(_mlp_like, argnums=(0, 1))
+    fast = g(w, b, x)
+    _, lin_fast = linearize_flat(lambda w, b: [_mlp_like(w, b, x)], [w, b])
+    with monkeypatch.context() as m:
+        _general_linearize(m)
+        general = g(w, b, x)
+        _, lin_general = linearize_flat(lambda w, b: [_mlp_like(w, b, x)], [w, b])
+    for a, c in zip(fast, general):
+        _same(a, c)
+    names = lambda lin: [e.primitive.name for e in lin.jaxpr.eqns]
+    assert names(lin_fast) == names(lin_general)
+    check_jaxpr(ClosedJaxpr(lin_fast.jaxpr, lin_fast.residuals))     # well typed
+    staged = _staged(g, w, b, x)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for a, s in zip(fast, staged):
+        np.testing.assert_allclose(a, s, rtol=tol, atol=tol)
+
+
+def test_dot_shortcut_cases():
+    a = RNG.standard_normal((3, 4))
+    v = RNG.standard_normal(4)
+    # constant left operand, vector right; both differentiated; integer operand declines
+    ga = grad(lambda v: pnp.sum(pnp.sin(a @ v)))(v)
+    np.testing.assert_allclose(ga, a.T @ np.cos(a @ v), rtol=1e-13)
+    gb = grad(lambda a, v: pnp.sum(a @ v), argnums=(0, 1))(a, v)
+    np.testing.assert_allclose(gb[0], np.outer(np.ones(3), v), rtol=1e-13)
+    np.testing.assert_allclose(gb[1], a.sum(axis=0), rtol=1e-13)
+    k = np.arange(12).reshape(3, 4)
+    gk = grad(lambda v: pnp.sum((k @ v) ** 2))(v)
+    np.testing.assert_allclose(gk, 2 * k.T @ (k @ v), rtol=1e-12)
+    with pytest.raises(ValueError, match='size 5 is different from 4'):
+        grad(lambda v: pnp.sum(a @ v))(RNG.standard_normal(5))

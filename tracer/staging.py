@@ -194,6 +194,26 @@ class JaxprTrace(Trace):
             self._const_ids[id(x)] = v
         return v
 
+    def stage_known(self, primitive, args, params, aval):
+        """Record primitive(*args, **params) whose output type the caller knows
+        (skipping the shape rule); args: tracers of this trace or arrays."""
+        invars = [x._var if type(x) is JaxprTracer else self._residual(x, None)
+                  for x in args]
+        v = _new(Var)
+        v.aval = aval
+        eqn = _new(JaxprEqn)
+        eqn.primitive = primitive
+        eqn.invars = invars
+        eqn.outvars = [v]
+        eqn.params = params
+        eqn.source_info = None
+        self.eqns.append(eqn)
+        result = _new(JaxprTracer)
+        result._trace = self
+        result._aval = aval
+        result._var = v
+        return result
+
     def _emit(self, primitive, invars, aval):
         """Append `primitive(*invars)` (no params) with output type `aval`; its tracer.
         Var, JaxprEqn and JaxprTracer are built without __init__ calls (hot)."""

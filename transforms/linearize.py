@@ -10,13 +10,20 @@ the residuals that reverse mode keeps.
 import numpy as np
 
 from tracer import (Zero, get_aval, tangent_aval, new_trace, JaxprTrace, JaxprTracer,
-                    float0, Var, JaxprEqn)
+                    float0, Var, JaxprEqn, ShapedArray)
 from tracer.ir import Literal
 from tracer.avals import concrete_aval, native
 from primitives.arith import mul_p, safe_mul_p, neg_p, add_any_p, sub_p, add_products_p
 from .jvp import (JVPTrace, JVPTracer, unpack, _new_tracer, split_operand, _NO,
                   apply_lin_rule, coefficient_fits)
+from primitives.dot import dot_general_p as _dot_p
+from primitives.shape_ops import reshape_p, broadcast_in_dim_p, transpose_p, squeeze_p
+from primitives.reductions import reduce_sum_p
 
+# Linear primitives of one operand whose tangent map is the primitive itself: on an
+# array primal, linearize runs the implementation and stages the same primitive on
+# the tangent, typed by the output (no JVP rule, no shape rule).
+_STRUCTURAL = frozenset([reshape_p, broadcast_in_dim_p, transpose_p, squeeze_p, reduce_sum_p])
 _ndarray = np.ndarray
 _new = object.__new__
 _F64 = np.dtype(np.float64)
@@ -215,6 +222,25 @@ class LinearizeTrace(JVPTrace):
         return None
 
     def process_primitive(self, primitive, args, params):
+        if primitive in _STRUCTURAL and len(args) == 1:
+            x = args[0]
+            if type(x) is JVPTracer and x._trace is self and type(x.primal) is _ndarray \
+                    and type(x.tangent) is JaxprTracer:
+                try:
+                    out = primitive.impl(x.primal, **params)
+                except Exception:
+                    out = None
+                if type(out) is _ndarray:
+                    a = _new(ShapedArray)
+                    a.shape = out.shape
+                    a.dtype = out.dtype
+                    a.weak_type = False
+                    return _new_tracer(self, out, self.builder.stage_known(
+                        primitive, [x.tangent], params, a))
+        elif primitive is _dot_p and len(args) == 2:
+            out = self._linearize_dot(args, params)
+            if out is not None:
+                return out
         rule = primitive.lin
         if rule is not None:
             n = len(args)
@@ -227,6 +253,36 @@ class LinearizeTrace(JVPTrace):
             if out is not None:
                 return out
         return self.process_jvp_rule(primitive, args, params)
+
+    def _linearize_dot(self, args, params):
+        x, y = args
+        px, tx = split_operand(self, x)
+        if px is _NO:
+            return None
+        py, ty = split_operand(self, y)
+        if py is _NO or type(px) is not _ndarray or type(py) is not _ndarray:
+            return None
+        if (tx is not None and type(tx) is not JaxprTracer and type(tx) is not Zero) or \
+                (ty is not None and type(ty) is not JaxprTracer and type(ty) is not Zero):
+            return None
+        try:
+            out = _dot_p.impl(px, py, **params)
+        except Exception:
+            return None
+        if type(out) is not _ndarray:
+            return None
+        a = _new(ShapedArray)
+        a.shape = out.shape
+        a.dtype = out.dtype
+        a.weak_type = False
+        b = self.builder
+        t = None
+        if type(tx) is JaxprTracer:
+            t = b.stage_known(_dot_p, [tx, py], params, a)
+        if type(ty) is JaxprTracer:
+            t2 = b.stage_known(_dot_p, [px, ty], params, a)
+            t = t2 if t is None else b.stage_known(add_any_p, [t, t2], {}, a)
+        return _new_tracer(self, out, Zero.of(out) if t is None else t)
 
     def _linearize_unary(self, primitive, rule, x, params):
         """_linearize for one operand (unary math: the hot case), without its loops."""
@@ -281,16 +337,25 @@ class LinearizeTrace(JVPTrace):
                 dtype = out.dtype
                 a1 = tx._aval
                 a2 = ty._aval
-                if a1.shape == shape and a2.shape == shape and \
-                        (a1.dtype is dtype or a1.dtype == dtype) and \
+                if (a1.dtype is dtype or a1.dtype == dtype) and \
                         (a2.dtype is dtype or a2.dtype == dtype):
-                    r = _new(JVPTracer)
-                    r._trace = self
-                    r.primal = out
-                    r.tangent = self.builder.stage_typed(
-                        add_any_p if c2 == 1 else sub_p, (tx, ty), a2)
-                    r._aval = None
-                    return r
+                    if a1.shape == shape and a2.shape == shape:
+                        aval = a2
+                    elif (a1.shape == shape or a2.shape == shape) and \
+                            len(a1.shape) <= len(shape) and len(a2.shape) <= len(shape):
+                        # a broadcasting sum (a bias): add_any / sub broadcast, and
+                        # their transposes sum back (unbroadcast)
+                        aval = a1 if a1.shape == shape else a2
+                    else:
+                        aval = None
+                    if aval is not None:
+                        r = _new(JVPTracer)
+                        r._trace = self
+                        r.primal = out
+                        r.tangent = self.builder.stage_typed(
+                            add_any_p if c2 == 1 else sub_p, (tx, ty), aval)
+                        r._aval = None
+                        return r
             elif type(c1) is _ndarray and type(c2) is _ndarray:
                 # the product rule's case: one add_products of two residuals
                 shape = out.shape
@@ -432,6 +497,8 @@ def _scale(builder, t, c, aval, safe=False):
             return t
         if c == -1:
             return builder.stage_typed(neg_p, [t], aval)
+        if type(c) is float or type(c) is int:
+            c = aval.dtype.type(c)      # a literal of the tangent's dtype (lax mul)
     return builder.stage_typed(safe_mul_p if safe else mul_p, [t, c], aval)
 
 
