@@ -102,8 +102,10 @@ def concrete_aval(x):
     a = _python_scalar_avals.get(t)
     if a is not None:
         return a   # shared: avals are never mutated once built
-    if isinstance(x, (np.generic, np.ndarray)):
-        return ShapedArray(np.shape(x), x.dtype)
+    if isinstance(x, np.generic):
+        return ShapedArray((), x.dtype)
+    if isinstance(x, np.ndarray):
+        return ShapedArray(x.shape, x.dtype)
     if isinstance(x, (bool, int, float, complex)):  # subclasses such as np.float64
         return ShapedArray((), np.asarray(x).dtype, weak_type=not isinstance(x, bool))
     raise TypeError(f"Value {x!r} of type {t.__name__} is not a valid array value: "

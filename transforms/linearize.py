@@ -25,6 +25,7 @@ from primitives.reductions import reduce_sum_p
 # the tangent, typed by the output (no JVP rule, no shape rule).
 _STRUCTURAL = frozenset([reshape_p, broadcast_in_dim_p, transpose_p, squeeze_p, reduce_sum_p])
 _ndarray = np.ndarray
+_generic = np.generic
 _new = object.__new__
 _F64 = np.dtype(np.float64)
 _multiply, _add, _subtract = np.multiply, np.add, np.subtract
@@ -230,7 +231,8 @@ class LinearizeTrace(JVPTrace):
                     out = primitive.impl(x.primal, **params)
                 except Exception:
                     out = None
-                if type(out) is _ndarray:
+                # (a whole reduction gives a NumPy scalar, as on the general path)
+                if type(out) is _ndarray or isinstance(out, _generic):
                     a = _new(ShapedArray)
                     a.shape = out.shape
                     a.dtype = out.dtype

@@ -124,10 +124,13 @@ def _combine(v, contributions, absolute=False):
             return broadcast_to(v.aval.dtype.type(sum(scales)), v.aval.shape), 1.0
         return ONES, sum(scales)
     one = v.aval.dtype.type(1)
+    add = add_any_p.bind
     if all(type(c) is _ndarray or c is ONES for c in values):
-        # eager: ones of the full shape (a view), so add_any's stacked or fused sums
-        # apply, not a multiply and an add per term
+        # eager: the implementation itself (nothing to trace), and ones of the full
+        # shape (a view), so add_any's stacked or fused sums apply, not a multiply
+        # and an add per term
         one = np.broadcast_to(one, v.aval.shape)
+        add = add_any_p.impl
     values = [one if c is ONES else c for c in values]   # add_any broadcasts
     if any(type(c) is Product for c in values):
         # eager cotangents with deferred products: one pass for the whole sum
@@ -136,8 +139,8 @@ def _combine(v, contributions, absolute=False):
             return fused, scale
         values = [c.value() if type(c) is Product else c for c in values]
     if all(s == scale for s in scales):
-        return add_any_p.bind(*values), scale
-    return add_any_p.bind(*values, coeffs=tuple(s / scale for s in scales)), scale
+        return add(*values), scale
+    return add(*values, coeffs=tuple(s / scale for s in scales)), scale
 
 
 def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
