@@ -9,7 +9,7 @@ import numba
 from tracer import Primitive
 from ._base import unary, defjvp, defjvp2, defjvp_zero, dtype_of, FLOAT
 from .arith import mul_p, add_p, sub_p, div_p, neg_p, safe_mul
-from ._kernels import tanh64
+from ._kernels import tanh64, KERNEL_MIN
 
 
 def _one(x):
@@ -222,19 +222,27 @@ def _cos_lin(x):
     return np.cos(x), (np.negative(np.sin(x)),)
 
 
-exp_p.lin = _lin_with_ans(np.exp, lambda ans, x: ans)
+def _exp_lin(x):
+    ans = np.exp(x)
+    return ans, (ans,)
+
+
+exp_p.lin = _exp_lin
 expm1_p.lin = _lin_with_ans(np.expm1, lambda ans, x: ans + 1)
 log_p.lin = _lin_with_ans(np.log, lambda ans, x: np.reciprocal(x))
 log1p_p.lin = _lin_with_ans(np.log1p, lambda ans, x: np.reciprocal(x + 1))
 sin_p.lin = _sin_lin
 cos_p.lin = _cos_lin
 tan_p.lin = _lin_with_ans(np.tan, lambda ans, x: ans * ans + 1)
-_tanh_lin_numpy = _lin_with_ans(np.tanh, lambda ans, x: 1 - ans * ans)
 
 
 def _tanh_lin(x):
-    both = tanh64(x, with_derivative=True)    # one pass for large float64 arrays
-    return _tanh_lin_numpy(x) if both is None else (both[0], (both[1],))
+    if type(x) is np.ndarray and x.size >= KERNEL_MIN:
+        both = tanh64(x, with_derivative=True)    # one pass for large float64 arrays
+        if both is not None:
+            return both[0], (both[1],)
+    ans = np.tanh(x)
+    return ans, (1 - ans * ans,)
 
 
 tanh_p.lin = _tanh_lin
