@@ -199,23 +199,10 @@ class JaxprTrace(Trace):
         (skipping the shape rule); args: tracers of this trace or arrays."""
         invars = [x._var if type(x) is JaxprTracer else self._residual(x, None)
                   for x in args]
-        v = _new(Var)
-        v.aval = aval
-        eqn = _new(JaxprEqn)
-        eqn.primitive = primitive
-        eqn.invars = invars
-        eqn.outvars = [v]
-        eqn.params = params
-        eqn.source_info = None
-        self.eqns.append(eqn)
-        result = _new(JaxprTracer)
-        result._trace = self
-        result._aval = aval
-        result._var = v
-        return result
+        return self._emit(primitive, invars, aval, params)
 
-    def _emit(self, primitive, invars, aval):
-        """Append `primitive(*invars)` (no params) with output type `aval`; its tracer.
+    def _emit(self, primitive, invars, aval, params=None):
+        """Append `primitive(*invars, **params)` with output type `aval`; its tracer.
         Var, JaxprEqn and JaxprTracer are built without __init__ calls (hot)."""
         v = _new(Var)
         v.aval = aval
@@ -223,7 +210,7 @@ class JaxprTrace(Trace):
         eqn.primitive = primitive
         eqn.invars = invars
         eqn.outvars = [v]
-        eqn.params = {}
+        eqn.params = {} if params is None else params
         eqn.source_info = None
         self.eqns.append(eqn)
         result = _new(JaxprTracer)
