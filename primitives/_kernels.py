@@ -99,7 +99,7 @@ def _cube_lin(x, square, cube):
 def cube_with_square(x):
     """(x*x*x, x*x) for a large contiguous floating array, or None."""
     if type(x) is not np.ndarray or x.dtype.kind != 'f' or x.size < KERNEL_MIN or \
-            not x.flags.c_contiguous or x.dtype.itemsize < 4:
+            not x.flags.c_contiguous or x.dtype.itemsize not in (4, 8):   # numba's floats
         return None
     square = np.empty_like(x)
     cube = np.empty_like(x)

@@ -178,7 +178,8 @@ def _stack_small(xs):
 def fused_lincomb(xs, coeffs):
     """sum_k c_k * x_k in one pass (numba) for large same-shape float arrays, else None."""
     x0 = xs[0]
-    if type(x0) is not np.ndarray or x0.size < KERNEL_MIN or x0.dtype.kind != 'f':
+    if type(x0) is not np.ndarray or x0.size < KERNEL_MIN or x0.dtype.kind != 'f' or \
+            x0.dtype.itemsize not in (4, 8):     # numba has no float16 / longdouble
         return None
     shape, dt = x0.shape, x0.dtype
     for x in xs:

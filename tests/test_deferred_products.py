@@ -143,3 +143,17 @@ def test_kernel_source_pattern():
     src = kernel_source((1, 2))
     assert "out[i] = c0 * x0_0[i] + c1 * (x1_0[i] * x1_1[i])" in src
     assert "@numba.njit(cache=True)" in src and 'fastmath' not in src
+
+
+@pytest.mark.parametrize('dtype', [np.float16, np.longdouble])
+def test_dtypes_numba_lacks_are_computed_by_numpy(dtype):
+    # float16 and long double: no deferral, no fused kernels (numba has neither type)
+    x = np.linspace(-1.0, 1.0, N).astype(dtype)
+    assert type(times(x, x)) is np.ndarray
+    assert fused_sum([x, x], [1.0, 2.0]) is None
+    g = grad(lambda x: pnp.sum(pnp.sin(x) * x * x + x * x * 2.0))(x)
+    assert g.dtype == dtype
+    x64 = x.astype(np.float64)
+    want = np.cos(x64) * x64 ** 2 + 2 * np.sin(x64) * x64 + 4 * x64
+    tol = 2e-2 if dtype == np.float16 else 1e-12
+    np.testing.assert_allclose(g.astype(np.float64), want, rtol=tol, atol=tol)

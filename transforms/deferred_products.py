@@ -52,6 +52,9 @@ class Product:
         return (v,) if v is not None else self.factors
 
 
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))   # what numba computes in
+
+
 def _deferrable(x, shape, dtype):
     return (type(x) is np.ndarray and x.shape == shape and x.dtype == dtype
             and x.flags.c_contiguous)
@@ -67,7 +70,7 @@ def times(ct, c):
                 return Product(fs + (c,))
             return Product((ct.value(), c))
         ct = ct.value()
-    if ct.size >= KERNEL_MIN and ct.dtype.kind == 'f' and ct.flags.c_contiguous and \
+    if ct.size >= KERNEL_MIN and ct.dtype in _KERNEL_DTYPES and ct.flags.c_contiguous and \
             _deferrable(c, ct.shape, ct.dtype):
         return Product((ct, c))
     return np.multiply(ct, c)
@@ -84,7 +87,7 @@ def fused_sum(values, coeffs):
         return None
     first = values[0]
     shape, dtype = first.shape, first.dtype
-    if dtype.kind != 'f':
+    if dtype not in _KERNEL_DTYPES:
         return None
     arrays = []
     pattern = []
