@@ -40,10 +40,24 @@ class JaxprTracer(Tracer):
         return self._aval.dtype
 
 
+def as_eqn(compact):
+    """The JaxprEqn of a compact equation (primitive, invars, outvar); see
+    JaxprTrace.to_jaxpr."""
+    primitive, invars, v = compact
+    eqn = _new(JaxprEqn)
+    eqn.primitive = primitive
+    eqn.invars = list(invars)
+    eqn.outvars = [v]
+    eqn.params = {}
+    eqn.source_info = None
+    return eqn
+
+
 class JaxprTrace(Trace):
     def __init__(self, name='make_jaxpr', cse=True):
         super().__init__()
         self.name = name
+        self.compact = False    # may hold compact equations (see to_jaxpr)
         self.eqns = []
         self.invars = []
         self.constvars = []
@@ -223,11 +237,21 @@ class JaxprTrace(Trace):
         """The jaxpr computing `out_tracers` from the args, dead code removed.
         dce=False may keep dead code, for a caller that ignores it: it is still
         removed when some equation has several outputs, since a partly used
-        higher-order equation is pruned by its dce_rule. Returns (jaxpr, consts)."""
+        higher-order equation is pruned by its dce_rule. Returns (jaxpr, consts).
+
+        Eager linearization may append *compact* equations, tuples (primitive,
+        invars, outvar) of a param-less elementwise map whose operands (but a
+        literal) have the output's type: a third of the cost of a JaxprEqn. They are
+        made JaxprEqns here, except with dce=False, whose only caller
+        (value_and_grad) transposes the jaxpr at once with backward_pass, which
+        reads them as they are."""
         outvars = [self.full_raise(t)._var for t in out_tracers]
         if not dce and not self._multiple_results:
             return Jaxpr(self.constvars, self.invars, outvars, self.eqns), self.constvals
-        return _dce(self.constvars, self.constvals, self.invars, outvars, self.eqns)
+        eqns = self.eqns
+        if self.compact:
+            eqns = [as_eqn(e) if type(e) is tuple else e for e in eqns]
+        return _dce(self.constvars, self.constvals, self.invars, outvars, eqns)
 
 
 def _literal_key(v):

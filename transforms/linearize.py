@@ -94,13 +94,7 @@ class LinearizeTrace(JVPTrace):
             ids[k] = cv
         v = _new(Var)
         v.aval = a
-        eqn = _new(JaxprEqn)
-        eqn.primitive = safe_mul_p if primitive.lin_safe else mul_p
-        eqn.invars = [t._var, cv]
-        eqn.outvars = [v]
-        eqn.params = {}
-        eqn.source_info = None
-        builder.eqns.append(eqn)
+        builder.eqns.append((safe_mul_p if primitive.lin_safe else mul_p, (t._var, cv), v))
         tan = _new(JaxprTracer)
         tan._trace = builder
         tan._aval = a
@@ -149,8 +143,8 @@ class LinearizeTrace(JVPTrace):
                 return None
             # the product rule: t * q + u * p, one add_products equation
             builder = self.builder
-            return _stage(self, out, add_products_p, [
-                t._var, _residual(builder, q, a), u._var, _residual(builder, p, a)], a)
+            return _stage(self, out, add_products_p, (
+                t._var, _residual(builder, q, a), u._var, _residual(builder, p, a)), a)
         if to is float or to is int:
             c = o if to is float and a.dtype is _F64 else _scalar(o, a)
             if c is None:
@@ -183,7 +177,7 @@ class LinearizeTrace(JVPTrace):
                 return None
             # the general path types this equation by its second operand
             return _stage(self, out, add_any_p if sign == 1 else sub_p,
-                          [t._var, u._var], b)
+                          (t._var, u._var), b)
         if to is float or to is int:
             c = _scalar(o, a)
             if c is None:
@@ -195,7 +189,7 @@ class LinearizeTrace(JVPTrace):
             if type(out) is not _ndarray:
                 return None
             if swap and sign == -1:
-                return _stage(self, out, neg_p, [t._var], a)
+                return _stage(self, out, neg_p, (t._var,), a)
             return _jvp_tracer(self, out, t, a)
         return None
 
@@ -424,17 +418,12 @@ def _residual(builder, c, aval):
 
 def _stage(trace, out, primitive, invars, aval):
     """The JVPTracer of primal `out` (of type `aval`) whose tangent is
-    `primitive(*invars)`, staged (no params, output type `aval`)."""
+    `primitive(*invars)` (a tuple), staged as a compact equation (no params; every
+    operand but a literal of type `aval`: see JaxprTrace.to_jaxpr)."""
     v = _new(Var)
     v.aval = aval
-    eqn = _new(JaxprEqn)
-    eqn.primitive = primitive
-    eqn.invars = invars
-    eqn.outvars = [v]
-    eqn.params = {}
-    eqn.source_info = None
     builder = trace.builder
-    builder.eqns.append(eqn)
+    builder.eqns.append((primitive, invars, v))
     tan = _new(JaxprTracer)
     tan._trace = builder
     tan._aval = aval
@@ -461,11 +450,11 @@ def _scaled(trace, out, t, c, aval):
     if c == 1:
         return _jvp_tracer(trace, out, t, aval)
     if c == -1:
-        return _stage(trace, out, neg_p, [t._var], aval)
+        return _stage(trace, out, neg_p, (t._var,), aval)
     lit = _new(Literal)     # literal(c) for a scalar: Literal(c) without its calls
     lit.val = c
     lit.aval = _WEAK_F64 if type(c) is float else concrete_aval(c)
-    return _stage(trace, out, mul_p, [t._var, lit], aval)
+    return _stage(trace, out, mul_p, (t._var, lit), aval)
 
 
 def _scale(builder, t, c, aval, safe=False):
@@ -514,6 +503,7 @@ def linearize_flat(fun, primals, name='linearize', dce=True):
     dce=False keeps dead equations and residuals (for a caller that transposes the
     jaxpr at once: transposition never visits them, so removing them costs time)."""
     builder = JaxprTrace(name, cse=False)
+    builder.compact = True      # the shortcuts stage compact equations
     with new_trace(builder):
         jvp_trace = LinearizeTrace(name, builder)
         in_avals = []

@@ -26,6 +26,7 @@ import numpy as np
 
 from tracer import Literal, Zero, UndefinedPrimal, Tracer, Var
 from tracer.core import pause_gc, ONES
+from tracer.staging import as_eqn
 from tracer.errors import with_user_line
 from primitives.arith import add_any_p, mul_p, add_products_p, coerce
 from primitives.shape_ops import broadcast_to
@@ -95,6 +96,8 @@ def _backward_pass(jaxpr, consts, cts_out, all_linear):
     linear = set(jaxpr.invars)
     lin_eqns = []
     for eqn in jaxpr.eqns:
+        if type(eqn) is tuple:
+            eqn = as_eqn(eqn)
         if any(type(v) is not Literal and v in linear for v in eqn.invars):
             lin_eqns.append(eqn)
             linear.update(eqn.outvars)
@@ -177,28 +180,70 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
     cts_pop = cts.pop
     env_get = env.get
     for eqn in reversed(lin_eqns):
-        prim = eqn.primitive
-        if prim.multiple_results:
-            pairs = [read(v) for v in eqn.outvars]
-            if all(type(c) is Zero for c, _ in pairs):
-                continue
-            # one scale for all outputs: fold the others in
-            scale = next(s for c, s in pairs if type(c) is not Zero)
-            keep_ones = prim.takes_ones
-            ct = [c if type(c) is Zero else
-                  _scaled(_materialize(c, v.aval), s / scale) if s != scale else
-                  c if keep_ones and c is ONES else
-                  _materialize(c, v.aval) for (c, s), v in zip(pairs, eqn.outvars)]
-        else:
-            e = cts_pop(eqn.outvars[0], None)
+        if type(eqn) is tuple:
+            # a compact equation of eager linearization (tracer/staging.py): its
+            # operands, but a literal, have the output's type, so the common cases
+            # need no checks
+            prim, invars, v = eqn
+            e = cts_pop(v, None)
             if e is None:
                 continue
-            if type(e) is tuple:
-                ct, scale = e
-            else:
-                ct, scale = _combine(eqn.outvars[0], e)
+            ct, scale = e if type(e) is tuple else _combine(v, e)
             if scale != 1.0 and ct is not ONES and not _LO < abs(scale) < _HI:
                 ct, scale = _scaled(ct, scale), 1.0
+            if type(ct) is _ndarray or type(ct) is Product:
+                small = type(ct) is _ndarray and ct.size < KERNEL_MIN
+                if prim is mul_p:
+                    a, b = invars
+                    if type(b) is Literal:
+                        f = _mul_scale(_LINEAR, b.val)
+                        if f is not None:
+                            _write(cts, a, ct, scale * f[0])
+                            continue
+                    else:
+                        c = env[b]
+                        _write(cts, a, _multiply(ct, c) if small else times(ct, c), scale)
+                        continue
+                elif prim is add_products_p:
+                    a1, c1, a2, c2 = invars
+                    c1 = env[c1]
+                    c2 = env[c2]
+                    if small:
+                        _write(cts, a1, _multiply(ct, c1), scale)
+                        _write(cts, a2, _multiply(ct, c2), scale)
+                    else:
+                        _write(cts, a1, times(ct, c1), scale)
+                        _write(cts, a2, times(ct, c2), scale)
+                    continue
+                elif prim is add_any_p:
+                    a, b = invars
+                    _write(cts, a, ct, scale)
+                    _write(cts, b, ct, scale)
+                    continue
+            eqn = as_eqn(eqn)       # the general path below
+        else:
+            prim = eqn.primitive
+            if prim.multiple_results:
+                pairs = [read(v) for v in eqn.outvars]
+                if all(type(c) is Zero for c, _ in pairs):
+                    continue
+                # one scale for all outputs: fold the others in
+                scale = next(s for c, s in pairs if type(c) is not Zero)
+                keep_ones = prim.takes_ones
+                ct = [c if type(c) is Zero else
+                      _scaled(_materialize(c, v.aval), s / scale) if s != scale else
+                      c if keep_ones and c is ONES else
+                      _materialize(c, v.aval) for (c, s), v in zip(pairs, eqn.outvars)]
+            else:
+                e = cts_pop(eqn.outvars[0], None)
+                if e is None:
+                    continue
+                if type(e) is tuple:
+                    ct, scale = e
+                else:
+                    ct, scale = _combine(eqn.outvars[0], e)
+                if scale != 1.0 and ct is not ONES and not _LO < abs(scale) < _HI:
+                    ct, scale = _scaled(ct, scale), 1.0
         invars = eqn.invars
         if all_linear and type(ct) is _ndarray and ct.size < KERNEL_MIN:
             # Eager reverse mode on small arrays: the equations eager linearization
