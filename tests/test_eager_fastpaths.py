@@ -282,3 +282,24 @@ def test_transpose_literal_scales_match_jit(c):
     want = c * (np.cos(x) * x + np.sin(x)) + 0.5 * c
     np.testing.assert_allclose(g(x), want, rtol=1e-14, atol=0)
     np.testing.assert_allclose(jit(g)(x), want, rtol=1e-14, atol=0)
+
+
+def test_gradients_never_alias_user_arrays():
+    # d/dw sum(x * w) is x itself: the returned gradient must be a copy, or updating
+    # it in place would change x (inputs, closed-over constants, views of them)
+    x = np.arange(4.0)
+    w = np.ones(4)
+    cases = [
+        grad(lambda w: pnp.sum(x * w))(w),
+        grad(lambda w: pnp.sum(w * x))(w),
+        grad(lambda w, x: pnp.sum(x * w), argnums=(0, 1))(w, x)[0],
+        grad(lambda w: pnp.sum(x.reshape(2, 2) * w.reshape(2, 2)))(w),
+        vjp(lambda w: pnp.sum(x * w), w)[1](1.0)[0],
+    ]
+    from transforms import linear_transpose
+    cases.append(linear_transpose(lambda v: pnp.sum(v * x), w)(1.0)[0])
+    for g in cases:
+        np.testing.assert_array_equal(g, x)
+        assert not np.shares_memory(g, x)
+    both = grad(lambda w, v: pnp.sum(x * w + x * v), argnums=(0, 1))(w, w.copy())
+    assert not np.shares_memory(both[0], both[1]) and not np.shares_memory(both[0], x)

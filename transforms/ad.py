@@ -157,7 +157,30 @@ def _flat_cotangent(name, ct, out_tree):
 def _cts_from_backward(lin, ct_flat):
     cts_out = [c for c, nz in zip(ct_flat, lin.nonzero) if nz]
     cts_in = backward_pass(lin.jaxpr, lin.residuals, cts_out, all_linear=True)
-    return [_zeros(a) if type(c) is Zero else _own(c) for c, a in zip(cts_in, lin.in_avals)]
+    return _unaliased(cts_in, lin.in_avals, lin.residuals)
+
+
+def _unaliased(cts, avals, consts):
+    """Cotangents handed to the user: NumPy values (zeros for symbolic ones), never a
+    constant of the transposed jaxpr. A cotangent of ones times a factor is the factor
+    itself (d/dw sum(x*w) is x), and a constant may be the user's array (an input, a
+    closed-over value): NumPy arrays are mutable, so such a cotangent is copied."""
+    out = []
+    const_ids = None
+    for c, a in zip(cts, avals):
+        if type(c) is Zero:
+            out.append(_zeros(a))
+            continue
+        c = _own(c)
+        if type(c) is np.ndarray:
+            if const_ids is None:
+                const_ids = {id(r) for r in consts}
+                const_ids.update(id(r.base) for r in consts
+                                 if type(r) is np.ndarray and r.base is not None)
+            if id(c) in const_ids or (c.base is not None and id(c.base) in const_ids):
+                c = c.copy()
+        out.append(c)
+    return out
 
 
 def vjp(fun, *primals, has_aux=False):
@@ -286,7 +309,6 @@ def linear_transpose(fun, *primals):
     def f_transpose(ct):
         ct_flat = _flat_cotangent('linear_transpose', ct, out_tree)
         cts = backward_pass(jaxpr, consts, ct_flat)
-        return tree_unflatten(in_tree, [_zeros(a) if type(c) is Zero else _own(c)
-                                        for c, a in zip(cts, in_avals)])
+        return tree_unflatten(in_tree, _unaliased(cts, in_avals, consts))
 
     return f_transpose

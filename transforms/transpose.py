@@ -191,7 +191,24 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
             ct, scale = e if type(e) is tuple else _combine(v, e)
             if scale != 1.0 and ct is not ONES and not _LO < abs(scale) < _HI:
                 ct, scale = _scaled(ct, scale), 1.0
-            if type(ct) is _ndarray or type(ct) is Product:
+            if ct is ONES:
+                # grad's seed: ones times a factor is the factor (mul's and
+                # add_products' ones_transpose), and flows through a sum unchanged
+                if prim is mul_p:
+                    b = invars[1]
+                    if type(b) is not Literal:
+                        _write(cts, invars[0], env[b], scale)
+                        continue
+                elif prim is add_products_p:
+                    a1, c1, a2, c2 = invars
+                    _write(cts, a1, env[c1], scale)
+                    _write(cts, a2, env[c2], scale)
+                    continue
+                elif prim is add_any_p:
+                    _write(cts, invars[0], ct, scale)
+                    _write(cts, invars[1], ct, scale)
+                    continue
+            elif type(ct) is _ndarray or type(ct) is Product:
                 small = type(ct) is _ndarray and ct.size < KERNEL_MIN
                 if prim is mul_p:
                     a, b = invars
