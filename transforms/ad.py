@@ -157,30 +157,13 @@ def _flat_cotangent(name, ct, out_tree):
 def _cts_from_backward(lin, ct_flat):
     cts_out = [c for c, nz in zip(ct_flat, lin.nonzero) if nz]
     cts_in = backward_pass(lin.jaxpr, lin.residuals, cts_out, all_linear=True)
-    return _unaliased(cts_in, lin.in_avals, lin.residuals)
+    return _user_cotangents(cts_in, lin.in_avals)
 
 
-def _unaliased(cts, avals, consts):
-    """Cotangents handed to the user: NumPy values (zeros for symbolic ones), never a
-    constant of the transposed jaxpr. A cotangent of ones times a factor is the factor
-    itself (d/dw sum(x*w) is x), and a constant may be the user's array (an input, a
-    closed-over value): NumPy arrays are mutable, so such a cotangent is copied."""
-    out = []
-    const_ids = None
-    for c, a in zip(cts, avals):
-        if type(c) is Zero:
-            out.append(_zeros(a))
-            continue
-        c = _own(c)
-        if type(c) is np.ndarray:
-            if const_ids is None:
-                const_ids = {id(r) for r in consts}
-                const_ids.update(id(r.base) for r in consts
-                                 if type(r) is np.ndarray and r.base is not None)
-            if id(c) in const_ids or (c.base is not None and id(c.base) in const_ids):
-                c = c.copy()
-        out.append(c)
-    return out
+def _user_cotangents(cts, avals):
+    """Cotangents handed to the user: NumPy values, zeros for symbolic ones
+    (backward_pass never returns one of its constants: see transpose.py)."""
+    return [_zeros(a) if type(c) is Zero else _own(c) for c, a in zip(cts, avals)]
 
 
 def vjp(fun, *primals, has_aux=False):
@@ -232,12 +215,26 @@ def split_args(name, fun, argnums, args, kwargs):
 
 def _check_inexact(name, flat):
     for x in flat:
+        if type(x) is np.ndarray and x.dtype.kind in 'fc':
+            continue    # (the common case, without building an aval)
         a = get_aval(x)
         if a.dtype.kind not in 'fc':
             raise TypeError(
                 f"{name} requires real- or complex-valued inputs (floating dtype), but got "
                 f"{a.dtype.name} ({a.str_short()}). Convert with x.astype(float), or use "
                 f"vjp/jvp for integer inputs (their derivative is a float0 zero).")
+
+
+_seeds = {}
+
+
+def _seed(dtype):
+    """grad's output cotangent, 1 of the output's dtype (0-d; shared: never written)."""
+    s = _seeds.get(dtype)
+    if s is None:
+        s = _seeds[dtype] = np.ones((), dtype)
+        s.flags.writeable = False
+    return s
 
 
 def value_and_grad(fun, argnums=0, has_aux=False):
@@ -267,7 +264,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
         if a.dtype.kind != 'f':
             raise TypeError(with_user_line(
                 f"grad requires a real floating-point scalar output, got {a.str_short()}."))
-        grads = tree_unflatten(in_tree, _cts_from_backward(lin, [np.ones((), a.dtype)]))
+        grads = tree_unflatten(in_tree, _cts_from_backward(lin, [_seed(a.dtype)]))
         g = grads[0] if single else grads
         value = _own(ans)
         if has_aux:
@@ -309,6 +306,6 @@ def linear_transpose(fun, *primals):
     def f_transpose(ct):
         ct_flat = _flat_cotangent('linear_transpose', ct, out_tree)
         cts = backward_pass(jaxpr, consts, ct_flat)
-        return tree_unflatten(in_tree, _unaliased(cts, in_avals, consts))
+        return tree_unflatten(in_tree, _user_cotangents(cts, in_avals))
 
     return f_transpose

@@ -376,12 +376,25 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
         if e is None:
             out.append(Zero(v.aval))
         elif type(e) is tuple:
-            c = e[0]
-            out.append(_scaled(c if type(c) is Product else _materialize(c, v.aval), e[1]))
+            c, scale = e
+            if scale == 1.0 and type(c) is _ndarray and _is_constant(c, env):
+                # ones times a factor is the factor (d/dw sum(x*w) is x), and a
+                # constant may be the caller's array, mutable: hand out a copy
+                c = c.copy()
+            out.append(_scaled(c if type(c) is Product else _materialize(c, v.aval), scale))
         else:
             # leaving the pass: the scales go into add_any's coeffs, not a final mul
             out.append(_scaled(*_combine(v, e, absolute=True)))
     return out
+
+
+def _is_constant(x, env):
+    """Whether array `x` is (a view of the memory of) a value in `env`."""
+    root = x if x.base is None else x.base
+    for r in env.values():
+        if type(r) is _ndarray and (r if r.base is None else r.base) is root:
+            return True
+    return False
 
 
 def _eager_transpose(prim, invars, params, ct, scale, env, cts, out_shape):
