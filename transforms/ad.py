@@ -9,6 +9,7 @@ import numpy as np
 from tracer import (tree_map, Tracer, Zero, get_aval, tangent_aval, new_trace, float0,
                     tree_flatten, tree_unflatten, eval_jaxpr, trace_to_jaxpr, ShapedArray,
                     native)
+from tracer.core import pause_gc
 from tracer.errors import with_user_line
 from .jvp import JVPTrace, JVPTracer, unpack
 from .linearize import linearize_flat
@@ -240,6 +241,13 @@ def _seed(dtype):
 def value_and_grad(fun, argnums=0, has_aux=False):
     """f -> (f(*args), gradient of f with respect to args[argnums])."""
     def value_and_grad_f(*args, **kwargs):
+        # The collector stays paused from linearization to the gradients: the linear
+        # jaxpr (about ten objects per operation, no cycles) is alive in between,
+        # and a collection would scan all of it (see tracer/core.py pause_gc).
+        with pause_gc():
+            return _value_and_grad(args, kwargs)
+
+    def _value_and_grad(args, kwargs):
         single, dyn, partial = split_args('grad', fun, argnums, args, kwargs)
         flat_p, in_tree = tree_flatten(dyn)
         _check_inexact('grad', flat_p)
