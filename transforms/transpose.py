@@ -117,33 +117,46 @@ _LO, _HI = 2.0 ** -_MAX_EXP, 2.0 ** _MAX_EXP
 def _combine(v, contributions, absolute=False):
     """Sum several (value, scale) contributions to v into one (value, scale).
     absolute: fold every scale into the sum (the result's scale is 1)."""
-    scales = [s for _, s in contributions]
+    scales = []
+    values = []
+    n_ones = n_arrays = n_products = 0
+    for c, s in contributions:      # one pass: a variable may have many (W1's x: 41)
+        scales.append(s)
+        values.append(c)
+        t = type(c)
+        if t is _ndarray:
+            n_arrays += 1
+        elif c is ONES:
+            n_ones += 1
+        elif t is Product:
+            n_products += 1
+    n = len(values)
     # the common scale: 1 if any contribution has it, else the most frequent, so the
     # fewest values need multiplying (in add_any's coeffs)
     scale = 1.0 if absolute or 1.0 in scales else max(set(scales), key=scales.count)
-    values = [c for c, _ in contributions]
-    if all(c is ONES for c in values):
+    if n_ones == n:
         if absolute:
             return broadcast_to(v.aval.dtype.type(sum(scales)), v.aval.shape), 1.0
         return ONES, sum(scales)
-    one = v.aval.dtype.type(1)
     add = add_any_p.bind
-    if all(type(c) is _ndarray or c is ONES for c in values):
-        # eager: the implementation itself (nothing to trace), and ones of the full
-        # shape (a view), so add_any's stacked or fused sums apply, not a multiply
-        # and an add per term
-        one = np.broadcast_to(one, v.aval.shape)
-        add = add_any_p.impl
-    values = [one if c is ONES else c for c in values]   # add_any broadcasts
-    if any(type(c) is Product for c in values):
+    if n_ones:
+        one = v.aval.dtype.type(1)
+        if n_ones + n_arrays == n:
+            # eager: ones of the full shape (a view), so add_any's stacked or fused
+            # sums apply, not a multiply and an add per term
+            one = np.broadcast_to(one, v.aval.shape)
+        values = [one if c is ONES else c for c in values]   # add_any broadcasts
+    if n_ones + n_arrays == n:
+        add = add_any_p.impl    # eager: the implementation itself (nothing to trace)
+    elif n_products:
         # eager cotangents with deferred products: one pass for the whole sum
         fused = fused_sum(values, [s / scale for s in scales])
         if fused is not None:
             return fused, scale
         values = [c.value() if type(c) is Product else c for c in values]
-    if all(s == scale for s in scales):
+    if scales.count(scale) == n:
         return add(*values), scale
-    return add(*values, coeffs=tuple(s / scale for s in scales)), scale
+    return add(*values, coeffs=tuple([s / scale for s in scales])), scale
 
 
 def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
