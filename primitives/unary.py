@@ -7,7 +7,7 @@ import numpy as np
 import numba
 
 from tracer import Primitive
-from ._base import unary, defjvp, defjvp2, defjvp_zero, dtype_of, FLOAT
+from ._base import unary, defjvp, defjvp2, defjvp_zero, dtype_of
 from .arith import mul_p, add_p, sub_p, div_p, neg_p, safe_mul
 from ._kernels import tanh64, KERNEL_MIN
 

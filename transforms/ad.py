@@ -7,7 +7,7 @@ besides that jaxpr.
 import numpy as np
 
 from tracer import (tree_map, Tracer, Zero, get_aval, tangent_aval, new_trace, float0,
-                    tree_flatten, tree_unflatten, eval_jaxpr, trace_to_jaxpr, ShapedArray,
+                    tree_flatten, tree_unflatten, eval_jaxpr, trace_to_jaxpr,
                     native)
 from tracer.core import pause_gc
 from tracer.errors import with_user_line

@@ -10,7 +10,7 @@ the residuals that reverse mode keeps.
 import numpy as np
 
 from tracer import (Zero, get_aval, tangent_aval, new_trace, JaxprTrace, JaxprTracer,
-                    float0, Var, JaxprEqn, ShapedArray)
+                    float0, Var, ShapedArray)
 from tracer.ir import Literal
 from tracer.avals import concrete_aval, native
 from primitives.arith import mul_p, safe_mul_p, neg_p, add_any_p, sub_p, add_products_p
