@@ -1126,18 +1126,24 @@ def _inline_jaxpr(self, closed, in_exprs, inplace=None):
     self.open = {}
     self.sched = (eqns, base)
     try:
-        for k, eqn in enumerate(eqns):
-            if base + k in self.done:
-                continue
-            self.eqn_id = base + k
-            self.lower_eqn(base + k, eqn)
-        for c in list(self.open.values()):
-            self.close(c)
+        self.lower_block(eqns, base)
     finally:
         self.open = saved_open
         self.eqn_id = saved_id
         self.sched = saved_sched
     return [self.expr_of(v) for v in outvars]
+
+
+def _lower_block(self, eqns, base):
+    """Lower `eqns` (equation ids base, base+1, ...; those already done are
+    skipped), then close the loop nests they left open."""
+    for k, eqn in enumerate(eqns):
+        if base + k in self.done:
+            continue
+        self.eqn_id = base + k
+        self.lower_eqn(base + k, eqn)
+    for c in list(self.open.values()):
+        self.close(c)
 
 
 def _hoisted(self, cv):
@@ -1199,6 +1205,7 @@ def _block(self, header):
 
 
 FunctionGen.inline_jaxpr = _inline_jaxpr
+FunctionGen.lower_block = _lower_block
 FunctionGen.block = _block
 FunctionGen.hoisted = _hoisted
 FunctionGen.store_target = _store_target
@@ -1489,13 +1496,7 @@ def _emit_region(self, n, ks):
         for s, v in body_loads:
             self.emit(f'{self.name(s)} = {self.load(self.names[v], [r])}')
             self.avail.add(s)
-        for k, e in enumerate(new_eqns):
-            if base + k in self.done:
-                continue
-            self.eqn_id = base + k
-            self.lower_eqn(base + k, e)
-        for c in list(self.open.values()):
-            self.close(c)
+        self.lower_block(new_eqns, base)
         # per-row scalars read after the region: row r of an array of shape (n,)
         for v in order:
             s = stripped.get(v)
