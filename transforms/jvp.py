@@ -6,7 +6,7 @@ the primals alone; the rest apply their primitive's JVP rule.
 """
 import numpy as np
 
-from tracer import Trace, Tracer, Zero, get_aval, tangent_aval, ShapedArray
+from tracer import Trace, Tracer, Zero, get_aval, ShapedArray
 from tracer.core import _trace_stack as _stack, array_api as _api
 from tracer.errors import with_user_line
 
@@ -113,13 +113,14 @@ class JVPTracer(Tracer):
         return None
 
 
-def _new_tracer(trace, primal, tangent):
-    """JVPTracer(trace, primal, tangent) without the __init__ call (the hot path)."""
+def _new_tracer(trace, primal, tangent, aval=None):
+    """JVPTracer(trace, primal, tangent) without the __init__ call (the hot path);
+    `aval`: the primal's type, when the caller knows it (else computed on demand)."""
     t = _new(JVPTracer)
     t._trace = trace
     t.primal = primal
     t.tangent = tangent
-    t._aval = None
+    t._aval = aval
     return t
 
 

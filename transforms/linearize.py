@@ -190,7 +190,7 @@ class LinearizeTrace(JVPTrace):
                 return None
             if swap and sign == -1:
                 return _stage(self, out, neg_p, (t._var,), a)
-            return _jvp_tracer(self, out, t, a)
+            return _new_tracer(self, out, t, a)
         return None
 
     def process_primitive(self, primitive, args, params):
@@ -322,13 +322,8 @@ class LinearizeTrace(JVPTrace):
                     else:
                         aval = None
                     if aval is not None:
-                        r = _new(JVPTracer)
-                        r._trace = self
-                        r.primal = out
-                        r.tangent = self.builder.stage_typed(
-                            add_any_p if c2 == 1 else sub_p, (tx, ty), aval)
-                        r._aval = None
-                        return r
+                        return _new_tracer(self, out, self.builder.stage_typed(
+                            add_any_p if c2 == 1 else sub_p, (tx, ty), aval))
             elif type(c1) is _ndarray and type(c2) is _ndarray:
                 # the product rule's case: one add_products of two residuals
                 shape = out.shape
@@ -436,19 +431,10 @@ def _stage(trace, out, primitive, invars, aval):
     return r
 
 
-def _jvp_tracer(trace, out, tangent, aval):
-    r = _new(JVPTracer)
-    r._trace = trace
-    r.primal = out
-    r.tangent = tangent
-    r._aval = aval
-    return r
-
-
 def _scaled(trace, out, t, c, aval):
     """The JVPTracer of `out` whose tangent is c * t for a scalar c (as _scale)."""
     if c == 1:
-        return _jvp_tracer(trace, out, t, aval)
+        return _new_tracer(trace, out, t, aval)
     if c == -1:
         return _stage(trace, out, neg_p, (t._var,), aval)
     lit = _new(Literal)     # literal(c) for a scalar: Literal(c) without its calls
