@@ -9,6 +9,7 @@ import numpy as np
 from .vecmath import vm_tanh
 
 KERNEL_MIN = 1 << 14    # elements; below this, NumPy's per-call overhead is the smaller cost
+KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))   # numba has no float16 / long double
 
 
 @numba.njit(cache=True)
@@ -98,8 +99,8 @@ def _cube_lin(x, square, cube):
 
 def cube_with_square(x):
     """(x*x*x, x*x) for a large contiguous floating array, or None."""
-    if type(x) is not np.ndarray or x.dtype.kind != 'f' or x.size < KERNEL_MIN or \
-            not x.flags.c_contiguous or x.dtype.itemsize not in (4, 8):   # numba's floats
+    if type(x) is not np.ndarray or x.dtype not in KERNEL_DTYPES or x.size < KERNEL_MIN or \
+            not x.flags.c_contiguous:
         return None
     square = np.empty_like(x)
     cube = np.empty_like(x)

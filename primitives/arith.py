@@ -9,7 +9,7 @@ import numpy as np
 from tracer import (Primitive, Zero, is_undefined, ShapedArray, Tracer, UndefinedPrimal,
                     get_aval)
 from tracer.errors import with_user_line
-from ._kernels import lincomb, cube_with_square, KERNEL_MIN   # numba kernels, eager paths
+from ._kernels import lincomb, cube_with_square, KERNEL_MIN, KERNEL_DTYPES   # eager paths
 from ._base import (unary, binary, defjvp, defjvp2, deflinear, unbroadcast, shape_of,
                     dtype_of, elementwise_aval, FLOAT, NUMERIC, zero_like_out,
                     broadcast_to_shape)
@@ -161,8 +161,6 @@ def _add_any_transpose(ct, *xs, coeffs=None):
             if is_undefined(x) else None for x, c in zip(xs, coeffs)]
 
 
-
-
 def _stack_small(xs):
     """xs stacked on a new leading axis, when they are same-shape floating arrays."""
     x0 = xs[0]
@@ -178,8 +176,7 @@ def _stack_small(xs):
 def fused_lincomb(xs, coeffs):
     """sum_k c_k * x_k in one pass (numba) for large same-shape float arrays, else None."""
     x0 = xs[0]
-    if type(x0) is not np.ndarray or x0.size < KERNEL_MIN or x0.dtype.kind != 'f' or \
-            x0.dtype.itemsize not in (4, 8):     # numba has no float16 / longdouble
+    if type(x0) is not np.ndarray or x0.size < KERNEL_MIN or x0.dtype not in KERNEL_DTYPES:
         return None
     shape, dt = x0.shape, x0.dtype
     for x in xs:
@@ -769,8 +766,6 @@ _SB.register(add_products_p, _add_products_basis)
 # scalar on the linear side, where transposition folds it for free.
 
 neg_p.lin = lambda x: (np.negative(x), (-1,))
-
-
 add_p.lin = lambda x, y: (np.add(x, y), (1, 1))
 sub_p.lin = lambda x, y: (np.subtract(x, y), (1, -1))
 mul_p.lin = lambda x, y: (np.multiply(x, y), (y, x))

@@ -18,7 +18,7 @@ on disk by numba (transforms/compile_cache.py), compiled for each dtype it meets
 """
 import numpy as np
 
-from primitives._kernels import KERNEL_MIN
+from primitives._kernels import KERNEL_MIN, KERNEL_DTYPES
 from . import compile_cache
 
 MAX_FACTORS = 4    # a longer product is computed, then deferred again
@@ -52,9 +52,6 @@ class Product:
         return (v,) if v is not None else self.factors
 
 
-_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))   # what numba computes in
-
-
 def _deferrable(x, shape, dtype):
     return (type(x) is np.ndarray and x.shape == shape and x.dtype == dtype
             and x.flags.c_contiguous)
@@ -70,7 +67,7 @@ def times(ct, c):
                 return Product(fs + (c,))
             return Product((ct.value(), c))
         ct = ct.value()
-    if ct.size >= KERNEL_MIN and ct.dtype in _KERNEL_DTYPES and ct.flags.c_contiguous and \
+    if ct.size >= KERNEL_MIN and ct.dtype in KERNEL_DTYPES and ct.flags.c_contiguous and \
             _deferrable(c, ct.shape, ct.dtype):
         return Product((ct, c))
     return np.multiply(ct, c)
@@ -87,7 +84,7 @@ def fused_sum(values, coeffs):
         return None
     first = values[0]
     shape, dtype = first.shape, first.dtype
-    if dtype not in _KERNEL_DTYPES:
+    if dtype not in KERNEL_DTYPES:
         return None
     arrays = []
     pattern = []
