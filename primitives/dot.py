@@ -174,15 +174,16 @@ def _ct_operand(ct, other, my_aval, my_contract, my_batch, other_contract, other
 
 
 _MATMUL_DN = (((1,), (0,)), ((), ()))
-_convert_element_type = _transpose = None
+_convert_element_type = _transpose = _add_any_p = None
 
 
 def _bind_lazy():
     # modules importing this one, bound on first use (not per call: hot in reverse mode)
-    global _convert_element_type, _transpose
+    global _convert_element_type, _transpose, _add_any_p
     from .convert import convert_element_type
     from .shape_ops import transpose
-    _convert_element_type, _transpose = convert_element_type, transpose
+    from .arith import add_any_p
+    _convert_element_type, _transpose, _add_any_p = convert_element_type, transpose, add_any_p
 
 
 def _dot_transpose(ct, x, y, dimension_numbers, preferred_element_type=None):
@@ -249,14 +250,12 @@ dot_general_p = Primitive('dot_general')
 dot_general_p.impl = _dot_checked_impl
 dot_general_p.abstract_eval = _dot_abstract
 dot_general_p.param_printers = {'dimension_numbers': _pp_dn}
-_add_any_p = None
 
 
 def _dot_jvp(primals, tangents, **params):
     """Bilinear: dot(tx, y) + dot(x, ty), zeros skipped. (defjvp's rule, written
     out: this runs once per matrix product under eager grad, where the generic
     rule's loops and an extra bind of the primal product are measurable.)"""
-    global _add_any_p
     x, y = primals
     tx, ty = tangents
     bind = dot_general_p.bind
@@ -271,7 +270,7 @@ def _dot_jvp(primals, tangents, **params):
             t = t2
         else:
             if _add_any_p is None:
-                from .arith import add_any_p as _add_any_p
+                _bind_lazy()
             t = _add_any_p.bind(t, t2)
     if t is None:
         return out, zero_like_out(out)
