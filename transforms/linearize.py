@@ -310,6 +310,9 @@ class LinearizeTrace(JVPTrace):
             return _unsettled(_scaled(self, out_dual, t, _scalar(base, a), a))
         if not _of_type(base, a) or (scalar is not None and type(scalar) is not float):
             return None
+        dual = primitive.lin_dual
+        if dual is None and base is not p and base is not out:
+            return None     # (log, sqrt, ...: their JVP rules handle the poles)
         safe = primitive.lin_safe
         dout = _scaled_tangent(dp, c, safe)     # as the outer trace computes it
         out_dual = _new_tracer(outer, out, dout)
@@ -318,9 +321,6 @@ class LinearizeTrace(JVPTrace):
         elif base is out:
             c_dual = out_dual                   # (exp: the coefficient is the output)
         else:
-            dual = primitive.lin_dual
-            if dual is None:
-                return None     # (log, sqrt, ...: the JVP rule handles their poles)
             c_dual = _new_tracer(outer, base, dual(p, dp, out, dout, base, **params))
         r = _stage(self, out_dual, safe_mul_p if safe else mul_p,
                    (t._var, _residual(self.builder, c_dual, a)), a)
@@ -644,7 +644,19 @@ def _outer_dual(d, a):
     dtype = a.dtype
     if not (dtype is _F64 or dtype is _F32 or dtype is _F16) or a.weak_type:
         return None
-    return outer if _of_type(d.primal, a) and _of_type(d.tangent, a) else None
+    # _of_type(d.primal, a) and _of_type(d.tangent, a), inlined (hot)
+    p = d.primal
+    t = d.tangent
+    tp = type(p)
+    if not (tp is _ndarray or tp is _F64_SCALAR or tp is _F32_SCALAR):
+        return None
+    tt = type(t)
+    if not (tt is _ndarray or tt is _F64_SCALAR or tt is _F32_SCALAR):
+        return None
+    shape = a.shape
+    if p.dtype is not dtype or t.dtype is not dtype or p.shape != shape or t.shape != shape:
+        return None
+    return outer
 
 
 def _of_type(v, a):
