@@ -102,12 +102,11 @@ _dynamic_trace = None  # the innermost staging trace that captures every operati
 
 class Trace:
     """One invocation of one transform. Subclasses define how primitives are
-    processed on their tracers; `pure`/`lift` box values from below."""
+    processed on their tracers; `pure`/`lift` box values from below. `level` and
+    `alive` are set by new_trace (these class defaults: not yet entered)."""
     name = 'trace'
-
-    def __init__(self):
-        self.level = -1
-        self.alive = False
+    level = -1
+    alive = False
 
     def pure(self, val):
         raise NotImplementedError

@@ -50,7 +50,7 @@ class LinearizeTrace(JVPTrace):
     fast_ops = True     # JVPTracer's operators and bind_unary call the shortcuts below
 
     def __init__(self, name, builder):
-        super().__init__(name)
+        self.name = name
         self.builder = builder
 
     # --- shortcuts -----------------------------------------------------------------
