@@ -440,7 +440,8 @@ class LinearizeTrace(JVPTrace):
 
     def _dual_dot(self, x, y, params):
         """dot_general with dual-number operands (or one constant array): the output
-        by the outer trace's rule (bind), the tangent as _linearize_dot stages it."""
+        and its outer tangent by the implementation (what dot's JVP rule computes on
+        the outer trace), the tangent staged as _linearize_dot stages it."""
         outer = None
         operands = []
         for z in (x, y):
