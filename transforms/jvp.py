@@ -138,10 +138,7 @@ class JVPTrace(Trace):
     def process_primitive(self, primitive, args, params):
         rule = primitive.lin
         if rule is not None:
-            if len(args) == 2:
-                out = self._jvp_binary(rule, primitive.lin_safe, args[0], args[1], params)
-            else:
-                out = self._jvp_concrete(rule, primitive.lin_safe, args, params)
+            out = self._jvp_concrete(rule, primitive.lin_safe, args, params)
             if out is not None:
                 return out
         return self.process_jvp_rule(primitive, args, params)
@@ -209,55 +206,6 @@ class JVPTrace(Trace):
                     not coefficient_fits(c, shape, dtype):
                 return None
             term = _scaled_tangent(t, c, safe)
-            t_out = term if t_out is None else np.add(t_out, term)
-        if t_out is None:
-            t_out = Zero.of(out)
-        return _new_tracer(self, out, t_out)
-
-    def _jvp_binary(self, rule, safe, x, y, params):
-        """_jvp_concrete for two operands (arithmetic, and the products of eager
-        reverse mode under an outer jvp), without its loops."""
-        if type(x) is JVPTracer and x._trace is self:
-            px = x.primal
-            tx = x.tangent
-            if type(px) is not _ndarray or (type(tx) is not _ndarray and type(tx) is not Zero):
-                return None
-        elif isinstance(x, Tracer):
-            return None
-        else:
-            px = x
-            tx = None
-        if type(y) is JVPTracer and y._trace is self:
-            py = y.primal
-            ty = y.tangent
-            if type(py) is not _ndarray or (type(ty) is not _ndarray and type(ty) is not Zero):
-                return None
-        elif isinstance(y, Tracer):
-            return None
-        else:
-            py = y
-            ty = None
-        try:
-            res = rule(px, py, **params)
-        except Exception:
-            return None
-        if res is None:
-            return None
-        out, (cx, cy) = res
-        if type(out) is not _ndarray:
-            return None
-        shape, dtype = out.shape, out.dtype
-        t_out = None
-        if tx is not None and cx is not None and type(tx) is not Zero:
-            if tx.shape != shape or (tx.dtype is not dtype and tx.dtype != dtype) or \
-                    not coefficient_fits(cx, shape, dtype):
-                return None
-            t_out = _scaled_tangent(tx, cx, safe)
-        if ty is not None and cy is not None and type(ty) is not Zero:
-            if ty.shape != shape or (ty.dtype is not dtype and ty.dtype != dtype) or \
-                    not coefficient_fits(cy, shape, dtype):
-                return None
-            term = _scaled_tangent(ty, cy, safe)
             t_out = term if t_out is None else np.add(t_out, term)
         if t_out is None:
             t_out = Zero.of(out)

@@ -131,7 +131,7 @@ class LinearizeTrace(JVPTrace):
             return None
         a = t._aval
         if x._aval is not a and _settle(x, a) is None:
-            return self._dual_mul(x, o, swap)
+            return self._dual_arith(mul_p, x, o, swap)
         p = x.primal
         to = type(o)
         if to is JVPTracer:
@@ -165,7 +165,7 @@ class LinearizeTrace(JVPTrace):
             return None
         a = t._aval
         if x._aval is not a and _settle(x, a) is None:
-            return self._dual_add(x, o, sign, swap)
+            return self._dual_arith(add_p if sign == 1 else sub_p, x, o, swap)
         p = x.primal
         to = type(o)
         if to is JVPTracer:
@@ -255,17 +255,7 @@ class LinearizeTrace(JVPTrace):
             return None
         if type(out) is not _ndarray:
             return None
-        a = _new(ShapedArray)
-        a.shape = out.shape
-        a.dtype = out.dtype
-        a.weak_type = False
-        b = self.builder
-        t = None
-        if type(tx) is JaxprTracer:
-            t = b.stage_known(_dot_p, [tx, py], params, a)
-        if type(ty) is JaxprTracer:
-            t2 = b.stage_known(_dot_p, [px, ty], params, a)
-            t = t2 if t is None else b.stage_known(add_any_p, [t, t2], {}, a)
+        t = _stage_dot(self.builder, out, px, tx, py, ty, params)
         return _new_tracer(self, out, Zero.of(out) if t is None else t)
 
     # --- nested forward-over-reverse --------------------------------------------------
@@ -328,14 +318,18 @@ class LinearizeTrace(JVPTrace):
             r = _scaled(self, out_dual, r.tangent, _scalar(scalar, a), a)
         return _unsettled(r)
 
-    def _dual_mul(self, x, o, swap):
-        """fast_mul's dual case: x * o (o * x if swap), x's primal a dual number."""
+    def _dual_arith(self, primitive, x, o, swap):
+        """x * o, x + o or x - o (primitive mul_p, add_p or sub_p; o first if swap)
+        where x's primal is a dual number and o a tracer of this trace with a dual
+        primal of the same outer trace, or a constant: the outer trace's product and
+        sum rules applied directly, and the equation fast_mul / fast_add stage."""
         t = x.tangent
         a = t._aval
         d = x.primal
         outer = _outer_dual(d, a)
         if outer is None:
             return None
+        mul = primitive is mul_p
         to = type(o)
         if to is JVPTracer:
             e = _dual_operand(self, o, a, outer)
@@ -345,57 +339,33 @@ class LinearizeTrace(JVPTrace):
             if swap:
                 t, u, d, e = u, t, e, d
             p, q = d.primal, e.primal
-            # mul's rule on the outer trace: (p q, dp q + dq p)
-            out_dual = _new_tracer(outer, _multiply(p, q), _add(
-                _multiply(d.tangent, q), _multiply(e.tangent, p)))
-            builder = self.builder
-            return _unsettled(_stage(self, out_dual, add_products_p, (
-                t._var, _residual(builder, e, a), u._var, _residual(builder, d, a)), a))
-        c = _dual_constant(o, to, a)
-        if c is None:
-            return None
-        p = d.primal
-        out = _multiply(c, p) if swap else _multiply(p, c)
-        if not _of_type(out, a):
-            return None
-        out_dual = _new_tracer(outer, out, _scaled_tangent(d.tangent, c, False))
-        if to is _ndarray:      # the residual is the constant array
-            return _unsettled(_stage(self, out_dual, mul_p,
-                                     (t._var, _residual(self.builder, c, a)), a))
-        return _unsettled(_scaled(self, out_dual, t, c, a))
-
-    def _dual_add(self, x, o, sign, swap):
-        """fast_add's dual case: x + o or x - o (o + x or o - x if swap)."""
-        t = x.tangent
-        a = t._aval
-        d = x.primal
-        outer = _outer_dual(d, a)
-        if outer is None:
-            return None
-        to = type(o)
-        if to is JVPTracer:
-            e = _dual_operand(self, o, a, outer)
-            if e is None:
-                return None
-            u = o.tangent
-            if swap:
-                t, u, d, e = u, t, e, d
-            combine = _add if sign == 1 else _subtract
-            out_dual = _new_tracer(outer, combine(d.primal, e.primal),
-                                   combine(d.tangent, e.tangent))
-            return _unsettled(_stage(self, out_dual, add_any_p if sign == 1 else sub_p,
+            if mul:
+                # the product rule: (p q, dp q + dq p), and t q + u p staged
+                out_dual = _new_tracer(outer, _multiply(p, q), _add(
+                    _multiply(d.tangent, q), _multiply(e.tangent, p)))
+                builder = self.builder
+                return _unsettled(_stage(self, out_dual, add_products_p, (
+                    t._var, _residual(builder, e, a), u._var, _residual(builder, d, a)), a))
+            combine = _add if primitive is add_p else _subtract
+            out_dual = _new_tracer(outer, combine(p, q), combine(d.tangent, e.tangent))
+            return _unsettled(_stage(self, out_dual, add_any_p if primitive is add_p else sub_p,
                                      (t._var, u._var), a))
         c = _dual_constant(o, to, a)
         if c is None:
             return None
         p = d.primal
-        if swap:
-            out = _add(c, p) if sign == 1 else _subtract(c, p)
-        else:
-            out = _add(p, c) if sign == 1 else _subtract(p, c)
+        left, right = (c, p) if swap else (p, c)
+        out = _multiply(left, right) if mul else _add(left, right) if primitive is add_p \
+            else _subtract(left, right)
         if not _of_type(out, a):
             return None
-        if swap and sign == -1:
+        if mul:
+            out_dual = _new_tracer(outer, out, _scaled_tangent(d.tangent, c, False))
+            if to is _ndarray:      # the residual is the constant array
+                return _unsettled(_stage(self, out_dual, mul_p,
+                                         (t._var, _residual(self.builder, c, a)), a))
+            return _unsettled(_scaled(self, out_dual, t, c, a))
+        if swap and primitive is sub_p:
             out_dual = _new_tracer(outer, out, np.negative(d.tangent))
             return _unsettled(_stage(self, out_dual, neg_p, (t._var,), a))
         # a constant added: the tangents pass through
@@ -403,16 +373,12 @@ class LinearizeTrace(JVPTrace):
 
     def _dual_binary(self, primitive, x, y):
         """mul, add or sub reaching bind (through promote, or with a constant first
-        operand) with a dual operand: _dual_mul or _dual_add."""
+        operand) with a dual operand: _dual_arith."""
         if type(x) is JVPTracer and x._trace is self and type(x.tangent) is JaxprTracer:
-            first, other, swap = x, y, False
-        elif type(y) is JVPTracer and y._trace is self and type(y.tangent) is JaxprTracer:
-            first, other, swap = y, x, True
-        else:
-            return None
-        if primitive is mul_p:
-            return self._dual_mul(first, other, swap)
-        return self._dual_add(first, other, 1 if primitive is add_p else -1, swap)
+            return self._dual_arith(primitive, x, y, False)
+        if type(y) is JVPTracer and y._trace is self and type(y.tangent) is JaxprTracer:
+            return self._dual_arith(primitive, y, x, True)
+        return None
 
     def _dual_structural(self, primitive, x, params):
         """A _STRUCTURAL primitive on a dual number: linear, so its outer tangent is
@@ -475,19 +441,8 @@ class LinearizeTrace(JVPTrace):
             return None         # the general path explains the error
         if not (type(p) is _ndarray or type(p) is _F64_SCALAR or type(p) is _F32_SCALAR):
             return None
-        out = _new_tracer(outer, p, dp)
-        a = _new(ShapedArray)
-        a.shape = p.shape
-        a.dtype = p.dtype
-        a.weak_type = False
-        b = self.builder
-        tan = None
-        if tx is not None:
-            tan = b.stage_known(_dot_p, [tx, py], params, a)
-        if ty is not None:
-            t2 = b.stage_known(_dot_p, [px, ty], params, a)
-            tan = t2 if tan is None else b.stage_known(add_any_p, [tan, t2], {}, a)
-        return _new_tracer(self, out, tan)
+        return _new_tracer(self, _new_tracer(outer, p, dp),
+                           _stage_dot(self.builder, p, px, tx, py, ty, params))
 
     def _linearize_unary(self, primitive, rule, x, params):
         """_linearize for one operand (unary math: the hot case), without its loops."""
@@ -627,6 +582,22 @@ def _settle(x, a):
         x._aval = a
         return a
     return None
+
+
+def _stage_dot(builder, out, x, tx, y, ty, params):
+    """The tangent of dot_general(x, y) = out, one product per operand whose tangent
+    tx / ty is a tracer of `builder` (staged, typed by `out`); None if neither is."""
+    a = _new(ShapedArray)
+    a.shape = out.shape
+    a.dtype = out.dtype
+    a.weak_type = False
+    t = None
+    if type(tx) is JaxprTracer:
+        t = builder.stage_known(_dot_p, [tx, y], params, a)
+    if type(ty) is JaxprTracer:
+        t2 = builder.stage_known(_dot_p, [x, ty], params, a)
+        t = t2 if t is None else builder.stage_known(add_any_p, [t, t2], {}, a)
+    return t
 
 
 def _outer_dual(d, a):
