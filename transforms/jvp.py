@@ -7,6 +7,7 @@ the primals alone; the rest apply their primitive's JVP rule.
 import numpy as np
 
 from tracer import Trace, Tracer, Zero, get_aval, ShapedArray
+from tracer import core as _core
 from tracer.core import _trace_stack as _stack, array_api as _api
 from tracer.errors import with_user_line
 
@@ -286,6 +287,47 @@ def _scaled_tangent(t, c, safe):
     if safe and np.isnan(out).any():
         out = np.where(t == 0, np.zeros((), out.dtype), out)
     return out
+
+
+def eager_trace(x):
+    """The trace of `x` if it is a tracer of a plain JVPTrace (forward mode, not
+    linearize) that is alive and below any staging trace that captures everything
+    (else bind would route operations on `x` there): operations on its concrete
+    values may then be computed directly. None otherwise."""
+    if type(x) is not JVPTracer:
+        return None
+    trace = x._trace
+    if type(trace) is not JVPTrace or not trace.alive:
+        return None
+    dyn = _core._dynamic_trace
+    if dyn is not None and dyn.level > trace.level:
+        return None
+    return trace
+
+
+def dual_product(x, y):
+    """x * y for two JVPTracers of one eager JVPTrace whose primals and tangents are
+    arrays of one type ("dual numbers"): mul's rule applied directly, (p q, dp q +
+    dq p), as bind would compute it; None for anything else."""
+    trace = eager_trace(x)
+    if trace is None or type(y) is not JVPTracer or y._trace is not trace:
+        return None
+    p, q = x.primal, y.primal
+    dp, dq = x.tangent, y.tangent
+    if type(p) is not _ndarray or type(q) is not _ndarray or type(dp) is not _ndarray or \
+            type(dq) is not _ndarray:
+        return None
+    dtype, shape = p.dtype, p.shape
+    if q.dtype is not dtype or dp.dtype is not dtype or dq.dtype is not dtype or \
+            q.shape != shape or dp.shape != shape or dq.shape != shape:
+        return None
+    return product_rule(trace, p, dp, q, dq)
+
+
+def product_rule(trace, p, dp, q, dq):
+    """The tracer of (p q, dp q + dq p) (arrays of one type)."""
+    return _new_tracer(trace, np.multiply(p, q),
+                       np.add(np.multiply(dp, q), np.multiply(dq, p)))
 
 
 def unpack(trace, x):

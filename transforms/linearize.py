@@ -13,11 +13,11 @@ from tracer import (Zero, get_aval, tangent_aval, new_trace, JaxprTrace, JaxprTr
                     float0, Var, ShapedArray)
 from tracer.ir import Literal
 from tracer.avals import concrete_aval, native
-from tracer import core as _core
 from primitives.arith import (mul_p, safe_mul_p, neg_p, add_any_p, add_p, sub_p,
                               add_products_p)
 from .jvp import (JVPTrace, JVPTracer, unpack, _new_tracer, split_operand, _NO,
-                  apply_lin_rule, coefficient_fits, _scaled_tangent)
+                  apply_lin_rule, coefficient_fits, _scaled_tangent, product_rule,
+                  eager_trace)
 from primitives.dot import dot_general_p as _dot_p
 from primitives.shape_ops import reshape_p, broadcast_in_dim_p, transpose_p, squeeze_p
 from primitives.reductions import reduce_sum_p
@@ -341,8 +341,7 @@ class LinearizeTrace(JVPTrace):
             p, q = d.primal, e.primal
             if mul:
                 # the product rule: (p q, dp q + dq p), and t q + u p staged
-                out_dual = _new_tracer(outer, _multiply(p, q), _add(
-                    _multiply(d.tangent, q), _multiply(e.tangent, p)))
+                out_dual = product_rule(outer, p, d.tangent, q, e.tangent)
                 builder = self.builder
                 return _unsettled(_stage(self, out_dual, add_products_p, (
                     t._var, _residual(builder, e, a), u._var, _residual(builder, d, a)), a))
@@ -605,13 +604,8 @@ def _outer_dual(d, a):
     JVPTrace (plain forward mode, alive, with no staging trace above it that bind
     would route operations to) whose primal and tangent are arrays (or NumPy
     scalars) of a's real floating type. None otherwise."""
-    if type(d) is not JVPTracer:
-        return None
-    outer = d._trace
-    if type(outer) is not JVPTrace or not outer.alive:
-        return None
-    dyn = _core._dynamic_trace
-    if dyn is not None and dyn.level > outer.level:
+    outer = eager_trace(d)
+    if outer is None:
         return None
     dtype = a.dtype
     if not (dtype is _F64 or dtype is _F32 or dtype is _F16) or a.weak_type:

@@ -32,7 +32,7 @@ from primitives.arith import add_any_p, mul_p, add_products_p, coerce
 from primitives.shape_ops import broadcast_to
 from primitives._kernels import KERNEL_MIN
 from .deferred_products import Product, times, fused_sum
-from .jvp import JVPTracer
+from .jvp import JVPTracer, dual_product
 
 
 def _as_ones(ct):
@@ -502,8 +502,12 @@ _mul_bind = mul_p.bind
 
 def _product(ct, c):
     """ct * c for a cotangent that is not a small array: deferred where large (see
-    deferred_products.py), the outer trace's mul for a JVPTracer."""
-    return _mul_bind(ct, c) if type(ct) is JVPTracer else times(ct, c)
+    deferred_products.py), the outer trace's mul for a JVPTracer (its product rule
+    directly, for two dual numbers)."""
+    if type(ct) is JVPTracer:
+        r = dual_product(ct, c)
+        return _mul_bind(ct, c) if r is None else r
+    return times(ct, c)
 
 
 def _rule(prim):
