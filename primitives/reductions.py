@@ -165,16 +165,37 @@ def _minmax_jvp_concrete(g, ans, x, axes):
     mul, div = (_lazy or _bind_lazy())[3:5]
     dt = dtype_of(g)
     shape = x.shape
-    kept_shape = tuple(1 if i in axes else d for i, d in enumerate(shape))
-    at = np.equal(x, np.reshape(ans, kept_shape)).astype(dt)
-    count = np.add.reduce(at, axis=axes, dtype=dt)
-    if type(count) is not np.ndarray:
-        count = np.asarray(count)
+    at, count = _extreme_mask(x, ans, axes, dt)
     if at.size and count.size and bool((count == 1).all()):
         return reduce_sum(mul(g, at), axes)
     if any(shape[a] == 0 for a in axes):
         count = np.maximum(count, dt.type(1))   # empty reduction: tangent 0, not 0/0
     return div(reduce_sum(mul(g, at), axes), count)
+
+
+def _extreme_mask(x, ans, axes, dt):
+    """(mask, counts) for a max/min `ans` of array `x` over `axes`: 1 (of dtype
+    `dt`) where x attains it, and how many times each output does."""
+    kept_shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    at = np.equal(x, np.reshape(ans, kept_shape)).astype(dt)
+    count = np.add.reduce(at, axis=axes, dtype=dt)
+    if type(count) is not np.ndarray:
+        count = np.asarray(count)
+    return at, count
+
+
+def minmax_lin(primitive, x, axes):
+    """Eager linearization of reduce_max / reduce_min on a non-empty floating array
+    `x` where every output is attained once (no ties, no NaN): (out, mask), the
+    tangent map being reduce_sum(t * mask, axes) -- the equations _minmax_jvp
+    stages there. None otherwise (the JVP rule handles ties and empty axes)."""
+    if x.size == 0:
+        return None
+    out = primitive.impl(x, axes)
+    at, count = _extreme_mask(x, out, axes, x.dtype)
+    if not count.size or not bool((count == 1).all()):
+        return None
+    return out, at
 
 
 reduce_max_p = Primitive('reduce_max')
