@@ -3,6 +3,8 @@ cumsum. Each primitive sits beside its shape rule and derivative rules.
 
 Axes are static tuples of non-negative ints (the user functions normalise them).
 """
+import math
+
 import numpy as np
 
 from tracer.core import ONES
@@ -88,12 +90,20 @@ def _reduce_sum_transpose(ct, x, axes):
     shape = x.aval.shape
     if type(ct) is np.ndarray:
         # eager reverse mode: broadcast_in_dim's implementation, without its bind
-        return [np.broadcast_to(ct.reshape(
-            tuple(1 if i in axes else d for i, d in enumerate(shape))), shape)]
+        # (small, a copy: the view's values, and cheaper to build)
+        kept = ct.reshape(tuple(1 if i in axes else d for i, d in enumerate(shape)))
+        if _prod(shape) < _COPY_MAX:
+            out = np.empty(shape, ct.dtype)
+            out[...] = kept
+            out.flags.writeable = False     # (read-only, as the view would be)
+            return [out]
+        return [np.broadcast_to(kept, shape)]
     broadcast_in_dim = (_lazy or _bind_lazy())[0]
     return [broadcast_in_dim(ct, shape, _kept(len(shape), axes))]
 
 
+_COPY_MAX = 1 << 14      # elements (primitives/_kernels.py's KERNEL_MIN)
+_prod = math.prod
 deflinear(reduce_sum_p, _reduce_sum_transpose)
 reduce_sum_p.ones_transpose = lambda x, axes: [ONES]   # a broadcast of ones is ones
 
