@@ -187,7 +187,8 @@ def _extreme_mask(x, ans, axes, dt):
     """(mask, counts) for a max/min `ans` of array `x` over `axes`: 1 (of dtype
     `dt`) where x attains it, and how many times each output does."""
     kept_shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
-    at = np.equal(x, np.reshape(ans, kept_shape)).astype(dt)
+    at = np.equal(x, ans.reshape(kept_shape) if type(ans) is np.ndarray else
+                  np.reshape(ans, kept_shape)).astype(dt)
     count = np.add.reduce(at, axis=axes, dtype=dt)
     if type(count) is not np.ndarray:
         count = np.asarray(count)
@@ -201,9 +202,9 @@ def minmax_lin(primitive, x, axes):
     stages there. None otherwise (the JVP rule handles ties and empty axes)."""
     if x.size == 0:
         return None
-    out = primitive.impl(x, axes)
+    out = _REDUCE_UFUNC[primitive].reduce(x, axis=axes)    # the impl (x not empty)
     at, count = _extreme_mask(x, out, axes, x.dtype)
-    if not count.size or not bool((count == 1).all()):
+    if not count.size or not np.logical_and.reduce(np.equal(count, 1), axis=None):
         return None
     return out, at
 
@@ -217,6 +218,9 @@ reduce_min_p = Primitive('reduce_min')
 reduce_min_p.impl = _make_minmax_impl(np.minimum, False)
 reduce_min_p.abstract_eval = _minmax_abstract('reduce_min')
 defjvp2(reduce_min_p, _minmax_jvp)
+
+
+_REDUCE_UFUNC = {reduce_max_p: np.maximum, reduce_min_p: np.minimum}
 
 
 def reduce_max(x, axes):

@@ -30,6 +30,7 @@ from tracer.staging import as_eqn
 from tracer.errors import with_user_line
 from primitives.arith import add_any_p, mul_p, add_products_p, coerce, safe_mul_p, sub_p
 from primitives._base import unbroadcast
+from primitives.dot import dot_general_p as _dot_p, _MATMUL_DN
 from primitives.shape_ops import broadcast_to
 from primitives._kernels import KERNEL_MIN
 from .deferred_products import Product, times, fused_sum
@@ -337,7 +338,8 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                     _write(cts, a, ct, scale)
                     _write(cts, b, ct, scale)
                     continue
-        if all_linear and _transpose_loss_eqn(prim, invars, eqn, ct, scale, env, cts):
+        if all_linear and prim in _INLINE and \
+                _transpose_inline(prim, invars, eqn, ct, scale, env, cts):
             continue
         params = eqn.params
         if all_linear and (type(ct) is _ndarray or type(ct) is Product) and (
@@ -503,11 +505,14 @@ def _eager_transpose(prim, invars, params, ct, scale, env, cts, out_shape):
     return True
 
 
-def _transpose_loss_eqn(prim, invars, eqn, ct, scale, env, cts):
-    """Two equations of a loss (W2's: logits * onehot under grad's seed, logits - m
-    with m broadcast), transposed as their rules do it, without the calls: True
-    when done (written into `cts`), False where the general path runs. Every
-    non-constant variable is linear (all_linear)."""
+def _transpose_inline(prim, invars, eqn, ct, scale, env, cts):
+    """Equations of eager reverse mode through a loss (W2's: x @ w, logits * onehot
+    under grad's seed, logits - m with m broadcast), transposed as their rules do
+    it, without the calls and argument boxing: True when done (written into
+    `cts`), False where the general path runs. Every non-constant variable is
+    linear (all_linear)."""
+    if prim is _dot_p:
+        return _transpose_matmul(invars, eqn, ct, scale, env, cts)
     if prim is mul_p:
         if ct is not ONES:
             return False
@@ -543,6 +548,47 @@ def _transpose_loss_eqn(prim, invars, eqn, ct, scale, env, cts):
 
 
 _negative = np.negative
+_dot = np.dot
+_MATMUL_PARAMS = {'dimension_numbers': _MATMUL_DN}
+_INLINE = frozenset([_dot_p, mul_p, sub_p])
+
+
+def _transpose_matmul(invars, eqn, ct, scale, env, cts):
+    """A plain matrix product of a linear matrix and a constant one: the rule's
+    np.dot (dot.py _matmul_transpose), after the general path's early application
+    of the scale to a cotangent much smaller than the linear operand."""
+    if eqn.params != _MATMUL_PARAMS:
+        return False
+    tc = type(ct)
+    if tc is not _ndarray and tc is not Product:
+        return False
+    x, y = invars
+    if type(x) is Literal or type(y) is Literal:
+        return False
+    cx = env.get(x)
+    cy = env.get(y)
+    if cx is None:
+        if type(cy) is not _ndarray or cy.ndim != 2:
+            return False
+        lin, const = x, cy
+    elif cy is None:
+        if type(cx) is not _ndarray or cx.ndim != 2:
+            return False
+        lin, const = y, cx
+    else:
+        return False
+    a = lin.aval
+    dt = const.dtype
+    if len(a.shape) != 2 or a.dtype != dt or len(eqn.outvars[0].aval.shape) != 2:
+        return False
+    if tc is Product:
+        ct = ct.value()
+    if ct.dtype != dt or ct.ndim != 2:
+        return False
+    if scale != 1.0 and 4 * ct.size <= _prod(a.shape):
+        ct, scale = _scaled(ct, scale), 1.0
+    _write(cts, lin, _dot(ct, const.T) if lin is x else _dot(const.T, ct), scale)
+    return True
 
 
 def _write(cts, v, c, scale):
