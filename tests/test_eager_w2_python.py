@@ -3,12 +3,13 @@
 - primitives.numpy: matmul of two matrices of one dtype, sum / max / min over one
   int axis (keepdims), mean of a whole floating array, ufunc calls on tracers
   without keyword arguments;
-- transforms/linearize.py: the broadcasting add / sub of a bias, reduce_max /
+- transforms/linearize.py: the broadcasting add / sub of a bias, a product with a
+  constant array of the same type (logits * onehot), reduce_max /
   reduce_min without ties (reductions.minmax_lin), a 0-d primal divided by a
   scalar (a mean), np.dot for plain matrix products;
 - transforms/transpose.py: compact sub and safe_mul-under-ones, bias add_any and
   broadcasting sub of two linear operands, ones times a constant factor, matrix
-  products, one constant-roots set per pass; reduce_sum's transpose (small, a
+  products, reshape and reduce_sum, one constant-roots set per pass; reduce_sum's transpose (small, a
   read-only array) and ones in sums built as arrays.
 
 Each is checked against the general path it shortcuts, bit for bit: the numpy
@@ -168,6 +169,7 @@ def test_matmul_fast_path_matches_general(dtype):
 def _disable_linearize_shortcuts(monkeypatch):
     monkeypatch.setattr(lin_mod, '_REDUCTION_SHORTCUTS', {})
     monkeypatch.setattr(lin_mod, '_fast_add_broadcast', lambda *a: None)
+    monkeypatch.setattr(lin_mod, '_fast_mul_array', lambda *a: None)
     monkeypatch.setattr(lin_mod, '_dot_impl',
                         lambda px, py, params: dot_general_p.impl(px, py, **params))
 
@@ -223,7 +225,11 @@ def test_bias_and_reduction_shortcuts_match_disabled(monkeypatch, dtype):
         lambda x, b, c: pnp.sum(red_mod.reduce_max(x * x, (0, 1)) + x),
         lambda x, b, c: pnp.mean(pnp.tanh(x)) + pnp.mean(c) / 3.0,
         lambda x, b, c: pnp.sum(pnp.tanh(x @ pnp.outer(b, b))),
+        lambda x, b, c: pnp.sum(pnp.sin(x) * K) - pnp.sum(K * pnp.cos(x)),   # constants
+        lambda x, b, c: pnp.sum(pnp.sin(x) * K[0]) + pnp.sum(pnp.cos(c) * K[:, :1]),
+        lambda x, b, c: pnp.sum(pnp.sin(x) * K.astype(np.float64)),           # promotes
     ]
+    K = rng.standard_normal((6, 5)).astype(dtype)
     ts = (rng.standard_normal((6, 5)).astype(dtype), rng.standard_normal(5).astype(dtype),
           rng.standard_normal((6, 1)).astype(dtype))
 

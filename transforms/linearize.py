@@ -33,6 +33,7 @@ _new = object.__new__
 _F64 = np.dtype(np.float64)
 _multiply, _add, _subtract = np.multiply, np.add, np.subtract
 _np_dot = np.dot
+_true_divide = np.true_divide
 _WEAK_F64 = concrete_aval(1.0)   # the (shared) type of a Python float literal
 
 
@@ -157,6 +158,8 @@ class LinearizeTrace(JVPTrace):
             if type(out) is not _ndarray:
                 return None
             return _scaled(self, out, t, c, a)
+        if to is _ndarray:
+            return _fast_mul_array(self, x, o, swap)
         return None
 
     def fast_add(self, x, o, sign, swap):
@@ -541,6 +544,20 @@ def _fast_add_broadcast(trace, x, o, sign, swap):
         add_any_p if sign == 1 else sub_p, (t1, t2), aval))
 
 
+def _fast_mul_array(trace, x, o, swap):
+    """x * o (o * x if swap) for x settled (see _settle) and an array o of x's type
+    (logits * onehot): the product and its tangent t * o, as _linearize_binary's
+    _record stages it, without promote and bind."""
+    a = x._aval
+    if o.shape != a.shape or o.dtype is not a.dtype:
+        return None
+    p = x.primal
+    out = _multiply(o, p) if swap else _multiply(p, o)
+    if type(out) is not _ndarray:
+        return None
+    return _new_tracer(trace, out, trace.builder.stage_product(mul_p, x.tangent, o))
+
+
 def _lin_minmax(trace, primitive, args, params):
     """reduce_max / reduce_min of a floating array whose extremes are unique (no
     ties): the output, and the tangent reduce_sum(t * mask) -- the two equations
@@ -598,8 +615,13 @@ def _lin_div_scalar(trace, primitive, args, params):
     c = 1.0 / y
     if not math.isfinite(c) or c == 0.0:
         return None
-    out = primitive.impl(p, args[1])
-    return _new_tracer(trace, out, trace.builder.stage(mul_p, [t, dtype.type(c)], {}))
+    a = t._aval
+    if a.weak_type or a.shape != ():
+        return None
+    # div's implementation on a floating x (its result_type check aside), and the
+    # equation builder.stage types by mul's shape rule: the tangent's type
+    out = _true_divide(p, args[1])
+    return _new_tracer(trace, out, trace.builder.stage_typed(mul_p, [t, dtype.type(c)], a))
 
 
 _REDUCTION_SHORTCUTS = {reduce_max_p: _lin_minmax, reduce_min_p: _lin_minmax,

@@ -31,7 +31,8 @@ from tracer.errors import with_user_line
 from primitives.arith import add_any_p, mul_p, add_products_p, coerce, safe_mul_p, sub_p
 from primitives._base import unbroadcast
 from primitives.dot import dot_general_p as _dot_p, _MATMUL_DN
-from primitives.shape_ops import broadcast_to
+from primitives.shape_ops import broadcast_to, reshape_p
+from primitives.reductions import reduce_sum_p
 from primitives._kernels import KERNEL_MIN
 from .deferred_products import Product, times, fused_sum
 
@@ -513,6 +514,24 @@ def _transpose_inline(prim, invars, eqn, ct, scale, env, cts):
     linear (all_linear)."""
     if prim is _dot_p:
         return _transpose_matmul(invars, eqn, ct, scale, env, cts)
+    if prim is reshape_p or prim is reduce_sum_p:
+        # one linear operand: the general loop's early scaling and the rule
+        tc = type(ct)
+        if tc is not _ndarray and tc is not Product:
+            return False
+        x, = invars
+        if type(x) is Literal or x in env:
+            return False
+        if tc is Product:
+            ct = ct.value()
+        a = x.aval
+        if scale != 1.0 and 4 * ct.size <= _prod(a.shape):
+            ct, scale = _scaled(ct, scale), 1.0
+        u = _new(UndefinedPrimal)
+        u.aval = a
+        c, = prim.transpose(ct, u, **eqn.params)
+        _write(cts, x, c, scale)
+        return True
     if prim is mul_p:
         if ct is not ONES:
             return False
@@ -550,7 +569,7 @@ def _transpose_inline(prim, invars, eqn, ct, scale, env, cts):
 _negative = np.negative
 _dot = np.dot
 _MATMUL_PARAMS = {'dimension_numbers': _MATMUL_DN}
-_INLINE = frozenset([_dot_p, mul_p, sub_p])
+_INLINE = frozenset([_dot_p, mul_p, sub_p, reshape_p, reduce_sum_p])
 
 
 def _transpose_matmul(invars, eqn, ct, scale, env, cts):
