@@ -860,6 +860,7 @@ def _sum_or_prod(name, a, axis, dtype, out, keepdims, initial, where, identity,
 
 
 _ALL_AXES = [tuple(range(n)) for n in range(8)]
+_div_bind = arith.div_p.bind
 _reduce_sum_bind = reductions.reduce_sum_p.bind
 
 
@@ -1006,7 +1007,11 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
             n = 1
             for d in shape:
                 n *= d
-            return divide(_reduce_sum_bind(a, axes=_ALL_AXES[nd]), float(n))
+            dt = a.dtype
+            # divide(s, float(n)) without its promotion: a float dtype with a
+            # Python float keeps the dtype (the float itself against float64)
+            return _div_bind(_reduce_sum_bind(a, axes=_ALL_AXES[nd]),
+                             float(n) if dt is _F64 else dt.type(float(n)))
     _no_out(out, 'mean')
     a = _arr(a)
     dt = _mean_dtype(_dt(a), dtype)

@@ -98,7 +98,7 @@ def _pairs(shape, keepdims):
     return out
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES + [np.float16])
 @pytest.mark.parametrize("shape", SHAPES + [(2, 3, 4)])
 @pytest.mark.parametrize("keepdims", [False, True])
 def test_numpy_reduction_fast_paths_match_general(dtype, shape, keepdims):
