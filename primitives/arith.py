@@ -766,6 +766,8 @@ _SB.register(add_products_p, _add_products_basis)
 # scalar on the linear side, where transposition folds it for free.
 
 neg_p.lin = lambda x: (np.negative(x), (-1,))
+add_any_p.lin = lambda *xs, coeffs=None: (
+    _add_any_impl(*xs, coeffs=coeffs), (1,) * len(xs) if coeffs is None else coeffs)
 add_p.lin = lambda x, y: (np.add(x, y), (1, 1))
 sub_p.lin = lambda x, y: (np.subtract(x, y), (1, -1))
 mul_p.lin = lambda x, y: (np.multiply(x, y), (y, x))
@@ -783,6 +785,17 @@ def _integer_pow_lin(x, y):
 
 
 integer_pow_p.lin = _integer_pow_lin
+
+
+def _integer_pow_lin_dual(x, dx, out, dout, base, y):
+    # base = x**(y-1) (the coefficient's array part, y kept linear): its tangent
+    if y == 2:
+        return dx
+    lower = x if y == 3 else _integer_pow_impl(x, y - 2)
+    return np.multiply(np.multiply(lower, float(y - 1)), dx)
+
+
+integer_pow_p.lin_dual = _integer_pow_lin_dual
 
 
 def _div_lin(x, y):

@@ -24,7 +24,8 @@ def _dot_impl(x, y, dimension_numbers, preferred_element_type=None):
     if preferred_element_type is not None:
         x = np.asarray(x, preferred_element_type)
         y = np.asarray(y, preferred_element_type)
-    nx, ny = np.ndim(x), np.ndim(y)
+    nx = x.ndim if type(x) is np.ndarray else np.ndim(x)
+    ny = y.ndim if type(y) is np.ndarray else np.ndim(y)
     if not lb:
         if len(lc) == 1 and 1 <= nx <= 2 and 1 <= ny <= 2:
             c, d = lc[0], rc[0]

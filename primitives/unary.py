@@ -251,3 +251,17 @@ sqrt_p.lin = _lin_with_ans(np.sqrt, lambda ans, x: np.divide(0.5, ans))
 rsqrt_p.lin = _lin_with_ans(_rsqrt_impl, lambda ans, x: np.divide(ans, x) * -0.5)
 for _p in (log_p, log1p_p, sqrt_p, rsqrt_p):
     _p.lin_safe = True      # infinite at 0: a zero cotangent must not make NaN
+
+
+# Primitive.lin_dual: the second derivative, as the tangent of the coefficient above
+# along dx (dc = f''(x) dx), in terms of out = f(x) and dout = c dx where that is
+# cheaper. (The rules with an infinite coefficient, lin_safe, have none: their JVP
+# rules handle the singular points.)
+exp_p.lin_dual = lambda x, dx, out, dout, c: dout                      # c = out
+expm1_p.lin_dual = lambda x, dx, out, dout, c: dout                    # c = out + 1
+sin_p.lin_dual = lambda x, dx, out, dout, c: np.negative(np.multiply(out, dx))  # c = cos x
+cos_p.lin_dual = lambda x, dx, out, dout, c: np.negative(np.multiply(out, dx))  # c = -sin x
+tan_p.lin_dual = lambda x, dx, out, dout, c: np.multiply(np.multiply(out, 2), dout)
+tanh_p.lin_dual = lambda x, dx, out, dout, c: np.multiply(np.multiply(out, -2), dout)
+logistic_p.lin_dual = lambda x, dx, out, dout, c: np.multiply(
+    np.subtract(1, np.multiply(out, 2)), dout)                         # c = out (1 - out)

@@ -28,6 +28,10 @@ class Primitive:
     lin(*arrays, **params) -> (out, coefs) | None      optional eager linearization
         of an elementwise primitive: its output and, per operand, the coefficient c_i
         of t_out = sum_i c_i * t_i (None: no dependence); see transforms/linearize.py
+    lin_dual(x, dx, out, dout, c, **params) -> dc      optional, for a one-operand
+        `lin`: the tangent of the coefficient c = f'(x) along dx (f''(x) dx), given
+        out = f(x) and dout = c dx; c is the coefficient's array part. Used when
+        linearizing under an eager jvp (jvp of grad), see transforms/linearize.py
     """
 
     def __init__(self, name, multiple_results=False):
@@ -48,6 +52,7 @@ class Primitive:
         self.cse = True          # identical applications may be shared
         self.elementwise = False  # no operand is larger than the output (broadcasting)
         self.lin = None
+        self.lin_dual = None
         self.lin_safe = False     # lin's coefficients may be infinite: scale with safe_mul
 
     def __repr__(self):
@@ -97,12 +102,11 @@ _dynamic_trace = None  # the innermost staging trace that captures every operati
 
 class Trace:
     """One invocation of one transform. Subclasses define how primitives are
-    processed on their tracers; `pure`/`lift` box values from below."""
+    processed on their tracers; `pure`/`lift` box values from below. `level` and
+    `alive` are set by new_trace (these class defaults: not yet entered)."""
     name = 'trace'
-
-    def __init__(self):
-        self.level = -1
-        self.alive = False
+    level = -1
+    alive = False
 
     def pure(self, val):
         raise NotImplementedError

@@ -55,7 +55,6 @@ def as_eqn(compact):
 
 class JaxprTrace(Trace):
     def __init__(self, name='make_jaxpr', cse=True):
-        super().__init__()
         self.name = name
         self.compact = False    # may hold compact equations (see to_jaxpr)
         self.eqns = []

@@ -87,13 +87,17 @@ def _check_arg_tuple(name, x, what):
 
 def jvp(fun, primals, tangents, has_aux=False):
     """(fun(*primals), J(primals) @ tangents) for pytrees of arrays."""
-    _check_arg_tuple('jvp', primals, 'primals')
-    _check_arg_tuple('jvp', tangents, 'tangents')
-    flat_p, tree_p = tree_flatten(tuple(primals))
-    flat_t, tree_t = tree_flatten(tuple(tangents))
+    if type(primals) is not tuple:
+        _check_arg_tuple('jvp', primals, 'primals')
+        primals = tuple(primals)
+    if type(tangents) is not tuple:
+        _check_arg_tuple('jvp', tangents, 'tangents')
+        tangents = tuple(tangents)
+    flat_p, tree_p = tree_flatten(primals)
+    flat_t, tree_t = tree_flatten(tangents)
     flat_p = [native(p) for p in flat_p]
     flat_t = [native(t) for t in flat_t]
-    if tree_p != tree_t:
+    if tree_p is not tree_t and tree_p != tree_t:
         raise TypeError(f"jvp: primal and tangent arguments must have the same tree "
                         f"structure, got {tree_p} and {tree_t}")
     flat_t = [_check_tangent(p, t, i) for i, (p, t) in enumerate(zip(flat_p, flat_t))]
@@ -203,6 +207,8 @@ def _argnums_tuple(argnums, nargs, name):
 def split_args(name, fun, argnums, args, kwargs):
     """-> (single, dyn_args, f_dyn): f_dyn(*dyn_args) calls fun(*args, **kwargs) with
     args[argnums] replaced by dyn_args; `single` when argnums is an int."""
+    if argnums == 0 and type(argnums) is int and len(args) == 1 and not kwargs:
+        return True, args, fun      # grad(f)(x): nothing to split (the common case)
     single, nums = _argnums_tuple(argnums, len(args), name)
 
     def f_dyn(*dyn_args):

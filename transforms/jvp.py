@@ -128,7 +128,6 @@ class JVPTrace(Trace):
     fast_ops = False    # see JVPTracer.__mul__ (LinearizeTrace has shortcuts)
 
     def __init__(self, name='jvp'):
-        super().__init__()
         self.name = name
 
     def pure(self, val):

@@ -15,9 +15,11 @@ from tracer import (Zero, get_aval, tangent_aval, new_trace, JaxprTrace, JaxprTr
                     float0, Var, ShapedArray)
 from tracer.ir import Literal
 from tracer.avals import concrete_aval, native
-from primitives.arith import mul_p, safe_mul_p, neg_p, add_any_p, sub_p, add_products_p
+from tracer import core as _core
+from primitives.arith import (mul_p, safe_mul_p, neg_p, add_any_p, add_p, sub_p,
+                              add_products_p)
 from .jvp import (JVPTrace, JVPTracer, unpack, _new_tracer, split_operand, _NO,
-                  apply_lin_rule, coefficient_fits)
+                  apply_lin_rule, coefficient_fits, _scaled_tangent)
 from primitives.arith import div_p
 from primitives.dot import dot_general_p as _dot_p, _MATMUL_DN
 from primitives.shape_ops import reshape_p, broadcast_in_dim_p, transpose_p, squeeze_p
@@ -27,6 +29,7 @@ from primitives.reductions import reduce_sum_p, reduce_max_p, reduce_min_p, minm
 # array primal, linearize runs the implementation and stages the same primitive on
 # the tangent, typed by the output (no JVP rule, no shape rule).
 _STRUCTURAL = frozenset([reshape_p, broadcast_in_dim_p, transpose_p, squeeze_p, reduce_sum_p])
+_DUAL_ARITH = frozenset([mul_p, add_p, sub_p])
 _ndarray = np.ndarray
 _generic = np.generic
 _new = object.__new__
@@ -52,7 +55,7 @@ class LinearizeTrace(JVPTrace):
     fast_ops = True     # JVPTracer's operators and bind_unary call the shortcuts below
 
     def __init__(self, name, builder):
-        super().__init__(name)
+        self.name = name
         self.builder = builder
 
     # --- shortcuts -----------------------------------------------------------------
@@ -73,7 +76,7 @@ class LinearizeTrace(JVPTrace):
             return None
         a = t._aval
         if x._aval is not a and _settle(x, a) is None:
-            return None
+            return self._dual_unary(primitive, x, {})
         try:
             out, (c,) = rule(x.primal)
         except Exception:
@@ -133,7 +136,7 @@ class LinearizeTrace(JVPTrace):
             return None
         a = t._aval
         if x._aval is not a and _settle(x, a) is None:
-            return None
+            return self._dual_arith(mul_p, x, o, swap)
         p = x.primal
         to = type(o)
         if to is JVPTracer:
@@ -169,7 +172,7 @@ class LinearizeTrace(JVPTrace):
             return None
         a = t._aval
         if x._aval is not a and _settle(x, a) is None:
-            return None
+            return self._dual_arith(add_p if sign == 1 else sub_p, x, o, swap)
         p = x.primal
         to = type(o)
         if to is JVPTracer:
@@ -203,7 +206,11 @@ class LinearizeTrace(JVPTrace):
     def process_primitive(self, primitive, args, params):
         if primitive in _STRUCTURAL and len(args) == 1:
             x = args[0]
-            if type(x) is JVPTracer and x._trace is self and type(x.primal) is _ndarray \
+            if type(x) is JVPTracer and x._trace is self and type(x.primal) is JVPTracer:
+                out = self._dual_structural(primitive, x, params)
+                if out is not None:
+                    return out
+            elif type(x) is JVPTracer and x._trace is self and type(x.primal) is _ndarray \
                     and type(x.tangent) is JaxprTracer:
                 try:
                     out = primitive.impl(x.primal, **params)
@@ -232,6 +239,8 @@ class LinearizeTrace(JVPTrace):
                 out = self._linearize_unary(primitive, rule, args[0], params)
             elif n == 2:
                 out = self._linearize_binary(primitive, rule, args, params)
+                if out is None and primitive in _DUAL_ARITH:
+                    out = self._dual_binary(primitive, args[0], args[1])
             else:
                 out = self._linearize(primitive, rule, args, params)
             if out is not None:
@@ -242,9 +251,11 @@ class LinearizeTrace(JVPTrace):
         x, y = args
         px, tx = split_operand(self, x)
         if px is _NO:
-            return None
+            return self._dual_dot(x, y, params)
         py, ty = split_operand(self, y)
-        if py is _NO or type(px) is not _ndarray or type(py) is not _ndarray:
+        if py is _NO:
+            return self._dual_dot(x, y, params)
+        if type(px) is not _ndarray or type(py) is not _ndarray:
             return None
         if (tx is not None and type(tx) is not JaxprTracer and type(tx) is not Zero) or \
                 (ty is not None and type(ty) is not JaxprTracer and type(ty) is not Zero):
@@ -255,18 +266,194 @@ class LinearizeTrace(JVPTrace):
             return None
         if type(out) is not _ndarray:
             return None
+        t = _stage_dot(self.builder, out, px, tx, py, ty, params)
+        return _new_tracer(self, out, Zero.of(out) if t is None else t)
+
+    # --- nested forward-over-reverse --------------------------------------------------
+    # jvp of grad, run eagerly: the primals are themselves tracers of an outer eager
+    # JVPTrace, "dual numbers" (array primal, array tangent; see _outer_dual). The
+    # general path would run each JVP rule, whose primal half binds to the outer
+    # trace operation by operation (the output, then the coefficient from it) and
+    # whose tangent half stages a product with that coefficient. Here the output's
+    # and the coefficient's outer tangents come from NumPy directly (the coefficient's
+    # tangent from the primitive's `lin_dual`, a second-derivative rule), and the
+    # staged equation is the one the array shortcuts stage, its residual being the
+    # coefficient's dual. Anything else returns None: the general path runs.
+    # The tracers made here cache no aval: the shortcuts above read `x._aval is
+    # x.tangent._aval` as "x's primal is an array of that type" (see _settle).
+
+    def _dual_unary(self, primitive, x, params):
+        t = x.tangent
+        if type(t) is not JaxprTracer:
+            return None
+        a = t._aval
+        d = x.primal
+        outer = _outer_dual(d, a)
+        if outer is None:
+            return None
+        p = d.primal
+        dp = d.tangent
+        try:
+            res = primitive.lin(p, **params)
+        except Exception:
+            return None
+        if res is None:
+            return None
+        out, (c,) = res
+        if not _of_type(out, a):
+            return None
+        base, scalar = c if type(c) is tuple else (c, None)
+        if type(base) is float or type(base) is int:
+            # a constant coefficient (neg): no residual
+            if scalar is not None:
+                return None
+            out_dual = _new_tracer(outer, out, _scaled_tangent(dp, base, False))
+            return _unsettled(_scaled(self, out_dual, t, _scalar(base, a), a))
+        if not _of_type(base, a) or (scalar is not None and type(scalar) is not float):
+            return None
+        dual = primitive.lin_dual
+        if dual is None and base is not p and base is not out:
+            return None     # (log, sqrt, ...: their JVP rules handle the poles)
+        safe = primitive.lin_safe
+        dout = _scaled_tangent(dp, c, safe)     # as the outer trace computes it
+        out_dual = _new_tracer(outer, out, dout)
+        if base is p:
+            c_dual = d                          # (x**2: the coefficient is 2 x)
+        elif base is out:
+            c_dual = out_dual                   # (exp: the coefficient is the output)
+        else:
+            c_dual = _new_tracer(outer, base, dual(p, dp, out, dout, base, **params))
+        r = _stage(self, out_dual, safe_mul_p if safe else mul_p,
+                   (t._var, _residual(self.builder, c_dual, a)), a)
+        if scalar is not None:
+            r = _scaled(self, out_dual, r.tangent, _scalar(scalar, a), a)
+        return _unsettled(r)
+
+    def _dual_arith(self, primitive, x, o, swap):
+        """x * o, x + o or x - o (primitive mul_p, add_p or sub_p; o first if swap)
+        where x's primal is a dual number and o a tracer of this trace with a dual
+        primal of the same outer trace, or a constant: the outer trace's product and
+        sum rules applied directly, and the equation fast_mul / fast_add stage."""
+        t = x.tangent
+        a = t._aval
+        d = x.primal
+        outer = _outer_dual(d, a)
+        if outer is None:
+            return None
+        mul = primitive is mul_p
+        to = type(o)
+        if to is JVPTracer:
+            e = _dual_operand(self, o, a, outer)
+            if e is None:
+                return None
+            u = o.tangent
+            if swap:
+                t, u, d, e = u, t, e, d
+            p, q = d.primal, e.primal
+            if mul:
+                # the product rule: (p q, dp q + dq p), and t q + u p staged
+                out_dual = _new_tracer(outer, _multiply(p, q), _add(
+                    _multiply(d.tangent, q), _multiply(e.tangent, p)))
+                builder = self.builder
+                return _unsettled(_stage(self, out_dual, add_products_p, (
+                    t._var, _residual(builder, e, a), u._var, _residual(builder, d, a)), a))
+            combine = _add if primitive is add_p else _subtract
+            out_dual = _new_tracer(outer, combine(p, q), combine(d.tangent, e.tangent))
+            return _unsettled(_stage(self, out_dual, add_any_p if primitive is add_p else sub_p,
+                                     (t._var, u._var), a))
+        c = _dual_constant(o, to, a)
+        if c is None:
+            return None
+        p = d.primal
+        left, right = (c, p) if swap else (p, c)
+        out = _multiply(left, right) if mul else _add(left, right) if primitive is add_p \
+            else _subtract(left, right)
+        if not _of_type(out, a):
+            return None
+        if mul:
+            out_dual = _new_tracer(outer, out, _scaled_tangent(d.tangent, c, False))
+            if to is _ndarray:      # the residual is the constant array
+                return _unsettled(_stage(self, out_dual, mul_p,
+                                         (t._var, _residual(self.builder, c, a)), a))
+            return _unsettled(_scaled(self, out_dual, t, c, a))
+        if swap and primitive is sub_p:
+            out_dual = _new_tracer(outer, out, np.negative(d.tangent))
+            return _unsettled(_stage(self, out_dual, neg_p, (t._var,), a))
+        # a constant added: the tangents pass through
+        return _new_tracer(self, _new_tracer(outer, out, d.tangent), t)
+
+    def _dual_binary(self, primitive, x, y):
+        """mul, add or sub reaching bind (through promote, or with a constant first
+        operand) with a dual operand: _dual_arith."""
+        if type(x) is JVPTracer and x._trace is self and type(x.tangent) is JaxprTracer:
+            return self._dual_arith(primitive, x, y, False)
+        if type(y) is JVPTracer and y._trace is self and type(y.tangent) is JaxprTracer:
+            return self._dual_arith(primitive, y, x, True)
+        return None
+
+    def _dual_structural(self, primitive, x, params):
+        """A _STRUCTURAL primitive on a dual number: linear, so its outer tangent is
+        the primitive applied to the outer tangent."""
+        t = x.tangent
+        if type(t) is not JaxprTracer:
+            return None
+        d = x.primal
+        if _outer_dual(d, t._aval) is None:
+            return None
+        impl = primitive.impl
+        try:
+            out = impl(d.primal, **params)
+            dout = impl(d.tangent, **params)
+        except Exception:
+            return None
+        if not (type(out) is _ndarray or isinstance(out, _generic)) or type(dout) is not type(out):
+            return None
         a = _new(ShapedArray)
         a.shape = out.shape
         a.dtype = out.dtype
         a.weak_type = False
-        b = self.builder
-        t = None
-        if type(tx) is JaxprTracer:
-            t = b.stage_known(_dot_p, [tx, py], params, a)
-        if type(ty) is JaxprTracer:
-            t2 = b.stage_known(_dot_p, [px, ty], params, a)
-            t = t2 if t is None else b.stage_known(add_any_p, [t, t2], {}, a)
-        return _new_tracer(self, out, Zero.of(out) if t is None else t)
+        return _new_tracer(self, _new_tracer(d._trace, out, dout),
+                           self.builder.stage_known(primitive, [t], params, a))
+
+    def _dual_dot(self, x, y, params):
+        """dot_general with dual-number operands (or one constant array): the output
+        and its outer tangent by the implementation (what dot's JVP rule computes on
+        the outer trace), the tangent staged as _linearize_dot stages it."""
+        outer = None
+        operands = []
+        for z in (x, y):
+            if type(z) is JVPTracer and z._trace is self:
+                t = z.tangent
+                if type(t) is not JaxprTracer:
+                    return None
+                o = _outer_dual(z.primal, t._aval)
+                if o is None or (outer is not None and o is not outer):
+                    return None
+                outer = o
+                operands.append((z.primal, t))
+            elif type(z) is _ndarray:
+                operands.append((z, None))
+            else:
+                return None
+        if outer is None:
+            return None
+        (px, tx), (py, ty) = operands
+        # dot's JVP rule on the outer trace: (x y, dx y + x dy), by the implementation
+        xp = px.primal if tx is not None else px
+        yp = py.primal if ty is not None else py
+        impl = _dot_p.impl
+        try:
+            p = impl(xp, yp, **params)
+            dp = None if tx is None else impl(px.tangent, yp, **params)
+            if ty is not None:
+                dq = impl(xp, py.tangent, **params)
+                dp = dq if dp is None else _add(dp, dq)
+        except Exception:
+            return None         # the general path explains the error
+        if not (type(p) is _ndarray or type(p) is _F64_SCALAR or type(p) is _F32_SCALAR):
+            return None
+        return _new_tracer(self, _new_tracer(outer, p, dp),
+                           _stage_dot(self.builder, p, px, tx, py, ty, params))
 
     def _linearize_unary(self, primitive, rule, x, params):
         """_linearize for one operand (unary math: the hot case), without its loops."""
@@ -274,7 +461,7 @@ class LinearizeTrace(JVPTrace):
             return self._linearize(primitive, rule, (x,), params)
         p = x.primal
         if type(p) is not _ndarray:
-            return None
+            return self._dual_unary(primitive, x, params) if type(p) is JVPTracer else None
         try:
             res = rule(p, **params)
         except Exception:
@@ -391,6 +578,8 @@ class LinearizeTrace(JVPTrace):
 
 
 _FAST_DTYPES = tuple(np.dtype(t) for t in (np.float64, np.float32, np.float16))
+_F32, _F16 = _FAST_DTYPES[1], _FAST_DTYPES[2]
+_F64_SCALAR, _F32_SCALAR = np.float64, np.float32
 
 
 def _settle(x, a):
@@ -406,13 +595,102 @@ def _settle(x, a):
     return None
 
 
+def _stage_dot(builder, out, x, tx, y, ty, params):
+    """The tangent of dot_general(x, y) = out, one product per operand whose tangent
+    tx / ty is a tracer of `builder` (staged, typed by `out`); None if neither is."""
+    a = _new(ShapedArray)
+    a.shape = out.shape
+    a.dtype = out.dtype
+    a.weak_type = False
+    t = None
+    if type(tx) is JaxprTracer:
+        t = builder.stage_known(_dot_p, [tx, y], params, a)
+    if type(ty) is JaxprTracer:
+        t2 = builder.stage_known(_dot_p, [x, ty], params, a)
+        t = t2 if t is None else builder.stage_known(add_any_p, [t, t2], {}, a)
+    return t
+
+
+def _outer_dual(d, a):
+    """The trace of `d` if it is a dual number of type `a`: a tracer of an eager
+    JVPTrace (plain forward mode, alive, with no staging trace above it that bind
+    would route operations to) whose primal and tangent are arrays (or NumPy
+    scalars) of a's real floating type. None otherwise."""
+    if type(d) is not JVPTracer:
+        return None
+    outer = d._trace
+    if type(outer) is not JVPTrace or not outer.alive:
+        return None
+    dyn = _core._dynamic_trace
+    if dyn is not None and dyn.level > outer.level:
+        return None
+    dtype = a.dtype
+    if not (dtype is _F64 or dtype is _F32 or dtype is _F16) or a.weak_type:
+        return None
+    # _of_type(d.primal, a) and _of_type(d.tangent, a), inlined (hot)
+    p = d.primal
+    t = d.tangent
+    tp = type(p)
+    if not (tp is _ndarray or tp is _F64_SCALAR or tp is _F32_SCALAR):
+        return None
+    tt = type(t)
+    if not (tt is _ndarray or tt is _F64_SCALAR or tt is _F32_SCALAR):
+        return None
+    shape = a.shape
+    if p.dtype is not dtype or t.dtype is not dtype or p.shape != shape or t.shape != shape:
+        return None
+    return outer
+
+
+def _of_type(v, a):
+    """Whether `v` is an array or a NumPy scalar of type `a` (a dual's primal or
+    tangent: NumPy turns 0-d results into scalars)."""
+    tv = type(v)
+    return (tv is _ndarray or tv is _F64_SCALAR or tv is _F32_SCALAR) and \
+        v.dtype is a.dtype and v.shape == a.shape
+
+
+def _dual_constant(o, to, a):
+    """The constant operand `o` (of type `to`) of a dual shortcut, as the general
+    path would use it against a tangent of type `a`: a Python number cast as
+    promote() casts it, or an array of type `a`; else None."""
+    if to is float or to is int:
+        return _scalar(o, a)
+    if to is _ndarray and o.dtype is a.dtype and o.shape == a.shape:
+        return o
+    if (to is _F64_SCALAR or to is _F32_SCALAR) and o.dtype is a.dtype:
+        return o
+    return None
+
+
+def _unsettled(r):
+    """`r` (a tracer of a dual number) without the aval _stage cached: see _settle."""
+    r._aval = None
+    return r
+
+
+def _dual_operand(trace, o, a, outer):
+    """The dual primal of `o`, a second operand of the dual shortcuts (a tracer of
+    `trace` whose tangent has type `a`, and whose primal is a dual of `outer`)."""
+    if o._trace is not trace:
+        return None
+    u = o.tangent
+    if type(u) is not JaxprTracer:
+        return None
+    b = u._aval
+    if b is not a and (b.shape != a.shape or b.dtype != a.dtype):
+        return None
+    e = o.primal
+    return e if _outer_dual(e, a) is outer else None
+
+
 def _scalar(o, a):
     """The Python scalar `o` as promote() casts it against an array of type `a`, for
     a real floating `a` (kept a Python float against float64), or None."""
     dtype = a.dtype
     if dtype is _F64:
         return o if type(o) is float else _F64.type(o)
-    if dtype is _FAST_DTYPES[1] or dtype is _FAST_DTYPES[2]:
+    if dtype is _F32 or dtype is _F16:
         return dtype.type(o)
     return None
 
@@ -462,9 +740,12 @@ def _scale(builder, t, c, aval, safe=False):
             return t
         if c == -1:
             return builder.stage_typed(neg_p, [t], aval)
-        if type(c) is float or type(c) is int:
-            c = aval.dtype.type(c)      # a literal of the tangent's dtype (lax mul)
+        c = _literal_value(c, aval)     # a literal of the tangent's dtype (lax mul)
     return builder.stage_typed(safe_mul_p if safe else mul_p, [t, c], aval)
+
+
+def _literal_value(c, aval):
+    return aval.dtype.type(c) if type(c) is float or type(c) is int else c
 
 
 def _combine(builder, terms, aval, safe):
@@ -478,7 +759,9 @@ def _combine(builder, terms, aval, safe):
             u1 = type(c1) is not _ndarray and c1 == 1
             if type(c2) is not _ndarray and (c2 == 1 or c2 == -1) and u1:
                 return builder.stage_typed(add_any_p if c2 == 1 else sub_p, [t1, t2], aval)
-            return builder.stage_typed(add_products_p, [t1, c1, t2, c2], aval)
+            # (Python-number coefficients become literals of the tangent's dtype)
+            return builder.stage_typed(add_products_p, [
+                t1, _literal_value(c1, aval), t2, _literal_value(c2, aval)], aval)
     return builder.stage_typed(add_any_p, [_scale(builder, t, c, aval, safe)
                                            for t, c in terms], aval)
 

@@ -35,6 +35,7 @@ from primitives.shape_ops import broadcast_to, reshape_p
 from primitives.reductions import reduce_sum_p
 from primitives._kernels import KERNEL_MIN
 from .deferred_products import Product, times, fused_sum
+from .jvp import JVPTracer
 
 
 def _as_ones(ct):
@@ -230,6 +231,10 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                     if type(b) is not Literal:
                         _write(cts, invars[0], env[b], scale)
                         continue
+                    f = _mul_scale(_LINEAR, b.val)      # a literal factor: a scale
+                    if f is not None:
+                        _write(cts, invars[0], ct, scale * f[0])
+                        continue
                 elif prim is add_products_p:
                     a1, c1, a2, c2 = invars
                     _write(cts, a1, env[c1], scale)
@@ -239,7 +244,9 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                     _write(cts, invars[0], ct, scale)
                     _write(cts, invars[1], ct, scale)
                     continue
-            elif type(ct) is _ndarray or type(ct) is Product:
+            elif type(ct) is _ndarray or type(ct) is Product or type(ct) is JVPTracer:
+                # (a JVPTracer: a cotangent of an outer eager jvp, as in jvp of grad;
+                # its products are the outer trace's mul)
                 small = type(ct) is _ndarray and ct.size < KERNEL_MIN
                 if prim is mul_p:
                     a, b = invars
@@ -250,7 +257,7 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                             continue
                     else:
                         c = env[b]
-                        _write(cts, a, _multiply(ct, c) if small else times(ct, c), scale)
+                        _write(cts, a, _multiply(ct, c) if small else _product(ct, c), scale)
                         continue
                 elif prim is add_products_p:
                     a1, c1, a2, c2 = invars
@@ -260,8 +267,8 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                         _write(cts, a1, _multiply(ct, c1), scale)
                         _write(cts, a2, _multiply(ct, c2), scale)
                     else:
-                        _write(cts, a1, times(ct, c1), scale)
-                        _write(cts, a2, times(ct, c2), scale)
+                        _write(cts, a1, _product(ct, c1), scale)
+                        _write(cts, a2, _product(ct, c2), scale)
                     continue
                 elif prim is add_any_p:
                     a, b = invars
@@ -622,6 +629,13 @@ def _write(cts, v, c, scale):
 
 _ndarray = np.ndarray
 _multiply = np.multiply
+_mul_bind = mul_p.bind
+
+
+def _product(ct, c):
+    """ct * c for a cotangent that is not a small array: deferred where large (see
+    deferred_products.py), the outer trace's mul for a JVPTracer."""
+    return _mul_bind(ct, c) if type(ct) is JVPTracer else times(ct, c)
 
 
 def _rule(prim):

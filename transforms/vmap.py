@@ -73,7 +73,6 @@ class BatchTracer(Tracer):
 
 class BatchTrace(Trace):
     def __init__(self, axis_size, name='vmap'):
-        super().__init__()
         self.axis_size = axis_size
         self.name = name
 
