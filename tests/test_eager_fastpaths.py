@@ -303,3 +303,26 @@ def test_gradients_never_alias_user_arrays():
         assert not np.shares_memory(g, x)
     both = grad(lambda w, v: pnp.sum(x * w + x * v), argnums=(0, 1))(w, w.copy())
     assert not np.shares_memory(both[0], both[1]) and not np.shares_memory(both[0], x)
+
+
+@pytest.mark.parametrize('dtype', [np.float64, np.float32])
+def test_cancelled_cotangents_have_scale_zero(dtype):
+    """Contributions of grad's seed that cancel (v - v) leave a cotangent of ones
+    with scale 0; it must not become the common scale other contributions are
+    divided by (this raised ZeroDivisionError)."""
+    x = np.array([0.7, -0.71, 0.02, 0.87], dtype)
+    v = np.array([1.4, -1.1, -0.75, 1.7], dtype)
+
+    def f(x):
+        u = x + x
+        y = (u - 1.0) * (2.0 - u)
+        return pnp.sum(y - y)
+    g = grad(f)(x)
+    assert g.dtype == dtype and np.all(g == 0)
+    h = jvp(grad(f), (x,), (v,))[1]
+    assert np.all(h == 0)
+
+    def f2(x):
+        y = pnp.tanh(x) * 3.0
+        return pnp.sum(y - y) + pnp.sum(pnp.sin(x) * 2.0)
+    np.testing.assert_allclose(grad(f2)(x), 2.0 * np.cos(x), rtol=1e-6)

@@ -137,7 +137,13 @@ def _combine(v, contributions, absolute=False):
     n = len(values)
     # the common scale: 1 if any contribution has it, else the most frequent, so the
     # fewest values need multiplying (in add_any's coeffs)
-    scale = 1.0 if absolute or 1.0 in scales else max(set(scales), key=scales.count)
+    if absolute or 1.0 in scales:
+        scale = 1.0
+    else:
+        # (a zero scale, from contributions that cancelled, is never the common one:
+        # the others are divided by it)
+        nonzero = [s for s in scales if s != 0.0]
+        scale = max(set(nonzero), key=nonzero.count) if nonzero else 1.0
     if n_ones == n:
         if absolute:
             return broadcast_to(v.aval.dtype.type(sum(scales)), v.aval.shape), 1.0
@@ -282,8 +288,8 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                 pairs = [read(v) for v in eqn.outvars]
                 if all(type(c) is Zero for c, _ in pairs):
                     continue
-                # one scale for all outputs: fold the others in
-                scale = next(s for c, s in pairs if type(c) is not Zero)
+                # one scale for all outputs (a nonzero one): fold the others in
+                scale = next((s for c, s in pairs if type(c) is not Zero and s != 0.0), 1.0)
                 keep_ones = prim.takes_ones
                 ct = [c if type(c) is Zero else
                       _scaled(_materialize(c, v.aval), s / scale) if s != scale else
