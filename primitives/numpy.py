@@ -860,6 +860,7 @@ def _sum_or_prod(name, a, axis, dtype, out, keepdims, initial, where, identity,
 
 
 _ALL_AXES = [tuple(range(n)) for n in range(8)]
+_div_bind = arith.div_p.bind
 _reduce_sum_bind = reductions.reduce_sum_p.bind
 
 
@@ -872,8 +873,37 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=
         nd = len(a.shape)
         if 0 < nd < 8:
             return _reduce_sum_bind(a, axes=_ALL_AXES[nd])
+    if type(axis) is int and dtype is None and out is None and initial is None and \
+            where is None and (type(a) is _np.ndarray or isinstance(a, Tracer)) and \
+            a.dtype.kind == 'f':
+        y = _reduce_one_axis(_reduce_sum_bind, a, axis, keepdims)
+        if y is not None:
+            return y
     return _sum_or_prod('sum', a, axis, dtype, out, keepdims, initial, where, 0,
                         reductions.reduce_max, reductions.reduce_sum, add)
+
+
+_reshape_bind = shape_ops.reshape_p.bind
+
+
+def _reduce_one_axis(bind, a, axis, keepdims):
+    """bind(a, axes=(axis,)) for a floating array or tracer reduced over one int axis
+    in range and not empty, then reshaped to keep that axis if keepdims: the
+    equations the general paths of sum and max stage (their axis normalised, the
+    reshape of _keep), without their argument handling. None where the axis is out
+    of range or empty (the general path explains or handles it)."""
+    shape = a.shape
+    nd = len(shape)
+    if not -nd <= axis < nd:
+        return None
+    if axis < 0:
+        axis += nd
+    if shape[axis] == 0:
+        return None
+    y = bind(a, axes=(axis,))
+    if keepdims:
+        return _reshape_bind(y, new_sizes=shape[:axis] + (1,) + shape[axis + 1:])
+    return y
 
 
 def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
@@ -882,7 +912,16 @@ def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where
 
 
 def _minmax(red, combine, name):
+    bind = {'max': reductions.reduce_max_p, 'min': reductions.reduce_min_p}[name].bind
+
     def f(a, axis=None, out=None, keepdims=False, initial=None, where=None):
+        if type(axis) is int and out is None and initial is None and where is None and \
+                (type(a) is _np.ndarray or isinstance(a, Tracer)) and a.dtype.kind == 'f':
+            # the common case (a max over rows or columns): the general path's
+            # equations (see _reduce_one_axis)
+            y = _reduce_one_axis(bind, a, axis, keepdims)
+            if y is not None:
+                return y
         _no_out(out, name)
         a = _arr(a)
         in_shape = shape_of(a)
@@ -957,6 +996,22 @@ def _divide_by_count(s, n, dt):
 
 
 def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
+    if axis is None and dtype is None and out is None and where is None and \
+            not keepdims and (type(a) is _np.ndarray or (
+                isinstance(a, Tracer) and not a.weak_type)) and a.dtype.kind == 'f':
+        # the common case, a floating array averaged whole: the general path's
+        # reduce_sum and division (its dtype conversions are no-ops here)
+        shape = a.shape
+        nd = len(shape)
+        if 0 < nd < 8:
+            n = 1
+            for d in shape:
+                n *= d
+            dt = a.dtype
+            # divide(s, float(n)) without its promotion: a float dtype with a
+            # Python float keeps the dtype (the float itself against float64)
+            return _div_bind(_reduce_sum_bind(a, axes=_ALL_AXES[nd]),
+                             float(n) if dt is _F64 else dt.type(float(n)))
     _no_out(out, 'mean')
     a = _arr(a)
     dt = _mean_dtype(_dt(a), dtype)
@@ -1927,6 +1982,9 @@ def tri(N, M=None, k=0, dtype=float, *, like=None):
 
 # --- linear algebra ---------------------------------------------------------------------------
 
+_dot_bind = _dotmod.dot_general_p.bind
+
+
 def _dot_general(a, b, contract, batch=((), ())):
     return _dotmod.dot_general(a, b, (contract, batch))
 
@@ -1979,6 +2037,15 @@ def outer(a, b, out=None):
 def matmul(x1, x2, /, out=None, *, dtype=None):
     """Matrix product with NumPy's rules: 1-D operands are promoted to matrices (the
     added dimension is removed again), leading batch dimensions broadcast."""
+    if out is None and dtype is None:
+        # the common case, a matrix times a matrix of one (not weak) dtype: the
+        # general path's one dot_general, without its promotion and checks
+        t1, t2 = type(x1), type(x2)
+        if (t1 is _np.ndarray or (isinstance(x1, Tracer) and not x1.weak_type)) and \
+                (t2 is _np.ndarray or (isinstance(x2, Tracer) and not x2.weak_type)):
+            s1, s2 = x1.shape, x2.shape
+            if len(s1) == 2 and len(s2) == 2 and s1[1] == s2[0] and x1.dtype == x2.dtype:
+                return _dot_bind(x1, x2, dimension_numbers=_dotmod._MATMUL_DN)
     _no_out(out, 'matmul')
     a, b = _prep2(x1, x2)
     if dtype is not None:
@@ -2384,7 +2451,14 @@ def _ufunc_fn(name):
     return None
 
 
+_UFUNC_CALLS = {}   # ufunc -> its function here, for calls without keyword arguments
+
+
 def _array_ufunc(ufunc, method, inputs, kwargs):
+    if not kwargs and method == '__call__':
+        fn = _UFUNC_CALLS.get(ufunc)
+        if fn is not None:      # (x @ w with x an array: the general path's call)
+            return fn(*inputs)
     name = ufunc.__name__
     kwargs = dict(kwargs)
     out = kwargs.pop('out', None)
@@ -2397,6 +2471,8 @@ def _array_ufunc(ufunc, method, inputs, kwargs):
         fn = _ufunc_fn(name)
         if fn is None:
             raise _unsupported(f"numpy.{name}", name)
+        if not kwargs and type(ufunc) is _np.ufunc:
+            _UFUNC_CALLS[ufunc] = fn
         dt = kwargs.pop('dtype', None)
         wh = kwargs.pop('where', True)
         for k in ('casting', 'order', 'subok', 'signature'):

@@ -3,6 +3,8 @@ cumsum. Each primitive sits beside its shape rule and derivative rules.
 
 Axes are static tuples of non-negative ints (the user functions normalise them).
 """
+import math
+
 import numpy as np
 
 from tracer.core import ONES
@@ -88,12 +90,20 @@ def _reduce_sum_transpose(ct, x, axes):
     shape = x.aval.shape
     if type(ct) is np.ndarray:
         # eager reverse mode: broadcast_in_dim's implementation, without its bind
-        return [np.broadcast_to(ct.reshape(
-            tuple(1 if i in axes else d for i, d in enumerate(shape))), shape)]
+        # (small, a copy: the view's values, and cheaper to build)
+        kept = ct.reshape(tuple(1 if i in axes else d for i, d in enumerate(shape)))
+        if _prod(shape) < _COPY_MAX:
+            out = np.empty(shape, ct.dtype)
+            out[...] = kept
+            out.flags.writeable = False     # (read-only, as the view would be)
+            return [out]
+        return [np.broadcast_to(kept, shape)]
     broadcast_in_dim = (_lazy or _bind_lazy())[0]
     return [broadcast_in_dim(ct, shape, _kept(len(shape), axes))]
 
 
+_COPY_MAX = 1 << 14      # elements (primitives/_kernels.py's KERNEL_MIN)
+_prod = math.prod
 deflinear(reduce_sum_p, _reduce_sum_transpose)
 reduce_sum_p.ones_transpose = lambda x, axes: [ONES]   # a broadcast of ones is ones
 
@@ -165,16 +175,38 @@ def _minmax_jvp_concrete(g, ans, x, axes):
     mul, div = (_lazy or _bind_lazy())[3:5]
     dt = dtype_of(g)
     shape = x.shape
-    kept_shape = tuple(1 if i in axes else d for i, d in enumerate(shape))
-    at = np.equal(x, np.reshape(ans, kept_shape)).astype(dt)
-    count = np.add.reduce(at, axis=axes, dtype=dt)
-    if type(count) is not np.ndarray:
-        count = np.asarray(count)
+    at, count = _extreme_mask(x, ans, axes, dt)
     if at.size and count.size and bool((count == 1).all()):
         return reduce_sum(mul(g, at), axes)
     if any(shape[a] == 0 for a in axes):
         count = np.maximum(count, dt.type(1))   # empty reduction: tangent 0, not 0/0
     return div(reduce_sum(mul(g, at), axes), count)
+
+
+def _extreme_mask(x, ans, axes, dt):
+    """(mask, counts) for a max/min `ans` of array `x` over `axes`: 1 (of dtype
+    `dt`) where x attains it, and how many times each output does."""
+    kept_shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    at = np.equal(x, ans.reshape(kept_shape) if type(ans) is np.ndarray else
+                  np.reshape(ans, kept_shape)).astype(dt)
+    count = np.add.reduce(at, axis=axes, dtype=dt)
+    if type(count) is not np.ndarray:
+        count = np.asarray(count)
+    return at, count
+
+
+def minmax_lin(primitive, x, axes):
+    """Eager linearization of reduce_max / reduce_min on a non-empty floating array
+    `x` where every output is attained once (no ties, no NaN): (out, mask), the
+    tangent map being reduce_sum(t * mask, axes) -- the equations _minmax_jvp
+    stages there. None otherwise (the JVP rule handles ties and empty axes)."""
+    if x.size == 0:
+        return None
+    out = _REDUCE_UFUNC[primitive].reduce(x, axis=axes)    # the impl (x not empty)
+    at, count = _extreme_mask(x, out, axes, x.dtype)
+    if not count.size or not np.logical_and.reduce(np.equal(count, 1), axis=None):
+        return None
+    return out, at
 
 
 reduce_max_p = Primitive('reduce_max')
@@ -186,6 +218,9 @@ reduce_min_p = Primitive('reduce_min')
 reduce_min_p.impl = _make_minmax_impl(np.minimum, False)
 reduce_min_p.abstract_eval = _minmax_abstract('reduce_min')
 defjvp2(reduce_min_p, _minmax_jvp)
+
+
+_REDUCE_UFUNC = {reduce_max_p: np.maximum, reduce_min_p: np.minimum}
 
 
 def reduce_max(x, axes):

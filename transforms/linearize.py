@@ -7,6 +7,8 @@ records (the unknown half). That is jvp + partial evaluation in one pass; the
 primal-side values the linear equations read become the linear jaxpr's constants:
 the residuals that reverse mode keeps.
 """
+import math
+
 import numpy as np
 
 from tracer import (Zero, get_aval, tangent_aval, new_trace, JaxprTrace, JaxprTracer,
@@ -18,9 +20,10 @@ from primitives.arith import (mul_p, safe_mul_p, neg_p, add_any_p, add_p, sub_p,
 from .jvp import (JVPTrace, JVPTracer, unpack, _new_tracer, split_operand, _NO,
                   apply_lin_rule, coefficient_fits, _scaled_tangent, product_rule,
                   eager_trace)
-from primitives.dot import dot_general_p as _dot_p
+from primitives.arith import div_p
+from primitives.dot import dot_general_p as _dot_p, _MATMUL_DN
 from primitives.shape_ops import reshape_p, broadcast_in_dim_p, transpose_p, squeeze_p
-from primitives.reductions import reduce_sum_p
+from primitives.reductions import reduce_sum_p, reduce_max_p, reduce_min_p, minmax_lin
 
 # Linear primitives of one operand whose tangent map is the primitive itself: on an
 # array primal, linearize runs the implementation and stages the same primitive on
@@ -32,6 +35,8 @@ _generic = np.generic
 _new = object.__new__
 _F64 = np.dtype(np.float64)
 _multiply, _add, _subtract = np.multiply, np.add, np.subtract
+_np_dot = np.dot
+_true_divide = np.true_divide
 _WEAK_F64 = concrete_aval(1.0)   # the (shared) type of a Python float literal
 
 
@@ -156,6 +161,8 @@ class LinearizeTrace(JVPTrace):
             if type(out) is not _ndarray:
                 return None
             return _scaled(self, out, t, c, a)
+        if to is _ndarray:
+            return _fast_mul_array(self, x, o, swap)
         return None
 
     def fast_add(self, x, o, sign, swap):
@@ -171,7 +178,7 @@ class LinearizeTrace(JVPTrace):
         if to is JVPTracer:
             operand = self._tracer_operand(o, a)
             if operand is None:
-                return None
+                return _fast_add_broadcast(self, x, o, sign, swap)
             q, u, b = operand
             if swap:
                 t, u, p, q, b = u, t, q, p, a
@@ -221,6 +228,10 @@ class LinearizeTrace(JVPTrace):
             out = self._linearize_dot(args, params)
             if out is not None:
                 return out
+        elif primitive in _REDUCTION_SHORTCUTS:
+            out = _REDUCTION_SHORTCUTS[primitive](self, primitive, args, params)
+            if out is not None:
+                return out
         rule = primitive.lin
         if rule is not None:
             n = len(args)
@@ -250,7 +261,7 @@ class LinearizeTrace(JVPTrace):
                 (ty is not None and type(ty) is not JaxprTracer and type(ty) is not Zero):
             return None
         try:
-            out = _dot_p.impl(px, py, **params)
+            out = _dot_impl(px, py, params)
         except Exception:
             return None
         if type(out) is not _ndarray:
@@ -747,6 +758,151 @@ def _combine(builder, terms, aval, safe):
                 t1, _literal_value(c1, aval), t2, _literal_value(c2, aval)], aval)
     return builder.stage_typed(add_any_p, [_scale(builder, t, c, aval, safe)
                                            for t, c in terms], aval)
+
+
+# --- shortcuts for the matrix products, bias adds and reductions of a loss --------
+# (W2's MLP: x @ w + b, max(logits, axis=1, keepdims=True), mean). Each stages the
+# equations the general path stages, with the same NumPy calls for the primal, and
+# declines (None) wherever it would differ.
+
+_MATMUL_PARAMS = {'dimension_numbers': _MATMUL_DN}
+
+
+def _dot_impl(px, py, params):
+    """dot_general's implementation on arrays px, py: for a plain matrix product of
+    two matrices of one dtype, the np.dot its implementation ends in (without its
+    dispatch)."""
+    if params == _MATMUL_PARAMS and px.ndim == 2 and py.ndim == 2 and \
+            px.dtype == py.dtype:
+        return _np_dot(px, py)
+    return _dot_p.impl(px, py, **params)
+
+
+def _fast_add_broadcast(trace, x, o, sign, swap):
+    """x + o or x - o (o + x, o - x if swap) for two tracers of `trace` whose shapes
+    differ by broadcasting (a bias): the sum or difference of the tangents typed by
+    the operand of the output's shape, as _linearize_binary stages it, without
+    promote and bind. None where that path would do anything else."""
+    if o._trace is not trace:
+        return None
+    if swap:
+        x, o = o, x             # operand order
+    t1 = x.tangent
+    t2 = o.tangent
+    p1 = x.primal
+    p2 = o.primal
+    if type(t1) is not JaxprTracer or type(t2) is not JaxprTracer or \
+            type(p1) is not _ndarray or type(p2) is not _ndarray:
+        return None
+    dtype = p1.dtype
+    if p2.dtype is not dtype or dtype not in _FAST_DTYPES:
+        return None
+    w1 = x._aval
+    w2 = o._aval
+    if (w1 is not None and w1.weak_type) or (w2 is not None and w2.weak_type):
+        return None             # promote() would convert
+    a1 = t1._aval
+    a2 = t2._aval
+    if a1.dtype is not dtype or a2.dtype is not dtype:
+        return None
+    out = _add(p1, p2) if sign == 1 else _subtract(p1, p2)
+    if type(out) is not _ndarray or out.dtype is not dtype:
+        return None
+    shape = out.shape
+    if a1.shape == shape:
+        aval = a2 if a2.shape == shape else a1
+    elif a2.shape == shape:
+        aval = a2
+    else:
+        return None
+    if len(a1.shape) > len(shape) or len(a2.shape) > len(shape):
+        return None
+    return _new_tracer(trace, out, trace.builder.stage_typed(
+        add_any_p if sign == 1 else sub_p, (t1, t2), aval))
+
+
+def _fast_mul_array(trace, x, o, swap):
+    """x * o (o * x if swap) for x settled (see _settle) and an array o of x's type
+    (logits * onehot): the product and its tangent t * o, as _linearize_binary's
+    _record stages it, without promote and bind."""
+    a = x._aval
+    if o.shape != a.shape or o.dtype is not a.dtype:
+        return None
+    p = x.primal
+    out = _multiply(o, p) if swap else _multiply(p, o)
+    if type(out) is not _ndarray:
+        return None
+    return _new_tracer(trace, out, trace.builder.stage_product(mul_p, x.tangent, o))
+
+
+def _lin_minmax(trace, primitive, args, params):
+    """reduce_max / reduce_min of a floating array whose extremes are unique (no
+    ties): the output, and the tangent reduce_sum(t * mask) -- the two equations
+    the JVP rule stages there -- without the rule's binds and shape rules."""
+    if len(args) != 1:
+        return None
+    x = args[0]
+    if type(x) is not JVPTracer or x._trace is not trace:
+        return None
+    p = x.primal
+    t = x.tangent
+    if type(p) is not _ndarray or type(t) is not JaxprTracer:
+        return None
+    a = t._aval
+    dtype = p.dtype
+    if a.shape != p.shape or a.dtype is not dtype or a.weak_type or \
+            dtype not in _FAST_DTYPES:
+        return None
+    axes = params['axes']
+    res = minmax_lin(primitive, p, axes)
+    if res is None:
+        return None
+    out, mask = res
+    builder = trace.builder
+    r = _new(ShapedArray)
+    r.shape = out.shape
+    r.dtype = dtype
+    r.weak_type = False
+    tangent = builder.stage_known(reduce_sum_p, [builder.stage_product(mul_p, t, mask)],
+                                  {'axes': axes}, r)
+    return _new_tracer(trace, out, tangent)
+
+
+def _lin_div_scalar(trace, primitive, args, params):
+    """x / c for x with a 0-d primal (a whole reduction, as in a mean) and a
+    constant scalar c of x's dtype (as promote leaves it): the output and the
+    tangent t * (1/c), a literal factor, as the JVP rule of div stages it."""
+    if len(args) != 2:
+        return None
+    x, y = args
+    if type(x) is not JVPTracer or x._trace is not trace:
+        return None
+    p = x.primal
+    t = x.tangent
+    if not isinstance(p, _generic) or type(t) is not JaxprTracer:
+        return None
+    dtype = p.dtype
+    ty = type(y)
+    if (ty is not float and ty is not type(p)) or dtype not in _FAST_DTYPES or \
+            t._aval.dtype is not dtype:
+        return None
+    y = float(y)
+    if y == 0.0:
+        return None
+    c = 1.0 / y
+    if not math.isfinite(c) or c == 0.0:
+        return None
+    a = t._aval
+    if a.weak_type or a.shape != ():
+        return None
+    # div's implementation on a floating x (its result_type check aside), and the
+    # equation builder.stage types by mul's shape rule: the tangent's type
+    out = _true_divide(p, args[1])
+    return _new_tracer(trace, out, trace.builder.stage_typed(mul_p, [t, dtype.type(c)], a))
+
+
+_REDUCTION_SHORTCUTS = {reduce_max_p: _lin_minmax, reduce_min_p: _lin_minmax,
+                        div_p: _lin_div_scalar}
 
 
 class LinearFunction:

@@ -28,8 +28,11 @@ from tracer import Literal, Zero, UndefinedPrimal, Tracer, Var
 from tracer.core import pause_gc, ONES
 from tracer.staging import as_eqn
 from tracer.errors import with_user_line
-from primitives.arith import add_any_p, mul_p, add_products_p, coerce
-from primitives.shape_ops import broadcast_to
+from primitives.arith import add_any_p, mul_p, add_products_p, coerce, safe_mul_p, sub_p
+from primitives._base import unbroadcast
+from primitives.dot import dot_general_p as _dot_p, _MATMUL_DN
+from primitives.shape_ops import broadcast_to, reshape_p
+from primitives.reductions import reduce_sum_p
 from primitives._kernels import KERNEL_MIN
 from .deferred_products import Product, times, fused_sum
 from .jvp import JVPTracer, dual_product
@@ -149,9 +152,12 @@ def _combine(v, contributions, absolute=False):
     if n_ones:
         one = v.aval.dtype.type(1)
         if n_ones + n_arrays == n:
-            # eager: ones of the full shape (a view), so add_any's stacked or fused
-            # sums apply, not a multiply and an add per term
-            one = np.broadcast_to(one, v.aval.shape)
+            # eager: ones of the full shape (a view; small, an array: cheaper to
+            # build), so add_any's stacked or fused sums apply, not a multiply and
+            # an add per term
+            shape = v.aval.shape
+            one = np.full(shape, one) if _prod(shape) < KERNEL_MIN else \
+                np.broadcast_to(one, shape)
         values = [one if c is ONES else c for c in values]   # add_any broadcasts
     if n_ones + n_arrays == n:
         add = add_any_p.impl    # eager: the implementation itself (nothing to trace)
@@ -211,10 +217,22 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
             ct, scale = e if type(e) is tuple else _combine(v, e)
             if scale != 1.0 and ct is not ONES and not _LO < abs(scale) < _HI:
                 ct, scale = _scaled(ct, scale), 1.0
+            if prim is sub_p:
+                # a difference of two linear operands of the output's type: the
+                # cotangent flows to both, negated for the second (sub's
+                # scale_transpose), whatever its kind
+                a, b = invars
+                if type(a) is not Literal and type(b) is not Literal and \
+                        a not in env and b not in env:
+                    _write(cts, a, ct, scale)
+                    _write(cts, b, ct, -scale)
+                    continue
             if ct is ONES:
                 # grad's seed: ones times a factor is the factor (mul's and
                 # add_products' ones_transpose), and flows through a sum unchanged
-                if prim is mul_p:
+                if prim is mul_p or prim is safe_mul_p:
+                    # (safe_mul(ones, c) is c: a cotangent of ones has no zero
+                    # for safe_mul to guard)
                     b = invars[1]
                     if type(b) is not Literal:
                         _write(cts, invars[0], env[b], scale)
@@ -334,6 +352,9 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                     _write(cts, a, ct, scale)
                     _write(cts, b, ct, scale)
                     continue
+        if all_linear and prim in _INLINE and \
+                _transpose_inline(prim, invars, eqn, ct, scale, env, cts):
+            continue
         params = eqn.params
         if all_linear and (type(ct) is _ndarray or type(ct) is Product) and (
                 prim is mul_p or prim is add_products_p or prim is add_any_p):
@@ -397,16 +418,20 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                 continue
             _write(cts, v, c, scale)
     out = []
+    roots = None
     for v in jaxpr.invars:
         e = cts.pop(v, None)
         if e is None:
             out.append(Zero(v.aval))
         elif type(e) is tuple:
             c, scale = e
-            if scale == 1.0 and type(c) is _ndarray and _is_constant(c, env):
+            if scale == 1.0 and type(c) is _ndarray:
                 # ones times a factor is the factor (d/dw sum(x*w) is x), and a
                 # constant may be the caller's array, mutable: hand out a copy
-                c = c.copy()
+                if roots is None:
+                    roots = _constant_roots(env)
+                if id(c if c.base is None else c.base) in roots:
+                    c = c.copy()
             out.append(_scaled(c if type(c) is Product else _materialize(c, v.aval), scale))
         else:
             # leaving the pass: the scales go into add_any's coeffs, not a final mul
@@ -414,13 +439,11 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
     return out
 
 
-def _is_constant(x, env):
-    """Whether array `x` is (a view of the memory of) a value in `env`."""
-    root = x if x.base is None else x.base
-    for r in env.values():
-        if type(r) is _ndarray and (r if r.base is None else r.base) is root:
-            return True
-    return False
+def _constant_roots(env):
+    """The ids of the arrays whose memory the array values of `env` are (views of):
+    an array `x` is (a view of) a constant when id(x.base or x) is among them."""
+    return {id(r if r.base is None else r.base) for r in env.values()
+            if type(r) is _ndarray}
 
 
 def _eager_transpose(prim, invars, params, ct, scale, env, cts, out_shape):
@@ -432,15 +455,26 @@ def _eager_transpose(prim, invars, params, ct, scale, env, cts, out_shape):
     add_products), the cotangent itself times add_any's coefficient."""
     shape = ct.shape
     if prim is add_any_p:
+        coeffs = params.get('coeffs') if params else None
         targets = []
+        broadcast = False
         for v in invars:
             if type(v) is Literal or v in env:
                 continue
             if v.aval.shape != out_shape:
-                return False
+                if coeffs is not None or shape != out_shape:
+                    return False
+                broadcast = True
             targets.append(v)
-        coeffs = params.get('coeffs') if params else None
-        if coeffs is None:
+        if broadcast:
+            # a bias: its cotangent summed down to its shape (add_any's rule,
+            # which runs on the cotangent's value)
+            if type(ct) is Product:
+                ct = ct.value()
+            for v in targets:
+                a = v.aval
+                _write(cts, v, ct if a.shape == out_shape else unbroadcast(ct, a), scale)
+        elif coeffs is None:
             for v in targets:
                 _write(cts, v, ct, scale)
         else:
@@ -482,6 +516,110 @@ def _eager_transpose(prim, invars, params, ct, scale, env, cts, out_shape):
     small = type(ct) is _ndarray and ct.size < KERNEL_MIN
     for v, c, first in writes:
         _write(cts, v, np.multiply(ct, c) if small else times(ct, c), scale)
+    return True
+
+
+def _transpose_inline(prim, invars, eqn, ct, scale, env, cts):
+    """Equations of eager reverse mode through a loss (W2's: x @ w, logits * onehot
+    under grad's seed, logits - m with m broadcast), transposed as their rules do
+    it, without the calls and argument boxing: True when done (written into
+    `cts`), False where the general path runs. Every non-constant variable is
+    linear (all_linear)."""
+    if prim is _dot_p:
+        return _transpose_matmul(invars, eqn, ct, scale, env, cts)
+    if prim is reshape_p or prim is reduce_sum_p:
+        # one linear operand: the general loop's early scaling and the rule
+        tc = type(ct)
+        if tc is not _ndarray and tc is not Product:
+            return False
+        x, = invars
+        if type(x) is Literal or x in env:
+            return False
+        if tc is Product:
+            ct = ct.value()
+        a = x.aval
+        if scale != 1.0 and 4 * ct.size <= _prod(a.shape):
+            ct, scale = _scaled(ct, scale), 1.0
+        u = _new(UndefinedPrimal)
+        u.aval = a
+        c, = prim.transpose(ct, u, **eqn.params)
+        _write(cts, x, c, scale)
+        return True
+    if prim is mul_p:
+        if ct is not ONES:
+            return False
+        # ones times a constant factor of the output's shape is that factor
+        # (mul's ones_transpose)
+        a, b = invars
+        if type(a) is Literal or type(b) is Literal:
+            return False
+        c = env.get(b)
+        if c is None:
+            c, a = env.get(a), b
+        shape = eqn.outvars[0].aval.shape
+        if type(c) is not _ndarray or c.shape != shape or a.aval.shape != shape or a in env:
+            return False
+        _write(cts, a, c, scale)
+        return True
+    if prim is sub_p:
+        tc = type(ct)
+        if tc is not _ndarray and tc is not Product:
+            return False
+        # two linear operands of different shapes: sub's rule (its scale_transpose
+        # declines), each cotangent summed down to its operand's shape
+        a, b = invars
+        if type(a) is not Var or type(b) is not Var or a in env or b in env or \
+                a.aval.shape == b.aval.shape:
+            return False
+        if tc is Product:
+            ct = ct.value()
+        _write(cts, a, unbroadcast(ct, a.aval), scale)
+        _write(cts, b, unbroadcast(_negative(ct), b.aval), scale)
+        return True
+    return False
+
+
+_negative = np.negative
+_dot = np.dot
+_MATMUL_PARAMS = {'dimension_numbers': _MATMUL_DN}
+_INLINE = frozenset([_dot_p, mul_p, sub_p, reshape_p, reduce_sum_p])
+
+
+def _transpose_matmul(invars, eqn, ct, scale, env, cts):
+    """A plain matrix product of a linear matrix and a constant one: the rule's
+    np.dot (dot.py _matmul_transpose), after the general path's early application
+    of the scale to a cotangent much smaller than the linear operand."""
+    if eqn.params != _MATMUL_PARAMS:
+        return False
+    tc = type(ct)
+    if tc is not _ndarray and tc is not Product:
+        return False
+    x, y = invars
+    if type(x) is Literal or type(y) is Literal:
+        return False
+    cx = env.get(x)
+    cy = env.get(y)
+    if cx is None:
+        if type(cy) is not _ndarray or cy.ndim != 2:
+            return False
+        lin, const = x, cy
+    elif cy is None:
+        if type(cx) is not _ndarray or cx.ndim != 2:
+            return False
+        lin, const = y, cx
+    else:
+        return False
+    a = lin.aval
+    dt = const.dtype
+    if len(a.shape) != 2 or a.dtype != dt or len(eqn.outvars[0].aval.shape) != 2:
+        return False
+    if tc is Product:
+        ct = ct.value()
+    if ct.dtype != dt or ct.ndim != 2:
+        return False
+    if scale != 1.0 and 4 * ct.size <= _prod(a.shape):
+        ct, scale = _scaled(ct, scale), 1.0
+    _write(cts, lin, _dot(ct, const.T) if lin is x else _dot(const.T, ct), scale)
     return True
 
 
