@@ -446,7 +446,7 @@ def _div_transpose(ct, x, y):
 
 def _div_jvp_x(g, ans, x, y):
     if not isinstance(y, Tracer) and np.ndim(y) == 0:
-        c = 1.0 / float(y) if np.isrealobj(y) else None
+        c = 1.0 / float(y) if np.isrealobj(y) and float(y) != 0.0 else None
         if c is not None and np.isfinite(c) and c != 0.0:
             # x / constant: a scaling by a literal, which transposition folds
             return mul_p.bind(g, dtype_of(g).type(c))

@@ -326,3 +326,14 @@ def test_cancelled_cotangents_have_scale_zero(dtype):
         y = pnp.tanh(x) * 3.0
         return pnp.sum(y - y) + pnp.sum(pnp.sin(x) * 2.0)
     np.testing.assert_allclose(grad(f2)(x), 2.0 * np.cos(x), rtol=1e-6)
+
+
+def test_division_by_a_zero_constant():
+    """x / 0.0: the derivative 1/0 is infinite, as NumPy computes it (this raised
+    ZeroDivisionError in the JVP rule's scaling shortcut)."""
+    x = np.ones(3)
+    with np.errstate(divide='ignore'):
+        g = grad(lambda x: pnp.sum(x) / 0.0)(x)
+        assert np.all(np.isposinf(g))
+        t = jvp(lambda x: x / 0.0, (x,), (np.array([1.0, -1.0, 2.0]),))[1]
+    np.testing.assert_array_equal(t, [np.inf, -np.inf, np.inf])
