@@ -2034,18 +2034,26 @@ def outer(a, b, out=None):
     return multiply(shape_ops.expand_dims(a, (1,)), shape_ops.expand_dims(b, (0,)))
 
 
+_VECMAT_DN = (((0,), (0,)), ((), ()))
+
+
 def matmul(x1, x2, /, out=None, *, dtype=None):
     """Matrix product with NumPy's rules: 1-D operands are promoted to matrices (the
     added dimension is removed again), leading batch dimensions broadcast."""
     if out is None and dtype is None:
-        # the common case, a matrix times a matrix of one (not weak) dtype: the
-        # general path's one dot_general, without its promotion and checks
+        # the common cases, a matrix times a matrix or vector, or a vector times a
+        # matrix, of one (not weak) dtype: the general path's one dot_general,
+        # without its promotion and checks
         t1, t2 = type(x1), type(x2)
         if (t1 is _np.ndarray or (isinstance(x1, Tracer) and not x1.weak_type)) and \
                 (t2 is _np.ndarray or (isinstance(x2, Tracer) and not x2.weak_type)):
             s1, s2 = x1.shape, x2.shape
-            if len(s1) == 2 and len(s2) == 2 and s1[1] == s2[0] and x1.dtype == x2.dtype:
-                return _dot_bind(x1, x2, dimension_numbers=_dotmod._MATMUL_DN)
+            n1, n2 = len(s1), len(s2)
+            if x1.dtype == x2.dtype and s1 and s2 and s1[-1] == s2[0]:
+                if n1 == 2 and n2 <= 2:         # matrix @ matrix, matrix @ vector
+                    return _dot_bind(x1, x2, dimension_numbers=_dotmod._MATMUL_DN)
+                if n1 == 1 and n2 == 2:         # vector @ matrix
+                    return _dot_bind(x1, x2, dimension_numbers=_VECMAT_DN)
     _no_out(out, 'matmul')
     a, b = _prep2(x1, x2)
     if dtype is not None:

@@ -164,6 +164,31 @@ def test_matmul_fast_path_matches_general(dtype):
         1.0).out_avals[0].dtype == np.float32
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_vector_fast_paths_match_general(dtype):
+    """matrix @ vector and vector @ matrix (W3's A @ x): the general path's one
+    dot_general, bit for bit, eagerly, staged, and under grad and jvp of grad."""
+    rng = _rng(4)
+    a = rng.standard_normal((5, 4)).astype(dtype)
+    x4 = rng.standard_normal(4).astype(dtype)
+    x5 = rng.standard_normal(5).astype(dtype)
+    _same(pnp.matmul(a, x4), pnp.matmul(a, x4, dtype=dtype))
+    _same(pnp.matmul(x5, a), pnp.matmul(x5, a, dtype=dtype))
+    _same(a @ x4, np.matmul(a, x4))
+    for f, g, x in [(lambda x: pnp.sum(pnp.tanh(a @ x) ** 2),
+                     lambda x: pnp.sum(pnp.tanh(pnp.matmul(a, x, dtype=dtype)) ** 2), x4),
+                    (lambda x: pnp.sum(pnp.tanh(x @ a) ** 2),
+                     lambda x: pnp.sum(pnp.tanh(pnp.matmul(x, a, dtype=dtype)) ** 2), x5)]:
+        assert str(make_jaxpr(f)(x)) == str(make_jaxpr(g)(x))
+        _same_tree(value_and_grad(f)(x), value_and_grad(g)(x))
+        _same_tree(jvp(grad(f), (x,), (x,)), jvp(grad(g), (x,), (x,)))
+    with pytest.raises(ValueError, match="mismatch"):
+        pnp.matmul(a, x5)
+    with pytest.raises(ValueError, match="mismatch"):
+        pnp.matmul(x4, a)
+    assert pnp.matmul(x4, x4).shape == ()
+
+
 # --- linearize shortcuts -------------------------------------------------------------------
 
 def _disable_linearize_shortcuts(monkeypatch):

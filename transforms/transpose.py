@@ -35,7 +35,7 @@ from primitives.shape_ops import broadcast_to, reshape_p
 from primitives.reductions import reduce_sum_p
 from primitives._kernels import KERNEL_MIN
 from .deferred_products import Product, times, fused_sum
-from .jvp import JVPTracer, dual_product
+from .jvp import JVPTracer, dual_product, eager_trace, _new_tracer
 
 
 def _as_ones(ct):
@@ -592,7 +592,7 @@ def _transpose_matmul(invars, eqn, ct, scale, env, cts):
     if eqn.params != _MATMUL_PARAMS:
         return False
     tc = type(ct)
-    if tc is not _ndarray and tc is not Product:
+    if tc is not _ndarray and tc is not Product and tc is not JVPTracer:
         return False
     x, y = invars
     if type(x) is Literal or type(y) is Literal:
@@ -611,6 +611,8 @@ def _transpose_matmul(invars, eqn, ct, scale, env, cts):
         return False
     a = lin.aval
     dt = const.dtype
+    if tc is JVPTracer:
+        return _transpose_matmul_dual(lin is x, lin, const, ct, scale, cts)
     if len(a.shape) != 2 or a.dtype != dt or len(eqn.outvars[0].aval.shape) != 2:
         return False
     if tc is Product:
@@ -620,6 +622,36 @@ def _transpose_matmul(invars, eqn, ct, scale, env, cts):
     if scale != 1.0 and 4 * ct.size <= _prod(a.shape):
         ct, scale = _scaled(ct, scale), 1.0
     _write(cts, lin, _dot(ct, const.T) if lin is x else _dot(const.T, ct), scale)
+    return True
+
+
+def _transpose_matmul_dual(lin_first, lin, const, ct, scale, cts):
+    """_transpose_matmul for a cotangent of an outer eager jvp (a dual number, as in
+    jvp of grad): the rule's product on the primal and on the tangent, the NumPy
+    calls its bind on the outer trace ends in. Also (m,k) @ (k,) with the vector
+    linear."""
+    if eager_trace(ct) is None:
+        return False
+    p, dp = ct.primal, ct.tangent
+    dt = const.dtype
+    if type(p) is not _ndarray or type(dp) is not _ndarray or p.dtype is not dt or \
+            dp.dtype is not dt or lin.aval.dtype != dt:
+        return False
+    n = len(lin.aval.shape)
+    if n == 2 and p.ndim == 2:
+        if scale != 1.0 and 4 * p.size <= _prod(lin.aval.shape):
+            return False        # the general loop scales the cotangent first
+        if lin_first:
+            out = _new_tracer(ct._trace, _dot(p, const.T), _dot(dp, const.T))
+        else:
+            out = _new_tracer(ct._trace, _dot(const.T, p), _dot(const.T, dp))
+    elif n == 1 and p.ndim == 1 and not lin_first:
+        if scale != 1.0 and 4 * p.size <= _prod(lin.aval.shape):
+            return False
+        out = _new_tracer(ct._trace, _dot(p, const), _dot(dp, const))
+    else:
+        return False
+    _write(cts, lin, out, scale)
     return True
 
 
