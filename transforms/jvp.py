@@ -10,6 +10,7 @@ from tracer import Trace, Tracer, Zero, get_aval, ShapedArray
 from tracer import core as _core
 from tracer.core import _trace_stack as _stack, array_api as _api
 from tracer.errors import with_user_line
+from primitives.arith import add_any_p as _add_any_p
 
 _ndarray = np.ndarray
 _new = object.__new__
@@ -322,6 +323,36 @@ def dual_product(x, y):
             q.shape != shape or dp.shape != shape or dq.shape != shape:
         return None
     return product_rule(trace, p, dp, q, dq)
+
+
+def dual_sum(xs, coeffs):
+    """add_any(*xs, coeffs=coeffs) for dual numbers (see dual_product) of one trace:
+    the primitive's implementation on the primals, and the tangents scaled and
+    summed as forward mode's linearization rule path does; None for anything else."""
+    trace = eager_trace(xs[0])
+    if trace is None:
+        return None
+    p0 = xs[0].primal
+    if type(p0) is not _ndarray:
+        return None
+    dtype, shape = p0.dtype, p0.shape
+    ps = []
+    ts = []
+    for x in xs:
+        if type(x) is not JVPTracer or x._trace is not trace:
+            return None
+        p, t = x.primal, x.tangent
+        if type(p) is not _ndarray or type(t) is not _ndarray or p.dtype is not dtype or \
+                t.dtype is not dtype or p.shape != shape or t.shape != shape:
+            return None
+        ps.append(p)
+        ts.append(t)
+    out = _add_any_p.impl(*ps, coeffs=coeffs)
+    t_out = None
+    for t, c in zip(ts, (1,) * len(ts) if coeffs is None else coeffs):
+        term = _scaled_tangent(t, c, False)
+        t_out = term if t_out is None else np.add(t_out, term)
+    return _new_tracer(trace, out, t_out)
 
 
 def product_rule(trace, p, dp, q, dq):

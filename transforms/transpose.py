@@ -35,7 +35,7 @@ from primitives.shape_ops import broadcast_to, reshape_p
 from primitives.reductions import reduce_sum_p
 from primitives._kernels import KERNEL_MIN
 from .deferred_products import Product, times, fused_sum
-from .jvp import JVPTracer, dual_product, eager_trace, _new_tracer
+from .jvp import JVPTracer, dual_product, dual_sum, eager_trace, _new_tracer
 
 
 def _as_ones(ct):
@@ -167,9 +167,15 @@ def _combine(v, contributions, absolute=False):
         if fused is not None:
             return fused, scale
         values = [c.value() if type(c) is Product else c for c in values]
-    if scales.count(scale) == n:
+    coeffs = None if scales.count(scale) == n else tuple([s / scale for s in scales])
+    if n_ones == 0 and type(values[0]) is JVPTracer:
+        # cotangents of an outer eager jvp (jvp of grad): add_any's rule directly
+        r = dual_sum(values, coeffs)
+        if r is not None:
+            return r, scale
+    if coeffs is None:
         return add(*values), scale
-    return add(*values, coeffs=tuple([s / scale for s in scales])), scale
+    return add(*values, coeffs=coeffs), scale
 
 
 def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
