@@ -31,12 +31,23 @@ def _own(x):
     return x
 
 
+_any = np.logical_or.reduce     # ndarray.any without its Python wrapper
+
+
+def _natives(xs):
+    """native() of each value; the list itself when none needs converting."""
+    for x in xs:
+        if type(x) is np.ndarray and not x.dtype.isnative:
+            return [native(x) for x in xs]
+    return xs
+
+
 def _check_tangent(p, t, i):
     if type(p) is np.ndarray and type(t) is np.ndarray and p.dtype.kind in 'fc':
         # the common case: a floating array and its tangent
         if t.shape != p.shape or t.dtype != p.dtype:
             return _check_tangent_slow(p, t, i)
-        return t if t.any() else Zero(tangent_aval(get_aval(p)))
+        return t if _any(t, axis=None) else Zero(tangent_aval(get_aval(p)))
     return _check_tangent_slow(p, t, i)
 
 
@@ -95,8 +106,8 @@ def jvp(fun, primals, tangents, has_aux=False):
         tangents = tuple(tangents)
     flat_p, tree_p = tree_flatten(primals)
     flat_t, tree_t = tree_flatten(tangents)
-    flat_p = [native(p) for p in flat_p]
-    flat_t = [native(t) for t in flat_t]
+    flat_p = _natives(flat_p)
+    flat_t = _natives(flat_t)
     if tree_p is not tree_t and tree_p != tree_t:
         raise TypeError(f"jvp: primal and tangent arguments must have the same tree "
                         f"structure, got {tree_p} and {tree_t}")
