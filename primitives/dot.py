@@ -175,6 +175,7 @@ def _ct_operand(ct, other, my_aval, my_contract, my_batch, other_contract, other
 
 
 _MATMUL_DN = (((1,), (0,)), ((), ()))
+MATMUL_PARAMS = {'dimension_numbers': _MATMUL_DN}     # a plain matrix product's params
 _convert_element_type = _transpose = _add_any_p = None
 
 

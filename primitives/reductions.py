@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from tracer.core import ONES
+from ._kernels import KERNEL_MIN
 
 from tracer import Primitive, ShapedArray, Zero, get_aval
 from ._base import deflinear, defjvp2, defjvp_zero, shape_of, dtype_of, zero_like_out
@@ -102,7 +103,7 @@ def _reduce_sum_transpose(ct, x, axes):
     return [broadcast_in_dim(ct, shape, _kept(len(shape), axes))]
 
 
-_COPY_MAX = 1 << 14      # elements (primitives/_kernels.py's KERNEL_MIN)
+_COPY_MAX = KERNEL_MIN     # elements: below, a copy is cheaper to build than a view
 _prod = math.prod
 deflinear(reduce_sum_p, _reduce_sum_transpose)
 reduce_sum_p.ones_transpose = lambda x, axes: [ONES]   # a broadcast of ones is ones

@@ -326,33 +326,14 @@ def dual_product(x, y):
 
 
 def dual_sum(xs, coeffs):
-    """add_any(*xs, coeffs=coeffs) for dual numbers (see dual_product) of one trace:
-    the primitive's implementation on the primals, and the tangents scaled and
-    summed as forward mode's linearization rule path does; None for anything else."""
+    """add_any(*xs, coeffs=coeffs) for tracers of one eager JVPTrace (see
+    eager_trace): what bind would compute there (forward mode's linearization-rule
+    path), without bind; None where that path does not apply."""
     trace = eager_trace(xs[0])
     if trace is None:
         return None
-    p0 = xs[0].primal
-    if type(p0) is not _ndarray:
-        return None
-    dtype, shape = p0.dtype, p0.shape
-    ps = []
-    ts = []
-    for x in xs:
-        if type(x) is not JVPTracer or x._trace is not trace:
-            return None
-        p, t = x.primal, x.tangent
-        if type(p) is not _ndarray or type(t) is not _ndarray or p.dtype is not dtype or \
-                t.dtype is not dtype or p.shape != shape or t.shape != shape:
-            return None
-        ps.append(p)
-        ts.append(t)
-    out = _add_any_p.impl(*ps, coeffs=coeffs)
-    t_out = None
-    for t, c in zip(ts, (1,) * len(ts) if coeffs is None else coeffs):
-        term = _scaled_tangent(t, c, False)
-        t_out = term if t_out is None else np.add(t_out, term)
-    return _new_tracer(trace, out, t_out)
+    return trace._jvp_concrete(_add_any_p.lin, False, xs,
+                               {} if coeffs is None else {'coeffs': coeffs})
 
 
 def product_rule(trace, p, dp, q, dq):

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from tracer import (Zero, get_aval, tangent_aval, new_trace, JaxprTrace, JaxprTracer,
-                    float0, Var, ShapedArray)
+                    float0, Var)
 from tracer.ir import Literal
 from tracer.avals import concrete_aval, native
 from primitives.arith import (mul_p, safe_mul_p, neg_p, add_any_p, add_p, sub_p,
@@ -21,7 +21,7 @@ from .jvp import (JVPTrace, JVPTracer, unpack, _new_tracer, split_operand, _NO,
                   apply_lin_rule, coefficient_fits, _scaled_tangent, product_rule,
                   eager_trace)
 from primitives.arith import div_p
-from primitives.dot import dot_general_p as _dot_p, _MATMUL_DN
+from primitives.dot import dot_general_p as _dot_p, MATMUL_PARAMS as _MATMUL_PARAMS
 from primitives.shape_ops import reshape_p, broadcast_in_dim_p, transpose_p, squeeze_p
 from primitives.reductions import reduce_sum_p, reduce_max_p, reduce_min_p, minmax_lin
 
@@ -206,30 +206,27 @@ class LinearizeTrace(JVPTrace):
     def process_primitive(self, primitive, args, params):
         if primitive in _STRUCTURAL and len(args) == 1:
             x = args[0]
-            if type(x) is JVPTracer and x._trace is self and type(x.primal) is JVPTracer:
-                out = self._dual_structural(primitive, x, params)
-                if out is not None:
-                    return out
-            elif type(x) is JVPTracer and x._trace is self and type(x.primal) is _ndarray \
-                    and type(x.tangent) is JaxprTracer:
-                try:
-                    out = primitive.impl(x.primal, **params)
-                except Exception:
-                    out = None
-                # (a whole reduction gives a NumPy scalar, as on the general path)
-                if type(out) is _ndarray or isinstance(out, _generic):
-                    a = _new(ShapedArray)
-                    a.shape = out.shape
-                    a.dtype = out.dtype
-                    a.weak_type = False
-                    return _new_tracer(self, out, self.builder.stage_known(
-                        primitive, [x.tangent], params, a))
+            if type(x) is JVPTracer and x._trace is self:
+                p = x.primal
+                if type(p) is JVPTracer:
+                    out = self._dual_structural(primitive, x, params)
+                    if out is not None:
+                        return out
+                elif type(p) is _ndarray and type(x.tangent) is JaxprTracer:
+                    try:
+                        out = primitive.impl(p, **params)
+                    except Exception:
+                        out = None
+                    # (a whole reduction gives a NumPy scalar, as on the general path)
+                    if type(out) is _ndarray or isinstance(out, _generic):
+                        return _new_tracer(self, out, self.builder.stage_known(
+                            primitive, [x.tangent], params, concrete_aval(out)))
         elif primitive is _dot_p and len(args) == 2:
             out = self._linearize_dot(args, params)
             if out is not None:
                 return out
-        elif primitive in _REDUCTION_SHORTCUTS:
-            out = _REDUCTION_SHORTCUTS[primitive](self, primitive, args, params)
+        elif primitive in _PRIMITIVE_SHORTCUTS:
+            out = _PRIMITIVE_SHORTCUTS[primitive](self, primitive, args, params)
             if out is not None:
                 return out
         rule = primitive.lin
@@ -407,12 +404,8 @@ class LinearizeTrace(JVPTrace):
             return None
         if not (type(out) is _ndarray or isinstance(out, _generic)) or type(dout) is not type(out):
             return None
-        a = _new(ShapedArray)
-        a.shape = out.shape
-        a.dtype = out.dtype
-        a.weak_type = False
         return _new_tracer(self, _new_tracer(d._trace, out, dout),
-                           self.builder.stage_known(primitive, [t], params, a))
+                           self.builder.stage_known(primitive, [t], params, concrete_aval(out)))
 
     def _dual_dot(self, x, y, params):
         """dot_general with dual-number operands (or one constant array): the output
@@ -509,15 +502,7 @@ class LinearizeTrace(JVPTrace):
                 a2 = ty._aval
                 if (a1.dtype is dtype or a1.dtype == dtype) and \
                         (a2.dtype is dtype or a2.dtype == dtype):
-                    if a1.shape == shape and a2.shape == shape:
-                        aval = a2
-                    elif (a1.shape == shape or a2.shape == shape) and \
-                            len(a1.shape) <= len(shape) and len(a2.shape) <= len(shape):
-                        # a broadcasting sum (a bias): add_any / sub broadcast, and
-                        # their transposes sum back (unbroadcast)
-                        aval = a1 if a1.shape == shape else a2
-                    else:
-                        aval = None
+                    aval = _sum_tangent_aval(a1, a2, shape)
                     if aval is not None:
                         return _new_tracer(self, out, self.builder.stage_typed(
                             add_any_p if c2 == 1 else sub_p, (tx, ty), aval))
@@ -598,10 +583,7 @@ def _settle(x, a):
 def _stage_dot(builder, out, x, tx, y, ty, params):
     """The tangent of dot_general(x, y) = out, one product per operand whose tangent
     tx / ty is a tracer of `builder` (staged, typed by `out`); None if neither is."""
-    a = _new(ShapedArray)
-    a.shape = out.shape
-    a.dtype = out.dtype
-    a.weak_type = False
+    a = concrete_aval(out)
     t = None
     if type(tx) is JaxprTracer:
         t = builder.stage_known(_dot_p, [tx, y], params, a)
@@ -766,9 +748,6 @@ def _combine(builder, terms, aval, safe):
 # equations the general path stages, with the same NumPy calls for the primal, and
 # declines (None) wherever it would differ.
 
-_MATMUL_PARAMS = {'dimension_numbers': _MATMUL_DN}
-
-
 def _dot_impl(px, py, params):
     """dot_general's implementation on arrays px, py: for a plain matrix product of
     two matrices of one dtype, the np.dot its implementation ends in (without its
@@ -777,6 +756,19 @@ def _dot_impl(px, py, params):
             px.dtype == py.dtype:
         return _np_dot(px, py)
     return _dot_p.impl(px, py, **params)
+
+
+def _sum_tangent_aval(a1, a2, shape):
+    """The type of the staged add_any / sub of tangents of types a1, a2 into an
+    output of `shape`, as the general path types it: the second operand's when both
+    have the output's shape; for a broadcasting sum (a bias, whose transpose sums
+    back down: unbroadcast), the one of the output's shape. None otherwise."""
+    if a1.shape == shape and a2.shape == shape:
+        return a2
+    if (a1.shape == shape or a2.shape == shape) and \
+            len(a1.shape) <= len(shape) and len(a2.shape) <= len(shape):
+        return a1 if a1.shape == shape else a2
+    return None
 
 
 def _fast_add_broadcast(trace, x, o, sign, swap):
@@ -809,14 +801,8 @@ def _fast_add_broadcast(trace, x, o, sign, swap):
     out = _add(p1, p2) if sign == 1 else _subtract(p1, p2)
     if type(out) is not _ndarray or out.dtype is not dtype:
         return None
-    shape = out.shape
-    if a1.shape == shape:
-        aval = a2 if a2.shape == shape else a1
-    elif a2.shape == shape:
-        aval = a2
-    else:
-        return None
-    if len(a1.shape) > len(shape) or len(a2.shape) > len(shape):
+    aval = _sum_tangent_aval(a1, a2, out.shape)
+    if aval is None:
         return None
     return _new_tracer(trace, out, trace.builder.stage_typed(
         add_any_p if sign == 1 else sub_p, (t1, t2), aval))
@@ -860,12 +846,8 @@ def _lin_minmax(trace, primitive, args, params):
         return None
     out, mask = res
     builder = trace.builder
-    r = _new(ShapedArray)
-    r.shape = out.shape
-    r.dtype = dtype
-    r.weak_type = False
     tangent = builder.stage_known(reduce_sum_p, [builder.stage_product(mul_p, t, mask)],
-                                  {'axes': axes}, r)
+                                  {'axes': axes}, concrete_aval(out))
     return _new_tracer(trace, out, tangent)
 
 
@@ -902,7 +884,7 @@ def _lin_div_scalar(trace, primitive, args, params):
     return _new_tracer(trace, out, trace.builder.stage_typed(mul_p, [t, dtype.type(c)], a))
 
 
-_REDUCTION_SHORTCUTS = {reduce_max_p: _lin_minmax, reduce_min_p: _lin_minmax,
+_PRIMITIVE_SHORTCUTS = {reduce_max_p: _lin_minmax, reduce_min_p: _lin_minmax,
                         div_p: _lin_div_scalar}
 
 

@@ -30,7 +30,7 @@ from tracer.staging import as_eqn
 from tracer.errors import with_user_line
 from primitives.arith import add_any_p, mul_p, add_products_p, coerce, safe_mul_p, sub_p
 from primitives._base import unbroadcast
-from primitives.dot import dot_general_p as _dot_p, _MATMUL_DN
+from primitives.dot import dot_general_p as _dot_p, MATMUL_PARAMS as _MATMUL_PARAMS
 from primitives.shape_ops import broadcast_to, reshape_p
 from primitives.reductions import reduce_sum_p
 from primitives._kernels import KERNEL_MIN
@@ -223,19 +223,28 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
             ct, scale = e if type(e) is tuple else _combine(v, e)
             if scale != 1.0 and ct is not ONES and not _LO < abs(scale) < _HI:
                 ct, scale = _scaled(ct, scale), 1.0
+            # Whatever the cotangent's kind: a sum passes it to both terms; a
+            # difference too, negated for the second (sub's scale_transpose); a
+            # literal factor only changes the scale (mul's).
+            if prim is add_any_p:
+                _write(cts, invars[0], ct, scale)
+                _write(cts, invars[1], ct, scale)
+                continue
             if prim is sub_p:
-                # a difference of two linear operands of the output's type: the
-                # cotangent flows to both, negated for the second (sub's
-                # scale_transpose), whatever its kind
                 a, b = invars
                 if type(a) is not Literal and type(b) is not Literal and \
                         a not in env and b not in env:
                     _write(cts, a, ct, scale)
                     _write(cts, b, ct, -scale)
                     continue
+            elif prim is mul_p and type(invars[1]) is Literal:
+                f = _mul_scale(_LINEAR, invars[1].val)
+                if f is not None:
+                    _write(cts, invars[0], ct, scale * f[0])
+                    continue
             if ct is ONES:
                 # grad's seed: ones times a factor is the factor (mul's and
-                # add_products' ones_transpose), and flows through a sum unchanged
+                # add_products' ones_transpose)
                 if prim is mul_p or prim is safe_mul_p:
                     # (safe_mul(ones, c) is c: a cotangent of ones has no zero
                     # for safe_mul to guard)
@@ -243,18 +252,10 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                     if type(b) is not Literal:
                         _write(cts, invars[0], env[b], scale)
                         continue
-                    f = _mul_scale(_LINEAR, b.val)      # a literal factor: a scale
-                    if f is not None:
-                        _write(cts, invars[0], ct, scale * f[0])
-                        continue
                 elif prim is add_products_p:
                     a1, c1, a2, c2 = invars
                     _write(cts, a1, env[c1], scale)
                     _write(cts, a2, env[c2], scale)
-                    continue
-                elif prim is add_any_p:
-                    _write(cts, invars[0], ct, scale)
-                    _write(cts, invars[1], ct, scale)
                     continue
             elif type(ct) is _ndarray or type(ct) is Product or type(ct) is JVPTracer:
                 # (a JVPTracer: a cotangent of an outer eager jvp, as in jvp of grad;
@@ -262,12 +263,7 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                 small = type(ct) is _ndarray and ct.size < KERNEL_MIN
                 if prim is mul_p:
                     a, b = invars
-                    if type(b) is Literal:
-                        f = _mul_scale(_LINEAR, b.val)
-                        if f is not None:
-                            _write(cts, a, ct, scale * f[0])
-                            continue
-                    else:
+                    if type(b) is not Literal:
                         c = env[b]
                         _write(cts, a, _multiply(ct, c) if small else _product(ct, c), scale)
                         continue
@@ -281,11 +277,6 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                     else:
                         _write(cts, a1, _product(ct, c1), scale)
                         _write(cts, a2, _product(ct, c2), scale)
-                    continue
-                elif prim is add_any_p:
-                    a, b = invars
-                    _write(cts, a, ct, scale)
-                    _write(cts, b, ct, scale)
                     continue
             eqn = as_eqn(eqn)       # the general path below
         else:
@@ -587,7 +578,6 @@ def _transpose_inline(prim, invars, eqn, ct, scale, env, cts):
 
 _negative = np.negative
 _dot = np.dot
-_MATMUL_PARAMS = {'dimension_numbers': _MATMUL_DN}
 _INLINE = frozenset([_dot_p, mul_p, sub_p, reshape_p, reduce_sum_p])
 
 
@@ -644,19 +634,16 @@ def _transpose_matmul_dual(lin_first, lin, const, ct, scale, cts):
             dp.dtype is not dt or lin.aval.dtype != dt:
         return False
     n = len(lin.aval.shape)
-    if n == 2 and p.ndim == 2:
-        if scale != 1.0 and 4 * p.size <= _prod(lin.aval.shape):
-            return False        # the general loop scales the cotangent first
-        if lin_first:
-            out = _new_tracer(ct._trace, _dot(p, const.T), _dot(dp, const.T))
-        else:
-            out = _new_tracer(ct._trace, _dot(const.T, p), _dot(const.T, dp))
-    elif n == 1 and p.ndim == 1 and not lin_first:
-        if scale != 1.0 and 4 * p.size <= _prod(lin.aval.shape):
-            return False
-        out = _new_tracer(ct._trace, _dot(p, const), _dot(dp, const))
-    else:
+    if n != p.ndim or not (n == 2 or (n == 1 and not lin_first)):
         return False
+    if scale != 1.0 and 4 * p.size <= _prod(lin.aval.shape):
+        return False        # the general loop scales the cotangent first
+    if n == 1:
+        out = _new_tracer(ct._trace, _dot(p, const), _dot(dp, const))
+    elif lin_first:
+        out = _new_tracer(ct._trace, _dot(p, const.T), _dot(dp, const.T))
+    else:
+        out = _new_tracer(ct._trace, _dot(const.T, p), _dot(const.T, dp))
     _write(cts, lin, out, scale)
     return True
 
