@@ -337,3 +337,59 @@ def test_division_by_a_zero_constant():
         assert np.all(np.isposinf(g))
         t = jvp(lambda x: x / 0.0, (x,), (np.array([1.0, -1.0, 2.0]),))[1]
     np.testing.assert_array_equal(t, [np.inf, -np.inf, np.inf])
+
+
+@pytest.mark.parametrize('n', [-2, -1, 0, 1, 2, 3, 5])
+@pytest.mark.parametrize('shape', SHAPES)
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_pow_operator_shortcut(monkeypatch, n, shape, dtype):
+    """`x ** n` for a Python int (JVPTracer.__pow__ -> LinearizeTrace.fast_pow) stages
+    integer_pow as bind does: the same linear jaxpr, gradient and HVP, bit for bit,
+    as `pnp.power` (the general path); exponents integer_pow's rule declines fall
+    back. Also under an outer jvp (dual numbers, jvp of grad)."""
+    x = (RNG.uniform(0.5, 1.5, shape)).astype(dtype)
+    v = RNG.standard_normal(shape).astype(dtype)
+    calls = []
+    orig = lin_mod.LinearizeTrace.fast_pow
+
+    def spy(self, x, y):
+        r = orig(self, x, y)
+        calls.append(r is not None)
+        return r
+    monkeypatch.setattr(lin_mod.LinearizeTrace, 'fast_pow', spy)
+    f_op = lambda x: pnp.sum(pnp.sin(x) ** n * 0.5)
+    f_gen = lambda x: pnp.sum(pnp.power(pnp.sin(x), n) * 0.5)
+    _, lin_op = lin_mod.linearize_flat(lambda x: [f_op(x)], [x])
+    _, lin_gen = lin_mod.linearize_flat(lambda x: [f_gen(x)], [x])
+    assert str(lin_op.jaxpr) == str(lin_gen.jaxpr)
+    assert calls == [n >= 2 and shape != ()]   # (a 0-d primal: the general path)
+    _same(grad(f_op)(x), grad(f_gen)(x))
+    for a, b in zip(jvp(grad(f_op), (x,), (v,)), jvp(grad(f_gen), (x,), (v,))):
+        _same(a, b)
+    s = np.sin(x.astype(np.float64))
+    _close(grad(f_op)(x), 0.5 * n * s ** (n - 1) * np.cos(x.astype(np.float64)), dtype)
+
+
+def test_pow_operator_non_int_exponents():
+    """Exponents that are not Python ints (floats, NumPy integers, arrays) take
+    power's general path; the values still match NumPy's derivative."""
+    x = RNG.uniform(0.5, 1.5, 4)
+    for y in (2.0, np.int64(2), 0.5, np.full(4, 2.0)):
+        g = grad(lambda x: pnp.sum(x ** y))(x)
+        _close(g, y * x ** (y - 1), np.float64)
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_reduce_sum_of_ones_inline(monkeypatch, dtype):
+    """grad's seed through a whole sum is ones of the operand's shape, transposed
+    inline: the gradient bit for bit as the general rule gives it."""
+    x = RNG.standard_normal((3, 4)).astype(dtype)
+    fs = [lambda x: pnp.sum(pnp.sin(x) * x), lambda x: pnp.sum(pnp.sum(x * x, axis=0)),
+          lambda x: 2.0 * pnp.sum(pnp.tanh(x))]
+    for f in fs:
+        fast = grad(f)(x)
+        with monkeypatch.context() as m:
+            m.setattr(tr_mod, '_INLINE', frozenset())
+            gen = grad(f)(x)
+        _same(fast, gen)
+    _close(grad(fs[0])(x), np.cos(x) * x + np.sin(x), dtype)

@@ -233,3 +233,15 @@ def test_big_traced_jaxpr_prints():
         return x
     s = pp(f, np.float64(1.0))
     assert s.count('\n') == 20_000 + 1
+
+
+@pytest.mark.parametrize('value, text', [
+    (np.float32(1.0), "a:f32[]. let b:f32[] = mul a 2.0:f32[]"),
+    (np.float16(1.0), "a:f16[]. let b:f16[] = mul a 2.0:f16[]"),
+    (np.float64(1.0), "a:f64[]. let b:f64[] = mul a 2.0:f64[]"),
+    (np.int32(1), "a:i32[]. let b:i32[] = mul a 2:i32[]")])
+def test_numpy_scalar_arguments_are_strongly_typed(value, text):
+    """A NumPy scalar argument has its own dtype (not weak, unlike a Python
+    number): a Python scalar meeting it takes that dtype."""
+    one = 2 if isinstance(value, np.integer) else 2.0
+    assert text in pp(lambda x: x * one, value)

@@ -76,6 +76,13 @@ _python_scalar_dtypes = {bool: np.dtype(bool), int: np.dtype(np.int64),
 _python_scalar_avals = {t: ShapedArray((), dt, weak_type=t is not bool)
                         for t, dt in _python_scalar_dtypes.items()}
 
+# concrete_aval's table: Python scalars (weakly typed) and the common NumPy scalar
+# types (a full reduction's result), one shared aval each
+_scalar_avals = dict(_python_scalar_avals)
+_scalar_avals.update((t, ShapedArray((), np.dtype(t))) for t in (
+    np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_, np.complex128,
+    np.complex64))
+
 
 def is_python_scalar(x):
     return type(x) in _python_scalar_dtypes
@@ -99,7 +106,7 @@ def concrete_aval(x):
         a.dtype = x.dtype
         a.weak_type = False
         return a
-    a = _python_scalar_avals.get(t)
+    a = _scalar_avals.get(t)
     if a is not None:
         return a   # shared: avals are never mutated once built
     if isinstance(x, np.generic):

@@ -244,9 +244,17 @@ class JaxprTrace(Trace):
         made JaxprEqns here, except with dce=False, whose only caller
         (value_and_grad) transposes the jaxpr at once with backward_pass, which
         reads them as they are."""
-        outvars = [self.full_raise(t)._var for t in out_tracers]
+        outvars = [t._var if type(t) is JaxprTracer and t._trace is self else
+                   self.full_raise(t)._var for t in out_tracers]
         if not dce and not self._multiple_results:
-            return Jaxpr(self.constvars, self.invars, outvars, self.eqns), self.constvals
+            # (the builder is done: its lists are handed over, not copied)
+            jaxpr = _new(Jaxpr)
+            jaxpr.constvars = self.constvars
+            jaxpr.invars = self.invars
+            jaxpr.outvars = outvars
+            jaxpr.eqns = self.eqns
+            jaxpr._last_use = None
+            return jaxpr, self.constvals
         eqns = self.eqns
         if self.compact:
             eqns = [as_eqn(e) if type(e) is tuple else e for e in eqns]

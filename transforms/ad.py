@@ -233,8 +233,8 @@ def split_args(name, fun, argnums, args, kwargs):
 
 def _check_inexact(name, flat):
     for x in flat:
-        if type(x) is np.ndarray and x.dtype.kind in 'fc':
-            continue    # (the common case, without building an aval)
+        if (type(x) is np.ndarray or type(x) is JVPTracer) and x.dtype.kind in 'fc':
+            continue    # (the common cases, without building an aval)
         a = get_aval(x)
         if a.dtype.kind not in 'fc':
             raise TypeError(

@@ -20,7 +20,7 @@ from primitives.arith import (mul_p, safe_mul_p, neg_p, add_any_p, add_p, sub_p,
 from .jvp import (JVPTrace, JVPTracer, unpack, _new_tracer, split_operand, _NO,
                   apply_lin_rule, coefficient_fits, _scaled_tangent, product_rule,
                   eager_trace)
-from primitives.arith import div_p
+from primitives.arith import div_p, integer_pow_p
 from primitives.dot import dot_general_p as _dot_p, MATMUL_PARAMS as _MATMUL_PARAMS
 from primitives.shape_ops import reshape_p, broadcast_in_dim_p, transpose_p, squeeze_p
 from primitives.reductions import reduce_sum_p, reduce_max_p, reduce_min_p, minmax_lin
@@ -113,6 +113,13 @@ class LinearizeTrace(JVPTrace):
         r.tangent = tan
         r._aval = a
         return r
+
+    def fast_pow(self, x, y):
+        """x ** y for a Python int y: what bind reaches through power (integer_pow,
+        for the floating x that a staged tangent implies)."""
+        if type(x.tangent) is not JaxprTracer:
+            return None
+        return self._linearize_unary(integer_pow_p, integer_pow_p.lin, x, {'y': y})
 
     def _tracer_operand(self, o, a):
         """(primal, tangent, tangent type) of the second operand `o`, a JVPTracer,

@@ -525,6 +525,13 @@ def _transpose_inline(prim, invars, eqn, ct, scale, env, cts):
     if prim is _dot_p:
         return _transpose_matmul(invars, eqn, ct, scale, env, cts)
     if prim is reshape_p or prim is reduce_sum_p:
+        if ct is ONES:
+            # a broadcast of ones is ones (reduce_sum's ones_transpose)
+            x, = invars
+            if prim is not reduce_sum_p or type(x) is Literal or x in env:
+                return False
+            _write(cts, x, ONES, scale)
+            return True
         # one linear operand: the general loop's early scaling and the rule
         tc = type(ct)
         if tc is not _ndarray and tc is not Product:
