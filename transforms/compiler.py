@@ -4,7 +4,8 @@
 
 Steps (see docs/jit.md):
 1. Nested `jit` equations are inlined (their constants become constants of the
-   program).
+   program), dead equations dropped, and matrix-vector products sharing a matrix
+   paired into one product (transforms/matvec_pairs.py).
 2. transforms/codegen.py writes the Python source of one numba function
    (`@njit(cache=True, error_model='numpy')`): fused loops, BLAS calls, views.
    An equation that cannot be compiled (a dtype numba does not handle, such as
@@ -30,6 +31,7 @@ from tracer import Literal, DropVar, Var, Jaxpr, ClosedJaxpr, eval_jaxpr
 from primitives._lowering import NotLowerable, call_jaxpr
 from . import codegen
 from . import compile_cache
+from .matvec_pairs import pair_matvecs
 
 _HEADER = ("import math\nimport numpy as np\nfrom numba import njit\n")
 # LeanPipeline (primitives/jitlib.py): numba's pipeline without the passes generated
@@ -228,7 +230,7 @@ class Executable:
     def __init__(self, closed):
         self.closed = closed
         constvars, consts, invars, eqns, outvars = flatten(closed)
-        eqns = _dce(eqns, outvars)
+        eqns = pair_matvecs(_dce(eqns, outvars))
         # constants of jaxprs nested in loops and branches: parameters too
         hoisted, hoisted_consts, const_map = codegen.hoist_consts(eqns)
         constvars, consts = constvars + hoisted, consts + hoisted_consts
