@@ -366,6 +366,13 @@ def test_pow_operator_shortcut(monkeypatch, n, shape, dtype):
     _same(grad(f_op)(x), grad(f_gen)(x))
     for a, b in zip(jvp(grad(f_op), (x,), (v,)), jvp(grad(f_gen), (x,), (v,))):
         _same(a, b)
+    # the (n x**(n-1), n) coefficient staged as the general path stages it
+    with monkeypatch.context() as m:
+        _general_linearize(m)
+        _, lin_slow = lin_mod.linearize_flat(lambda x: [f_gen(x)], [x])
+        g_slow = grad(f_gen)(x)
+    assert str(lin_op.jaxpr) == str(lin_slow.jaxpr)
+    _same(grad(f_op)(x), g_slow)
     s = np.sin(x.astype(np.float64))
     _close(grad(f_op)(x), 0.5 * n * s ** (n - 1) * np.cos(x.astype(np.float64)), dtype)
 

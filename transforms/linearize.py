@@ -470,6 +470,9 @@ class LinearizeTrace(JVPTrace):
         out, coefs = res
         t = x.tangent
         c = coefs[0]
+        scalar = None
+        if type(c) is tuple and len(c) == 2 and type(c[1]) is float:
+            c, scalar = c       # (x**n: n x**(n-1), the factor n kept a scalar)
         if type(out) is _ndarray and type(c) is _ndarray and type(t) is JaxprTracer:
             ta = t._aval
             shape = out.shape
@@ -477,8 +480,11 @@ class LinearizeTrace(JVPTrace):
             if ta.shape == shape and c.shape == shape and (
                     ta.dtype is dtype or ta.dtype == dtype) and (
                     c.dtype is dtype or c.dtype == dtype):
-                return _new_tracer(self, out, self.builder.stage_product(
-                    safe_mul_p if primitive.lin_safe else mul_p, t, c))
+                tan = self.builder.stage_product(
+                    safe_mul_p if primitive.lin_safe else mul_p, t, c)
+                if scalar is not None:      # (_record's _scale of the pair)
+                    tan = _scale(self.builder, tan, scalar, ta)
+                return _new_tracer(self, out, tan)
         return self._record(primitive, out, coefs, (t,))
 
     def _linearize_binary(self, primitive, rule, args, params):
