@@ -400,3 +400,49 @@ def test_reduce_sum_of_ones_inline(monkeypatch, dtype):
             gen = grad(f)(x)
         _same(fast, gen)
     _close(grad(fs[0])(x), np.cos(x) * x + np.sin(x), dtype)
+
+
+@pytest.mark.parametrize('y', [2.0, 3.0, 0.1, 7, -1.0, 1.0, 0.0, -0.0, float('inf'), float('nan')])
+@pytest.mark.parametrize('shape', SHAPES)
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_div_by_number_shortcut(monkeypatch, y, shape, dtype):
+    """`x / y` for a Python number (JVPTracer.__truediv__ -> LinearizeTrace.fast_div)
+    stages what pnp.divide's general path stages: the same linear jaxpr and the same
+    gradient, bit for bit; 0, inf and nan divisors fall back to div's JVP rule."""
+    x = RNG.uniform(0.5, 1.5, shape).astype(dtype)
+    calls = []
+    orig = lin_mod.LinearizeTrace.fast_div
+
+    def spy(self, x, y):
+        r = orig(self, x, y)
+        calls.append(r is not None)
+        return r
+    monkeypatch.setattr(lin_mod.LinearizeTrace, 'fast_div', spy)
+    f_op = lambda x: pnp.sum(pnp.sin(x) / y)
+    f_gen = lambda x: pnp.sum(pnp.divide(pnp.sin(x), y))
+    with np.errstate(all='ignore'):
+        _, lin_op = lin_mod.linearize_flat(lambda x: [f_op(x)], [x])
+        _, lin_gen = lin_mod.linearize_flat(lambda x: [f_gen(x)], [x])
+        assert str(lin_op.jaxpr) == str(lin_gen.jaxpr)
+        g_op, g_gen = grad(f_op)(x), grad(f_gen)(x)
+    _same(g_op, g_gen)
+    finite = y != 0 and np.isfinite(y)
+    assert calls == [finite and shape != ()] * 2
+    if finite:
+        _close(g_op, np.cos(x.astype(np.float64)) / y, dtype)
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_constant_gradient_built_directly(monkeypatch, dtype):
+    """A gradient that is grad's seed times a number (sum(x), sum(x / 2), mean(x))
+    is that number in an array of the input's type, writable; under make_jaxpr it is
+    still staged (a broadcast and a product)."""
+    x = RNG.standard_normal((3, 4)).astype(dtype)
+    for f, c in ((lambda x: pnp.sum(x), 1.0), (lambda x: pnp.sum(x / 2.0), 0.5),
+                 (lambda x: 3.0 * pnp.sum(x), 3.0), (lambda x: pnp.mean(x), 1 / 12)):
+        g = grad(f)(x)
+        assert g.dtype == dtype and g.shape == x.shape and g.flags.writeable
+        np.testing.assert_array_equal(g, np.full(x.shape, c, dtype))
+    from tracer import make_jaxpr
+    text = str(make_jaxpr(grad(lambda x: pnp.sum(x / 2.0)))(x))
+    assert 'broadcast_in_dim' in text and 'mul' in text

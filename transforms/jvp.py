@@ -108,6 +108,15 @@ class JVPTracer(Tracer):
                 return r
         return _api.subtract(o, self)
 
+    def __truediv__(self, o):
+        tr = self._trace
+        if (type(o) is float or type(o) is int) and tr.fast_ops and tr.alive and \
+                _stack[-1] is tr:
+            r = tr.fast_div(self, o)
+            if r is not None:
+                return r
+        return _api.divide(self, o)
+
     def __pow__(self, o):
         tr = self._trace
         if type(o) is int and tr.fast_ops and tr.alive and _stack[-1] is tr:

@@ -114,6 +114,26 @@ class LinearizeTrace(JVPTrace):
         r._aval = a
         return r
 
+    def fast_div(self, x, y):
+        """x / y for a Python number y: div's linearization on an array primal (the
+        output, and the tangent times 1 / y), as bind reaches it through divide."""
+        t = x.tangent
+        if type(t) is not JaxprTracer:
+            return None
+        a = t._aval
+        if x._aval is not a and _settle(x, a) is None:
+            return None
+        c = _scalar(y, a)           # y as promote() casts it against x
+        if c is None:
+            return None
+        res = div_p.lin(x.primal, c)
+        if res is None:
+            return None             # (0 or inf: the JVP rule handles the poles)
+        out, (k, _) = res
+        if type(out) is not _ndarray or out.dtype is not a.dtype:
+            return None
+        return _scaled(self, out, t, _scalar(k, a) if type(k) is float else k, a)
+
     def fast_pow(self, x, y):
         """x ** y for a Python int y: what bind reaches through power (integer_pow,
         for the floating x that a staged tangent implies)."""
@@ -731,7 +751,12 @@ def _scale(builder, t, c, aval, safe=False):
         if c == -1:
             return builder.stage_typed(neg_p, [t], aval)
         c = _literal_value(c, aval)     # a literal of the tangent's dtype (lax mul)
+        if safe and type(c) in _REAL_SCALARS and math.isfinite(c):
+            safe = False    # (safe_mul by a finite number is mul: x / 2.0's tangent)
     return builder.stage_typed(safe_mul_p if safe else mul_p, [t, c], aval)
+
+
+_REAL_SCALARS = (float, np.float64, np.float32, np.float16)
 
 
 def _literal_value(c, aval):

@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from tracer import Literal, Zero, UndefinedPrimal, Tracer, Var
+from tracer import core as _core
 from tracer.core import pause_gc, ONES
 from tracer.staging import as_eqn
 from tracer.errors import with_user_line
@@ -422,6 +423,11 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
             out.append(Zero(v.aval))
         elif type(e) is tuple:
             c, scale = e
+            if c is ONES and _core._dynamic_trace is None:
+                # a constant gradient (sum(x / 2)): the seed's ones times the scale,
+                # built directly (bind would compute it eagerly: nothing stages it)
+                out.append(np.full(v.aval.shape, scale, v.aval.dtype))
+                continue
             if scale == 1.0 and type(c) is _ndarray:
                 # ones times a factor is the factor (d/dw sum(x*w) is x), and a
                 # constant may be the caller's array, mutable: hand out a copy
