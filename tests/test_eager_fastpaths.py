@@ -388,11 +388,14 @@ def test_pow_operator_non_int_exponents():
 
 @pytest.mark.parametrize('dtype', DTYPES)
 def test_reduce_sum_of_ones_inline(monkeypatch, dtype):
-    """grad's seed through a whole sum is ones of the operand's shape, transposed
-    inline: the gradient bit for bit as the general rule gives it."""
+    """grad's seed through a whole sum is ones of the operand's shape, and ones
+    times a factor (mul, safe_mul) is the factor, transposed inline: the gradient
+    bit for bit as the general rules give it."""
     x = RNG.standard_normal((3, 4)).astype(dtype)
     fs = [lambda x: pnp.sum(pnp.sin(x) * x), lambda x: pnp.sum(pnp.sum(x * x, axis=0)),
-          lambda x: 2.0 * pnp.sum(pnp.tanh(x))]
+          lambda x: 2.0 * pnp.sum(pnp.tanh(x)),
+          # safe_mul under the seed (sqrt's and division's coefficients): the factor
+          lambda x: pnp.sum(pnp.sqrt(x * x + 1.0)), lambda x: pnp.sum(1.0 / (pnp.exp(x) + 1.0))]
     for f in fs:
         fast = grad(f)(x)
         with monkeypatch.context() as m:
@@ -446,3 +449,35 @@ def test_constant_gradient_built_directly(monkeypatch, dtype):
     from tracer import make_jaxpr
     text = str(make_jaxpr(grad(lambda x: pnp.sum(x / 2.0)))(x))
     assert 'broadcast_in_dim' in text and 'mul' in text
+
+
+@pytest.mark.parametrize('y', [2.0, 0.1, 7, -1.0, 1.0, 0.0])
+@pytest.mark.parametrize('shape', SHAPES)
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_rdiv_and_neg_shortcuts(monkeypatch, y, shape, dtype):
+    """`y / x` for a Python number and `-x` (LinearizeTrace.fast_rdiv, fast_neg)
+    stage what pnp.divide's and pnp.negative's general paths stage: the same linear
+    jaxpr and gradient, bit for bit."""
+    x = RNG.uniform(0.5, 1.5, shape).astype(dtype)
+    calls = []
+    for name in ('fast_rdiv', 'fast_neg'):
+        orig = getattr(lin_mod.LinearizeTrace, name)
+
+        def spy(self, *args, orig=orig, name=name):
+            r = orig(self, *args)
+            calls.append((name, r is not None))
+            return r
+        monkeypatch.setattr(lin_mod.LinearizeTrace, name, spy)
+    pairs = [(lambda x: pnp.sum(y / pnp.sin(x)), lambda x: pnp.sum(pnp.divide(y, pnp.sin(x)))),
+             (lambda x: pnp.sum(-pnp.sin(x) * y),
+              lambda x: pnp.sum(pnp.negative(pnp.sin(x)) * y))]
+    for f_op, f_gen in pairs:
+        _, lin_op = lin_mod.linearize_flat(lambda x: [f_op(x)], [x])
+        _, lin_gen = lin_mod.linearize_flat(lambda x: [f_gen(x)], [x])
+        assert str(lin_op.jaxpr) == str(lin_gen.jaxpr)
+        _same(grad(f_op)(x), grad(f_gen)(x))
+    assert {n for n, _ in calls} == {'fast_rdiv', 'fast_neg'}
+    assert all(ok for _, ok in calls) == (shape != ())
+    s, c = np.sin(x.astype(np.float64)), np.cos(x.astype(np.float64))
+    _close(grad(pairs[0][0])(x), -y * c / s ** 2, dtype)
+    _close(grad(pairs[1][0])(x), -y * c, dtype)

@@ -117,6 +117,23 @@ class JVPTracer(Tracer):
                 return r
         return _api.divide(self, o)
 
+    def __rtruediv__(self, o):
+        tr = self._trace
+        if (type(o) is float or type(o) is int) and tr.fast_ops and tr.alive and \
+                _stack[-1] is tr:
+            r = tr.fast_rdiv(self, o)
+            if r is not None:
+                return r
+        return _api.divide(o, self)
+
+    def __neg__(self):
+        tr = self._trace
+        if tr.fast_ops and tr.alive and _stack[-1] is tr:
+            r = tr.fast_neg(self)
+            if r is not None:
+                return r
+        return _api.negative(self)
+
     def __pow__(self, o):
         tr = self._trace
         if type(o) is int and tr.fast_ops and tr.alive and _stack[-1] is tr:

@@ -134,6 +134,25 @@ class LinearizeTrace(JVPTrace):
             return None
         return _scaled(self, out, t, _scalar(k, a) if type(k) is float else k, a)
 
+    def fast_rdiv(self, x, y):
+        """y / x for a Python number y: div's linearization, as bind reaches it."""
+        t = x.tangent
+        if type(t) is not JaxprTracer:
+            return None
+        a = t._aval
+        if x._aval is not a and _settle(x, a) is None:
+            return None
+        c = _scalar(y, a)           # y as promote() casts it against x
+        if c is None:
+            return None
+        return self._linearize_binary(div_p, div_p.lin, (c, x), {})
+
+    def fast_neg(self, x):
+        """-x: neg's linearization, as bind reaches it through negative."""
+        if type(x.tangent) is not JaxprTracer:
+            return None
+        return self._linearize_unary(neg_p, neg_p.lin, x, {})
+
     def fast_pow(self, x, y):
         """x ** y for a Python int y: what bind reaches through power (integer_pow,
         for the floating x that a staged tangent implies)."""

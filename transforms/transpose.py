@@ -555,11 +555,11 @@ def _transpose_inline(prim, invars, eqn, ct, scale, env, cts):
         c, = prim.transpose(ct, u, **eqn.params)
         _write(cts, x, c, scale)
         return True
-    if prim is mul_p:
+    if prim is mul_p or prim is safe_mul_p:
         if ct is not ONES:
             return False
         # ones times a constant factor of the output's shape is that factor
-        # (mul's ones_transpose)
+        # (mul's ones_transpose; safe_mul(ones, c) is c: ones have no zero to guard)
         a, b = invars
         if type(a) is Literal or type(b) is Literal:
             return False
@@ -591,7 +591,7 @@ def _transpose_inline(prim, invars, eqn, ct, scale, env, cts):
 
 _negative = np.negative
 _dot = np.dot
-_INLINE = frozenset([_dot_p, mul_p, sub_p, reshape_p, reduce_sum_p])
+_INLINE = frozenset([_dot_p, mul_p, safe_mul_p, sub_p, reshape_p, reduce_sum_p])
 
 
 def _transpose_matmul(invars, eqn, ct, scale, env, cts):
