@@ -481,3 +481,37 @@ def test_rdiv_and_neg_shortcuts(monkeypatch, y, shape, dtype):
     s, c = np.sin(x.astype(np.float64)), np.cos(x.astype(np.float64))
     _close(grad(pairs[0][0])(x), -y * c / s ** 2, dtype)
     _close(grad(pairs[1][0])(x), -y * c, dtype)
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_vector_dot_product(monkeypatch, dtype):
+    """x @ y of two vectors (a NumPy scalar) is linearized by the dot shortcut and
+    grad's seed through it gives the other vector, as the general JVP and transpose
+    rules do, bit for bit; the gradient never aliases the constant vector."""
+    x = RNG.standard_normal(6).astype(dtype)
+    y = RNG.standard_normal(6).astype(dtype)
+    fs = [lambda x: x @ y, lambda x: y @ x, lambda x: pnp.dot(pnp.sin(x), y) * 2.0,
+          lambda x: pnp.tanh(x) @ pnp.cos(x), lambda x: x @ x]
+    ones_calls = []
+    orig = tr_mod._transpose_vecdot_ones
+
+    def spy(*args):
+        r = orig(*args)
+        ones_calls.append(r)
+        return r
+    for f in fs:
+        with monkeypatch.context() as m:
+            m.setattr(tr_mod, '_transpose_vecdot_ones', spy)
+            _, lin_fast = lin_mod.linearize_flat(lambda x: [f(x)], [x])
+            g_fast = grad(f)(x)
+        with monkeypatch.context() as m:
+            m.setattr(lin_mod.LinearizeTrace, '_linearize_dot', lambda self, args, params: None)
+            m.setattr(tr_mod, '_transpose_vecdot_ones', lambda *args: False)
+            _, lin_gen = lin_mod.linearize_flat(lambda x: [f(x)], [x])
+            g_gen = grad(f)(x)
+        assert str(lin_fast.jaxpr) == str(lin_gen.jaxpr)
+        _same(g_fast, g_gen)
+    assert ones_calls[:2] == [True, True]
+    g = grad(fs[0])(x)
+    _same(g, y)
+    assert not np.shares_memory(g, y)

@@ -307,8 +307,8 @@ class LinearizeTrace(JVPTrace):
             out = _dot_impl(px, py, params)
         except Exception:
             return None
-        if type(out) is not _ndarray:
-            return None
+        if not (type(out) is _ndarray or type(out) is _F64_SCALAR or type(out) is _F32_SCALAR):
+            return None     # (a vector dot product's NumPy scalar, as on the general path)
         t = _stage_dot(self.builder, out, px, tx, py, ty, params)
         return _new_tracer(self, out, Zero.of(out) if t is None else t)
 

@@ -529,6 +529,8 @@ def _transpose_inline(prim, invars, eqn, ct, scale, env, cts):
     `cts`), False where the general path runs. Every non-constant variable is
     linear (all_linear)."""
     if prim is _dot_p:
+        if ct is ONES:
+            return _transpose_vecdot_ones(invars, eqn, scale, env, cts)
         return _transpose_matmul(invars, eqn, ct, scale, env, cts)
     if prim is reshape_p or prim is reduce_sum_p:
         if ct is ONES:
@@ -631,6 +633,25 @@ def _transpose_matmul(invars, eqn, ct, scale, env, cts):
     if scale != 1.0 and 4 * ct.size <= _prod(a.shape):
         ct, scale = _scaled(ct, scale), 1.0
     _write(cts, lin, _dot(ct, const.T) if lin is x else _dot(const.T, ct), scale)
+    return True
+
+
+_VECDOT_PARAMS = {'dimension_numbers': (((0,), (0,)), ((), ()))}
+
+
+def _transpose_vecdot_ones(invars, eqn, scale, env, cts):
+    """grad's seed through a dot product of two vectors (x @ y, one of them linear):
+    the cotangent of the linear one is the other (the rule's ones * y)."""
+    if eqn.params != _VECDOT_PARAMS:
+        return False
+    x, y = invars
+    if type(x) is Literal or type(y) is Literal:
+        return False
+    lin, c = (x, env.get(y)) if x not in env else (y, env.get(x))
+    if lin in env or type(c) is not _ndarray or c.shape != lin.aval.shape or \
+            c.dtype != lin.aval.dtype:
+        return False
+    _write(cts, lin, c, scale)
     return True
 
 
