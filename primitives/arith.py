@@ -787,6 +787,19 @@ def _integer_pow_lin(x, y):
 integer_pow_p.lin = _integer_pow_lin
 
 
+def _pow_lin(x, y):
+    # an array to a constant scalar power (x ** 0.5): _pow_jvp_x's coefficient
+    # y x**(y-1), by the same NumPy calls; a traced or array exponent: the JVP rules
+    if type(x) is not np.ndarray or type(y) is np.ndarray or x.dtype.kind != 'f':
+        return None
+    out = np.power(x, y)
+    return out, (np.multiply(y, np.power(x, np.subtract(y, dtype_of(y).type(1)))), None)
+
+
+pow_p.lin = _pow_lin
+pow_p.lin_safe = True       # y x**(y-1) is infinite at 0 for y < 1
+
+
 def _integer_pow_lin_dual(x, dx, out, dout, base, y):
     # base = x**(y-1) (the coefficient's array part, y kept linear): its tangent
     if y == 2:

@@ -515,3 +515,30 @@ def test_vector_dot_product(monkeypatch, dtype):
     g = grad(fs[0])(x)
     _same(g, y)
     assert not np.shares_memory(g, y)
+
+
+@pytest.mark.parametrize('y', [0.5, 1.5, -0.5, 2.5, 3.0])
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_pow_by_constant_lin_rule(monkeypatch, y, dtype):
+    """pow's linearization rule for a constant scalar exponent (x ** 0.5) gives the
+    JVP rule's derivative bit for bit, in reverse and forward mode and to second
+    order; at x = 0 a zero tangent stays 0 (safe), the gradient is infinite for y < 1."""
+    from primitives import arith
+    x = RNG.uniform(0.5, 1.5, (3, 4)).astype(dtype)
+    v = RNG.standard_normal((3, 4)).astype(dtype)
+    f = lambda x: pnp.sum(pnp.sin(x) ** y)
+    fast = (grad(f)(x), jvp(f, (x,), (v,)), jvp(grad(f), (x,), (v,)))
+    with monkeypatch.context() as m:
+        m.setattr(arith.pow_p, 'lin', None)
+        gen = (grad(f)(x), jvp(f, (x,), (v,)), jvp(grad(f), (x,), (v,)))
+    _same(fast[0], gen[0])
+    for a, b in zip(fast[1] + fast[2], gen[1] + gen[2]):
+        _same(a, b)
+    s, c = np.sin(x.astype(np.float64)), np.cos(x.astype(np.float64))
+    _close(fast[0], y * s ** (y - 1) * c, dtype)
+    with np.errstate(all='ignore'):
+        z = np.array([0.0, 4.0], dtype)
+        _, t = jvp(lambda x: x ** y, (z,), (np.array([0.0, 1.0], dtype),))
+        assert t[0] == 0 and t[1] == dtype(y * 4.0 ** (y - 1))
+        g0 = grad(lambda x: pnp.sum(x ** y))(z)[0]
+        assert (g0 == np.sign(y) * np.inf) if y < 1 else (g0 == 0)
