@@ -114,18 +114,25 @@ class LinearizeTrace(JVPTrace):
         r._aval = a
         return r
 
-    def fast_div(self, x, y):
-        """x / y for a Python number y: div's linearization on an array primal (the
-        output, and the tangent times 1 / y), as bind reaches it through divide."""
+    def _with_number(self, x, y):
+        """(tangent, its type, y as promote() casts it against x) for a tracer x of
+        this trace with an array primal and a Python number y; None otherwise."""
         t = x.tangent
         if type(t) is not JaxprTracer:
             return None
         a = t._aval
         if x._aval is not a and _settle(x, a) is None:
             return None
-        c = _scalar(y, a)           # y as promote() casts it against x
-        if c is None:
+        c = _scalar(y, a)
+        return None if c is None else (t, a, c)
+
+    def fast_div(self, x, y):
+        """x / y for a Python number y: div's linearization on an array primal (the
+        output, and the tangent times 1 / y), as bind reaches it through divide."""
+        operand = self._with_number(x, y)
+        if operand is None:
             return None
+        t, a, c = operand
         res = div_p.lin(x.primal, c)
         if res is None:
             return None             # (0 or inf: the JVP rule handles the poles)
@@ -136,16 +143,10 @@ class LinearizeTrace(JVPTrace):
 
     def fast_rdiv(self, x, y):
         """y / x for a Python number y: div's linearization, as bind reaches it."""
-        t = x.tangent
-        if type(t) is not JaxprTracer:
+        operand = self._with_number(x, y)
+        if operand is None:
             return None
-        a = t._aval
-        if x._aval is not a and _settle(x, a) is None:
-            return None
-        c = _scalar(y, a)           # y as promote() casts it against x
-        if c is None:
-            return None
-        return self._linearize_binary(div_p, div_p.lin, (c, x), {})
+        return self._linearize_binary(div_p, div_p.lin, (operand[2], x), {})
 
     def fast_neg(self, x):
         """-x: neg's linearization, as bind reaches it through negative."""
