@@ -40,6 +40,8 @@ CASES = {
     'two matrices': (lambda a, x, v, w: (a @ x) + (a[::-1] @ v), 2),
     'dependent': (lambda a, x, v, w: a.T @ pnp.tanh(a @ x) + a.T @ w, 2),
     'chain': (lambda a, x, v, w: a @ (a.T @ (a @ x)), 3),
+    # the second vector is the first product itself: y2 = M @ y1 cannot pair
+    'power': (lambda a, x, v, w: (lambda s: s @ (s @ x))(a[:5]), 2),
 }
 
 

@@ -15,9 +15,10 @@ The pass rewrites the jaxpr given to the code generator (transforms/compiler.py)
                                       y2 = reshape[(m,)] (slice p row 1)
 
 at the position of the first product when the second vector is already computed
-there, else at the second's when nothing in between reads the first. The two rows come from one BLAS call, so their last bits may differ from
-two separate products, as any reassociation under jit may (the compiled code also
-contracts multiply-adds into FMAs).
+there, else at the second's when nothing up to it reads the first. The two rows
+come from one BLAS call, so their last bits may differ from two separate products,
+as any reassociation under jit may (the compiled code also contracts multiply-adds
+into FMAs).
 """
 from tracer import Var, Literal, JaxprEqn, ShapedArray
 from primitives.dot import dot_general_p
@@ -54,36 +55,37 @@ def pair_matvecs(eqns):
     """eqns with pairs of matrix-vector products of one matrix fused (see above)."""
     defined_at = {}
     first_use = {}
+    products = []           # (index, matrix, vector, dn) of each candidate
     for i, eqn in enumerate(eqns):
         for v in eqn.invars:
             if type(v) is not Literal and v not in first_use:
                 first_use[v] = i
         for v in eqn.outvars:
             defined_at[v] = i
-    products = []           # (index, matrix, vector, dn) of each candidate
-    for i, eqn in enumerate(eqns):
         mv = _matvec(eqn)
         if mv is not None:
             products.append((i,) + mv)
     if len(products) < 2:
         return eqns
-    at = {}                 # position -> (first, second) of a fused pair
+    at = {}                 # position -> (matrix, x1, x2, dn, y1, y2) of a fused pair
     taken = set()
     for a, (i, m, x, dn) in enumerate(products):
         if i in taken:
             continue
+        y1 = eqns[i].outvars[0]
         for j, m2, x2, dn2 in products[a + 1:]:
             if j in taken or m2 is not m or dn2 != dn or x2.aval.shape != x.aval.shape:
                 continue
             # at the first product when the second vector exists there; else at the
-            # second, when nothing in between reads the first product
+            # second, when nothing up to it reads the first product (the second
+            # vector then cannot depend on it: not y2 = M @ y1)
             if defined_at.get(x2, -1) < i:
                 where = i
-            elif first_use.get(eqns[i].outvars[0], j) >= j:
+            elif first_use.get(y1, j + 1) > j:
                 where = j
             else:
                 continue
-            at[where] = (eqns[i], eqns[j])
+            at[where] = (m, x, x2, dn, y1, eqns[j].outvars[0])
             taken.update((i, j))
             break
     if not at:
@@ -97,11 +99,9 @@ def pair_matvecs(eqns):
     return out
 
 
-def _fused(e1, e2):
-    m, x1, dn = _matvec(e1)
-    x2 = _matvec(e2)[1]
+def _fused(m, x1, x2, dn, y1, y2):
     (k,), dt = x1.aval.shape, x1.aval.dtype
-    n = e1.outvars[0].aval.shape[0]
+    n = y1.aval.shape[0]
     row = ShapedArray((1, k), dt)
     r1, r2 = Var(row), Var(row)
     stacked = Var(ShapedArray((2, k), dt))
@@ -111,10 +111,10 @@ def _fused(e1, e2):
             JaxprEqn(concatenate_p, [r1, r2], [stacked], {'dimension': 0}),
             JaxprEqn(dot_general_p, [stacked, m], [block],
                      {'dimension_numbers': _STACKED[dn]})]
-    for r, e in ((0, e1), (1, e2)):
+    for r, y in ((0, y1), (1, y2)):
         piece = Var(ShapedArray((1, n), dt))
         eqns.append(JaxprEqn(slice_p, [block], [piece],
                              {'start_indices': (r, 0), 'limit_indices': (r + 1, n),
                               'strides': None}))
-        eqns.append(JaxprEqn(reshape_p, [piece], [e.outvars[0]], {'new_sizes': (n,)}))
+        eqns.append(JaxprEqn(reshape_p, [piece], [y], {'new_sizes': (n,)}))
     return eqns
