@@ -441,7 +441,8 @@ def test_constant_gradient_built_directly(monkeypatch, dtype):
     still staged (a broadcast and a product)."""
     x = RNG.standard_normal((3, 4)).astype(dtype)
     for f, c in ((lambda x: pnp.sum(x), 1.0), (lambda x: pnp.sum(x / 2.0), 0.5),
-                 (lambda x: 3.0 * pnp.sum(x), 3.0), (lambda x: pnp.mean(x), 1 / 12)):
+                 (lambda x: 3.0 * pnp.sum(x), 3.0), (lambda x: pnp.mean(x), 1 / 12),
+                 (lambda x: pnp.sum(x) + 0.5 * pnp.sum(x), 1.5)):
         g = grad(f)(x)
         assert g.dtype == dtype and g.shape == x.shape and g.flags.writeable
         np.testing.assert_array_equal(g, np.full(x.shape, c, dtype))

@@ -139,7 +139,7 @@ class LinearizeTrace(JVPTrace):
         out, (k, _) = res
         if type(out) is not _ndarray or out.dtype is not a.dtype:
             return None
-        return _scaled(self, out, t, _scalar(k, a) if type(k) is float else k, a)
+        return _scaled(self, out, t, k, a)    # (1 / c: a scalar of c's kind, as _scalar casts)
 
     def fast_rdiv(self, x, y):
         """y / x for a Python number y: div's linearization, as bind reaches it."""

@@ -147,7 +147,7 @@ def _combine(v, contributions, absolute=False):
         scale = max(set(nonzero), key=nonzero.count) if nonzero else 1.0
     if n_ones == n:
         if absolute:
-            return broadcast_to(v.aval.dtype.type(sum(scales)), v.aval.shape), 1.0
+            return _ones_times(v.aval, sum(scales)), 1.0
         return ONES, sum(scales)
     add = add_any_p.bind
     if n_ones:
@@ -424,9 +424,7 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
         elif type(e) is tuple:
             c, scale = e
             if c is ONES and _core._dynamic_trace is None:
-                # a constant gradient (sum(x / 2)): the seed's ones times the scale,
-                # built directly (bind would compute it eagerly: nothing stages it)
-                out.append(np.full(v.aval.shape, scale, v.aval.dtype))
+                out.append(_ones_times(v.aval, scale))    # a constant gradient
                 continue
             if scale == 1.0 and type(c) is _ndarray:
                 # ones times a factor is the factor (d/dw sum(x*w) is x), and a
@@ -440,6 +438,15 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
             # leaving the pass: the scales go into add_any's coeffs, not a final mul
             out.append(_scaled(*_combine(v, e, absolute=True)))
     return out
+
+
+def _ones_times(aval, scale):
+    """scale * ones of type `aval` (a gradient that is grad's seed times a number,
+    as in sum(x / 2)): built directly when eager (bind would compute it at once),
+    a broadcast a staging trace records otherwise."""
+    if _core._dynamic_trace is None:
+        return np.full(aval.shape, scale, aval.dtype)
+    return broadcast_to(aval.dtype.type(scale), aval.shape)
 
 
 def _constant_roots(env):
