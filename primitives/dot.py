@@ -211,7 +211,7 @@ def _dot_transpose(ct, x, y, dimension_numbers, preferred_element_type=None):
     return [None, _ct_operand(ct, x, y.aval, rc, rb, lc, lb, xf, ct_xf)]
 
 
-_DN_LHS_T = (((0,), (0,)), ((), ()))     # x^T @ ct (and ct @ x for a vector ct)
+_DN_LHS_T = (((0,), (0,)), ((), ()))     # x^T @ ct; also vector @ matrix, vector . vector
 _DN_RHS_T = (((1,), (1,)), ((), ()))     # ct @ y^T
 
 

@@ -2034,7 +2034,7 @@ def outer(a, b, out=None):
     return multiply(shape_ops.expand_dims(a, (1,)), shape_ops.expand_dims(b, (0,)))
 
 
-_VECMAT_DN = (((0,), (0,)), ((), ()))
+_VECMAT_DN = _dotmod._DN_LHS_T    # vector @ matrix: the first axes contracted
 
 
 def matmul(x1, x2, /, out=None, *, dtype=None):

@@ -21,14 +21,14 @@ as any reassociation under jit may (the compiled code also contracts multiply-ad
 into FMAs).
 """
 from tracer import Var, Literal, JaxprEqn, ShapedArray
-from primitives.dot import dot_general_p
+from primitives.dot import dot_general_p, _MATMUL_DN, _DN_LHS_T, _DN_RHS_T
 from primitives.shape_ops import reshape_p, concatenate_p
 from primitives.slicing import slice_p
 
-_MAT_VEC = (((1,), (0,)), ((), ()))     # M @ x: M (m, k), x (k,)
-_VEC_MAT = (((0,), (0,)), ((), ()))     # x @ M: x (k,), M (k, m)
+_MAT_VEC = _MATMUL_DN      # M @ x: M (m, k), x (k,)
+_VEC_MAT = _DN_LHS_T       # x @ M: x (k,), M (k, m)
 # the stacked vectors (2, k) against M: contract k with M's axis 1 (M @ x), axis 0 (x @ M)
-_STACKED = {_MAT_VEC: (((1,), (1,)), ((), ())), _VEC_MAT: (((1,), (0,)), ((), ()))}
+_STACKED = {_MAT_VEC: _DN_RHS_T, _VEC_MAT: _MATMUL_DN}
 
 
 def _matvec(eqn):

@@ -31,7 +31,7 @@ from tracer.staging import as_eqn
 from tracer.errors import with_user_line
 from primitives.arith import add_any_p, mul_p, add_products_p, coerce, safe_mul_p, sub_p
 from primitives._base import unbroadcast
-from primitives.dot import dot_general_p as _dot_p, MATMUL_PARAMS as _MATMUL_PARAMS
+from primitives.dot import dot_general_p as _dot_p, MATMUL_PARAMS as _MATMUL_PARAMS, _DN_LHS_T
 from primitives.shape_ops import broadcast_to, reshape_p
 from primitives.reductions import reduce_sum_p
 from primitives._kernels import KERNEL_MIN
@@ -643,7 +643,7 @@ def _transpose_matmul(invars, eqn, ct, scale, env, cts):
     return True
 
 
-_VECDOT_PARAMS = {'dimension_numbers': (((0,), (0,)), ((), ()))}
+_VECDOT_PARAMS = {'dimension_numbers': _DN_LHS_T}     # vector . vector
 
 
 def _transpose_vecdot_ones(invars, eqn, scale, env, cts):
