@@ -72,6 +72,27 @@ def _tanh64_lin(x, out, d):
 _F64 = np.dtype(np.float64)
 
 
+# 1 - t^2 (tanh's derivative from its output, for the types tanh64 does not take:
+# float32) in one pass instead of NumPy's two; the same product and difference, so
+# equal results.
+
+@numba.njit(cache=True)
+def _one_minus_square(t, d):
+    for i in range(t.size):
+        s = t[i] * t[i]
+        d[i] = 1 - s
+
+
+def one_minus_square(t):
+    """1 - t*t for a large contiguous floating array, or None."""
+    if type(t) is not np.ndarray or t.dtype not in KERNEL_DTYPES or t.size < KERNEL_MIN or \
+            not t.flags.c_contiguous:
+        return None
+    d = np.empty_like(t)
+    _one_minus_square(t.reshape(-1), d.reshape(-1))
+    return d
+
+
 def tanh64(x, with_derivative=False):
     """tanh of a large contiguous float64 array (and 1 - tanh^2), or None."""
     if type(x) is not np.ndarray or x.dtype != _F64 or x.size < KERNEL_MIN or \

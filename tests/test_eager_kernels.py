@@ -113,3 +113,32 @@ def test_cube_kernel_equals_numpy_and_differentiates(dtype):
                                rtol=1e-12 if dtype == np.float64 else 1e-6)
     # the value is the eager one
     assert v == pnp.sum(x * x * x)
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_one_minus_square_kernel_equals_numpy(dtype):
+    from primitives._kernels import one_minus_square
+    t = np.tanh(RNG.standard_normal((128, KERNEL_MIN // 128)) * 3).astype(dtype)
+    t.flat[:7] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, 1e-30]
+    d = one_minus_square(t)
+    assert d.dtype == dtype and d.shape == t.shape
+    np.testing.assert_array_equal(d, 1 - t * t)
+    # where it does not apply: small, strided, integer
+    assert one_minus_square(t.reshape(-1)[:100]) is None
+    assert one_minus_square(t[:, ::2]) is None
+    assert one_minus_square(np.ones(KERNEL_MIN, np.int64)) is None
+
+
+def test_float32_tanh_gradient_uses_one_pass_derivative(monkeypatch):
+    """A large float32 tanh's coefficient comes from the kernel, and the gradient
+    is the one NumPy's two passes give."""
+    from primitives import _kernels
+    x = RNG.standard_normal((128, 256)).astype(np.float32)
+    calls = []
+    real = _kernels._one_minus_square
+    monkeypatch.setattr(_kernels, '_one_minus_square', lambda t, d: (calls.append(t.size), real(t, d)))
+    g = grad(lambda x: pnp.sum(pnp.tanh(x)))(x)
+    assert calls == [x.size]
+    t = np.tanh(x)
+    np.testing.assert_array_equal(g, 1 - t * t)
+    assert g.dtype == np.float32
