@@ -157,3 +157,67 @@ def test_dtypes_numba_lacks_are_computed_by_numpy(dtype):
     want = np.cos(x64) * x64 ** 2 + 2 * np.sin(x64) * x64 + 4 * x64
     tol = 2e-2 if dtype == np.float16 else 1e-12
     np.testing.assert_allclose(g.astype(np.float64), want, rtol=tol, atol=tol)
+
+
+def test_product_written_into_a_first_factor_nothing_else_holds():
+    """A cotangent only the Product holds takes the product in place (no new array);
+    one that anything else can see (a caller's array, a view, a second Product) is
+    left as it was."""
+    rng = np.random.default_rng(9)
+    a, c = rng.standard_normal(N), rng.standard_normal(N)
+    want = a * c
+    p = times(a.copy(), c)          # (a temporary: only p holds it)
+    v = p.value()
+    assert v is p.factors[0]
+    np.testing.assert_array_equal(v, want)
+
+    held = rng.standard_normal(N)
+    before = held.copy()
+    v = Product((held, c)).value()
+    assert v is not held
+    np.testing.assert_array_equal(held, before)
+    np.testing.assert_array_equal(v, before * c)
+
+    base = rng.standard_normal(N)
+    before = base.copy()
+    Product((base[:], c)).value()           # a view: its base would see the write
+    np.testing.assert_array_equal(base, before)
+
+    shared = rng.standard_normal(N)
+    before = shared.copy()
+    p1, p2 = Product((shared, c)), Product((shared, 2 * c))
+    del shared
+    np.testing.assert_array_equal(p1.value(), before * c)
+    np.testing.assert_array_equal(p2.value(), before * (2 * c))
+
+    frozen = rng.standard_normal(N)
+    frozen.flags.writeable = False
+    p = Product((frozen.copy(), c))
+    p.factors[0].flags.writeable = False
+    np.testing.assert_array_equal(p.value(), frozen * c)
+
+
+def test_backward_pass_writes_products_in_place_with_unchanged_results(monkeypatch):
+    """In a backward pass through matrix products and tanh (an MLP layer), the
+    cotangent a matrix product makes is multiplied in place; the gradient is the
+    one of the allocating path, bit for bit, and the caller's arrays are untouched."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((128, 256)).astype(np.float32)
+    w1 = rng.standard_normal((256, 128)).astype(np.float32) / 16
+    w2 = rng.standard_normal((128, 64)).astype(np.float32) / 16
+    args = (w1, w2)
+    copies = [a.copy() for a in (x, w1, w2)]
+
+    def loss(w1, w2):
+        return pnp.sum(pnp.tanh(pnp.tanh(x @ w1) @ w2))
+    seen = []
+    real = dp._sole_owner
+    monkeypatch.setattr(dp, '_sole_owner', lambda fs: seen.append(real(fs)) or seen[-1])
+    g = grad(loss, argnums=(0, 1))(*args)
+    assert True in seen
+    monkeypatch.setattr(dp, '_sole_owner', lambda fs: False)
+    want = grad(loss, argnums=(0, 1))(*args)
+    for a, b in zip(g, want):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip((x, w1, w2), copies):
+        np.testing.assert_array_equal(a, b)

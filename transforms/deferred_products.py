@@ -16,6 +16,8 @@ multiply-adds.
 A kernel is generated per pattern (the number of factors of each term) and cached
 on disk by numba (transforms/compile_cache.py), compiled for each dtype it meets.
 """
+import sys
+
 import numpy as np
 
 from primitives._kernels import KERNEL_MIN, KERNEL_DTYPES
@@ -40,7 +42,10 @@ class Product:
         v = self._value
         if v is None:
             fs = self.factors
-            v = np.multiply(fs[0], fs[1])
+            if _sole_owner(fs):     # (asked first: no reference of ours is held yet)
+                v = np.multiply(fs[0], fs[1], out=fs[0])
+            else:
+                v = np.multiply(fs[0], fs[1])
             for f in fs[2:]:
                 np.multiply(v, f, out=v)
             self._value = v
@@ -50,6 +55,26 @@ class Product:
         """The arrays to multiply: the value once computed (one read, not several)."""
         v = self._value
         return (v,) if v is not None else self.factors
+
+
+def _first_factor_refs(fs):
+    a = fs[0]
+    return _getrefcount(a)
+
+
+_getrefcount = sys.getrefcount
+# The count _first_factor_refs sees for an array that only its factors tuple holds
+# (measured, not assumed: it depends on how the interpreter counts its own references).
+_SOLE_REFS = _first_factor_refs((np.empty(1), None))
+
+
+def _sole_owner(fs):
+    """Whether the first factor can take the product in place: nothing but this
+    Product refers to it (a cotangent the backward pass made and handed on, as a
+    matrix product's result) and it owns its memory, so no view or other holder can
+    see the write. NumPy's temporary elision for `a * b`, for one backward step."""
+    return fs[0].base is None and fs[0].flags.writeable and \
+        _first_factor_refs(fs) == _SOLE_REFS
 
 
 def _deferrable(x, shape, dtype):
