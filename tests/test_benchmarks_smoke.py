@@ -221,3 +221,26 @@ def test_peg_and_w6_report_rows():
     assert speed['measured'] == pytest.approx(3.0) and speed['status'] == 'MISS'
     assert _jobs('w6,peg') == ['W6', 'PEG']
     assert 'PEG' in report.format_table(list(rows.values()))
+
+
+def test_workload_data_start_on_cache_lines_with_the_generators_values():
+    """Every data array is 64-byte aligned (BLAS speed depends on it, see
+    workloads.ALIGN) and holds what the seeded generator drew."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((W.W3_SIZE, W.W3_SIZE)) / 16.0
+    x = rng.standard_normal(W.W3_SIZE)
+    got = W.w3_data()
+    np.testing.assert_array_equal(got[0], a)
+    np.testing.assert_array_equal(got[1], x)
+    params, xs, onehot = W.w2_data(sizes=(6, 5, 3), batch=4)
+    for arr in (*W.w1_data(), *got, *params, xs, onehot, W.w4_data(n=100),
+                *W.rnn_data(T=3)[0]):
+        assert arr.ctypes.data % W.ALIGN == 0
+        assert arr.flags.c_contiguous and arr.flags.writeable
+    for shape, dtype in [((7,), np.float32), ((3, 5), np.float64), ((), np.float64),
+                         ((0, 4), np.float32)]:
+        src = np.arange(int(np.prod(shape)), dtype=dtype).reshape(shape)
+        out = W.aligned(src)
+        assert out.shape == shape and out.dtype == dtype
+        assert out.size == 0 or out.ctypes.data % W.ALIGN == 0
+        np.testing.assert_array_equal(out, src)
