@@ -37,6 +37,12 @@ def _axpy(x, c, out):
         out[i] += c * x[i]
 
 
+def _takes(x, dtypes=KERNEL_DTYPES):
+    """Whether a kernel takes `x`: a large C-contiguous array of one of `dtypes`."""
+    return type(x) is np.ndarray and x.dtype in dtypes and x.size >= KERNEL_MIN and \
+        x.flags.c_contiguous
+
+
 def lincomb(xs, coeffs, out):
     """out[:] = sum_k coeffs[k] * xs[k] over flat contiguous arrays of one dtype."""
     n = len(xs)
@@ -69,7 +75,7 @@ def _tanh64_lin(x, out, d):
         d[i] = 1.0 - t * t
 
 
-_F64 = np.dtype(np.float64)
+_F64_ONLY = (np.dtype(np.float64),)
 
 
 # 1 - t^2 (tanh's derivative from its output, for the types tanh64 does not take:
@@ -85,8 +91,7 @@ def _one_minus_square(t, d):
 
 def one_minus_square(t):
     """1 - t*t for a large contiguous floating array, or None."""
-    if type(t) is not np.ndarray or t.dtype not in KERNEL_DTYPES or t.size < KERNEL_MIN or \
-            not t.flags.c_contiguous:
+    if not _takes(t):
         return None
     d = np.empty_like(t)
     _one_minus_square(t.reshape(-1), d.reshape(-1))
@@ -95,8 +100,7 @@ def one_minus_square(t):
 
 def tanh64(x, with_derivative=False):
     """tanh of a large contiguous float64 array (and 1 - tanh^2), or None."""
-    if type(x) is not np.ndarray or x.dtype != _F64 or x.size < KERNEL_MIN or \
-            not x.flags.c_contiguous:
+    if not _takes(x, _F64_ONLY):
         return None
     out = np.empty_like(x)
     if not with_derivative:
@@ -120,8 +124,7 @@ def _cube_lin(x, square, cube):
 
 def cube_with_square(x):
     """(x*x*x, x*x) for a large contiguous floating array, or None."""
-    if type(x) is not np.ndarray or x.dtype not in KERNEL_DTYPES or x.size < KERNEL_MIN or \
-            not x.flags.c_contiguous:
+    if not _takes(x):
         return None
     square = np.empty_like(x)
     cube = np.empty_like(x)
