@@ -237,12 +237,14 @@ tan_p.lin = _lin_with_ans(np.tan, lambda ans, x: ans * ans + 1)
 
 
 def _tanh_lin(x):
-    if type(x) is np.ndarray and x.size >= KERNEL_MIN:
+    large = type(x) is np.ndarray and x.size >= KERNEL_MIN
+    if large:
         both = tanh64(x, with_derivative=True)    # one pass for large float64 arrays
         if both is not None:
             return both[0], (both[1],)
     ans = np.tanh(x)
-    d = one_minus_square(ans)           # (one pass for large float32 arrays)
+    # (the derivative in one pass for large float32 arrays; small ones skip the call)
+    d = one_minus_square(ans) if large else None
     return ans, (1 - ans * ans if d is None else d,)
 
 
