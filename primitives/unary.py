@@ -9,7 +9,7 @@ import numba
 from tracer import Primitive
 from ._base import unary, defjvp, defjvp2, defjvp_zero, dtype_of
 from .arith import mul_p, add_p, sub_p, div_p, neg_p, safe_mul
-from ._kernels import tanh64, one_minus_square, KERNEL_MIN
+from ._kernels import tanh64, one_minus_square, tanh_deferred_derivative, KERNEL_MIN
 
 
 def _one(x):
@@ -249,6 +249,7 @@ def _tanh_lin(x):
 
 
 tanh_p.lin = _tanh_lin
+tanh_p.lin_deferred = tanh_deferred_derivative
 logistic_p.lin = _lin_with_ans(_logistic_impl, lambda ans, x: ans * (1 - ans))
 sqrt_p.lin = _lin_with_ans(np.sqrt, lambda ans, x: np.divide(0.5, ans))
 rsqrt_p.lin = _lin_with_ans(_rsqrt_impl, lambda ans, x: np.divide(ans, x) * -0.5)

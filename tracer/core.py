@@ -32,6 +32,10 @@ class Primitive:
         `lin`: the tangent of the coefficient c = f'(x) along dx (f''(x) dx), given
         out = f(x) and dout = c dx; c is the coefficient's array part. Used when
         linearizing under an eager jvp (jvp of grad), see transforms/linearize.py
+    lin_deferred(x) -> (out, factor) | None            optional, for a one-operand
+        `lin`: the coefficient as a deferred factor (an object with shape, dtype,
+        value() and times(x, out)) that reverse mode multiplies into the cotangent
+        in one pass, for the inputs where that is cheaper; None elsewhere
     """
 
     def __init__(self, name, multiple_results=False):
@@ -53,6 +57,7 @@ class Primitive:
         self.elementwise = False  # no operand is larger than the output (broadcasting)
         self.lin = None
         self.lin_dual = None
+        self.lin_deferred = None
         self.lin_safe = False     # lin's coefficients may be infinite: scale with safe_mul
 
     def __repr__(self):

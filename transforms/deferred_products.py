@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from primitives._kernels import KERNEL_MIN, KERNEL_DTYPES
+from primitives._kernels import KERNEL_MIN, KERNEL_DTYPES, DeferredFactor
 from . import compile_cache
 
 MAX_FACTORS = 4    # a longer product is computed, then deferred again
@@ -29,7 +29,8 @@ MAX_TERMS = 8      # a longer sum is left to add_any
 
 class Product:
     """The elementwise product of `factors` (same-shape, same-dtype, C-contiguous
-    floating arrays), computed on demand (once)."""
+    floating arrays, the first a cotangent; the others may be DeferredFactors,
+    multiplied in by their own kernel), computed on demand (once)."""
     __slots__ = ('factors', 'shape', 'dtype', '_value')
 
     def __init__(self, factors):
@@ -43,11 +44,11 @@ class Product:
         if v is None:
             fs = self.factors
             if _sole_owner(fs):     # (asked first: no reference of ours is held yet)
-                v = np.multiply(fs[0], fs[1], out=fs[0])
+                v = _times(fs[0], fs[1], fs[0])
             else:
-                v = np.multiply(fs[0], fs[1])
+                v = _times(fs[0], fs[1], None)
             for f in fs[2:]:
-                np.multiply(v, f, out=v)
+                _times(v, f, v)
             self._value = v
         return v
 
@@ -55,6 +56,14 @@ class Product:
         """The arrays to multiply: the value once computed (one read, not several)."""
         v = self._value
         return (v,) if v is not None else self.factors
+
+
+def _times(x, f, out):
+    """x * f for an array x and a factor f (array or DeferredFactor), into `out`
+    (None: a new array)."""
+    if type(f) is np.ndarray:
+        return np.multiply(x, f, out=out)
+    return f.times(x, out)
 
 
 def _first_factor_refs(fs):
@@ -78,8 +87,9 @@ def _sole_owner(fs):
 
 
 def _deferrable(x, shape, dtype):
-    return (type(x) is np.ndarray and x.shape == shape and x.dtype == dtype
-            and x.flags.c_contiguous)
+    if type(x) is np.ndarray:
+        return x.shape == shape and x.dtype == dtype and x.flags.c_contiguous
+    return isinstance(x, DeferredFactor) and x.shape == shape and x.dtype == dtype
 
 
 def times(ct, c):
@@ -95,6 +105,8 @@ def times(ct, c):
     if ct.size >= KERNEL_MIN and ct.dtype in KERNEL_DTYPES and ct.flags.c_contiguous and \
             _deferrable(c, ct.shape, ct.dtype):
         return Product((ct, c))
+    if type(c) is not np.ndarray and isinstance(c, DeferredFactor):
+        c = c.value()
     return np.multiply(ct, c)
 
 
@@ -115,6 +127,8 @@ def fused_sum(values, coeffs):
     pattern = []
     for x in values:
         fs = x.terms() if type(x) is Product else (x,)
+        if type(x) is Product and not all(type(f) is np.ndarray for f in fs):
+            fs = (x.value(),)   # (a deferred factor has its own kernel: multiplied first)
         for f in fs:
             if not _deferrable(f, shape, dtype):
                 return None

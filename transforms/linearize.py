@@ -24,6 +24,7 @@ from primitives.arith import div_p, integer_pow_p
 from primitives.dot import dot_general_p as _dot_p, MATMUL_PARAMS as _MATMUL_PARAMS
 from primitives.shape_ops import reshape_p, broadcast_in_dim_p, transpose_p, squeeze_p
 from primitives.reductions import reduce_sum_p, reduce_max_p, reduce_min_p, minmax_lin
+from primitives._kernels import DeferredFactor
 
 # Linear primitives of one operand whose tangent map is the primitive itself: on an
 # array primal, linearize runs the implementation and stages the same primitive on
@@ -53,6 +54,9 @@ class LinearizeTrace(JVPTrace):
     JVP rule, as in `JVPTrace`."""
 
     fast_ops = True     # JVPTracer's operators and bind_unary call the shortcuts below
+    # Whether residuals may be deferred factors (Primitive.lin_deferred): only for a
+    # caller that hands the linear jaxpr straight to backward_pass (value_and_grad).
+    defer = False
 
     def __init__(self, name, builder):
         self.name = name
@@ -77,17 +81,26 @@ class LinearizeTrace(JVPTrace):
         a = t._aval
         if x._aval is not a and _settle(x, a) is None:
             return self._dual_unary(primitive, x, {})
-        try:
-            out, (c,) = rule(x.primal)
-        except Exception:
-            return None     # the rule declined (None) or failed: the general path
         dtype = a.dtype     # (a settled aval's dtype is a canonical dtype object)
-        if type(out) is not _ndarray or type(c) is not _ndarray or \
-                out.dtype is not dtype or c.dtype is not dtype:
-            return None
         shape = a.shape
-        if out.shape != shape or c.shape != shape:
-            return None
+        res = None
+        if self.defer and primitive.lin_deferred is not None:
+            res = primitive.lin_deferred(x.primal)
+        if res is not None:
+            # the coefficient deferred (of the primal's type, as the rule makes it)
+            out, c = res
+            if type(out) is not _ndarray or out.dtype is not dtype or out.shape != shape:
+                return None
+        else:
+            try:
+                out, (c,) = rule(x.primal)
+            except Exception:
+                return None     # the rule declined (None) or failed: the general path
+            if type(out) is not _ndarray or type(c) is not _ndarray or \
+                    out.dtype is not dtype or c.dtype is not dtype:
+                return None
+            if out.shape != shape or c.shape != shape:
+                return None
         # stage t * c (_stage and _residual inlined: the hottest path, one unary
         # operation in two of the W1 chain)
         builder = self.builder
@@ -960,12 +973,17 @@ class LinearFunction:
 
 def linearize_flat(fun, primals, name='linearize', dce=True):
     """fun: flat list -> flat list. Returns (out_primals, LinearFunction).
-    dce=False keeps dead equations and residuals (for a caller that transposes the
-    jaxpr at once: transposition never visits them, so removing them costs time)."""
+    dce=False keeps dead equations and residuals, for a caller that transposes the
+    jaxpr at once with backward_pass (transposition never visits them, so removing
+    them costs time); residuals may then be deferred factors (Primitive.lin_deferred),
+    which only backward_pass reads."""
     builder = JaxprTrace(name, cse=False)
     builder.compact = True      # the shortcuts stage compact equations
     with new_trace(builder):
         jvp_trace = LinearizeTrace(name, builder)
+        if not dce:
+            # (the jaxpr goes straight to backward_pass: residuals may be deferred)
+            jvp_trace.defer = True
         in_avals = []
         ins = []
         for p in primals:
@@ -991,4 +1009,9 @@ def linearize_flat(fun, primals, name='linearize', dce=True):
                 out_avals.append(tangent_aval(get_aval(p)))
                 live.append(t)
         jaxpr, residuals = builder.to_jaxpr(live, dce=dce)
+        if jvp_trace.defer and builder._multiple_results:
+            # (to_jaxpr made the compact equations JaxprEqns, whose general rules
+            # read arrays: deferred factors survive only with compact equations)
+            residuals = [r.value() if isinstance(r, DeferredFactor) else r
+                         for r in residuals]
     return out_primals, LinearFunction(jaxpr, residuals, in_avals, out_avals, nonzero)

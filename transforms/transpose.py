@@ -34,7 +34,7 @@ from primitives._base import unbroadcast
 from primitives.dot import dot_general_p as _dot_p, MATMUL_PARAMS as _MATMUL_PARAMS, _DN_LHS_T
 from primitives.shape_ops import broadcast_to, reshape_p
 from primitives.reductions import reduce_sum_p
-from primitives._kernels import KERNEL_MIN
+from primitives._kernels import KERNEL_MIN, DeferredFactor
 from .deferred_products import Product, times, fused_sum
 from .jvp import JVPTracer, dual_product, dual_sum, eager_trace, _new_tracer
 
@@ -98,6 +98,9 @@ def _backward_pass(jaxpr, consts, cts_out, all_linear):
     env = dict(zip(jaxpr.constvars, consts))
     if all_linear:
         return _transpose_eqns(jaxpr, jaxpr.eqns, env, None, cts_out)
+    for v, c in env.items():
+        if isinstance(c, DeferredFactor):     # (only compact equations read those)
+            env[v] = c.value()
     linear = set(jaxpr.invars)
     lin_eqns = []
     for eqn in jaxpr.eqns:
@@ -251,7 +254,10 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                     # for safe_mul to guard)
                     b = invars[1]
                     if type(b) is not Literal:
-                        _write(cts, invars[0], env[b], scale)
+                        c = env[b]
+                        if type(c) is not _ndarray and isinstance(c, DeferredFactor):
+                            c = c.value()
+                        _write(cts, invars[0], c, scale)
                         continue
                 elif prim is add_products_p:
                     a1, c1, a2, c2 = invars
@@ -279,6 +285,12 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                         _write(cts, a1, _product(ct, c1), scale)
                         _write(cts, a2, _product(ct, c2), scale)
                     continue
+            if prim is mul_p:
+                # (the general rules read a deferred factor's array)
+                c = env.get(invars[1])
+                if c is not None and type(c) is not _ndarray and \
+                        isinstance(c, DeferredFactor):
+                    env[invars[1]] = c.value()
             eqn = as_eqn(eqn)       # the general path below
         else:
             prim = eqn.primitive
@@ -709,6 +721,8 @@ def _product(ct, c):
     deferred_products.py), the outer trace's mul for a JVPTracer (its product rule
     directly, for two dual numbers)."""
     if type(ct) is JVPTracer:
+        if type(c) is not _ndarray and isinstance(c, DeferredFactor):
+            c = c.value()
         r = dual_product(ct, c)
         return _mul_bind(ct, c) if r is None else r
     return times(ct, c)
