@@ -204,3 +204,50 @@ def cube_with_square(x):
     cube = np.empty_like(x)
     _cube_lin(x.reshape(-1), square.reshape(-1), cube.reshape(-1))
     return cube, square
+
+
+# max / min over the last axis of a matrix with short rows (a classifier's logits) and
+# where each row attains it: NumPy's reduction runs one short inner loop per row
+# (7 us for 128x10 float32, against 1.3 us for argmax), and eager linearization then
+# needs the mask of the extremes and their counts: here all of it in one pass.
+
+@numba.njit(cache=True)
+def _row_extreme_mask(x, for_max, out, mask):
+    rows, cols = x.shape
+    for i in range(rows):
+        m = x[i, 0]
+        for j in range(1, cols):
+            v = x[i, j]
+            if m != m:
+                break                           # NaN: the reduction's result
+            if (v > m) if for_max else (v < m):
+                m = v
+            elif v != v:
+                m = v
+        if m != m or m == 0:
+            return False    # NaN, or a zero whose sign NumPy's reduction settles its own way
+        out[i] = m
+        n = 0
+        for j in range(cols):
+            if x[i, j] == m:
+                mask[i, j] = 1
+                n += 1
+            else:
+                mask[i, j] = 0
+        if n != 1:
+            return False                        # a tie
+    return True
+
+
+def row_extreme_mask(x, for_max):
+    """(max or min of each row, mask of where it is attained) for a C-contiguous
+    float32/float64 matrix whose every row attains its extreme once, is not NaN and
+    not zero; None otherwise (the caller's NumPy path decides those)."""
+    if type(x) is not np.ndarray or x.ndim != 2 or x.dtype not in KERNEL_DTYPES or \
+            not x.flags.c_contiguous or x.shape[0] == 0 or x.shape[1] == 0:
+        return None
+    out = np.empty(x.shape[0], x.dtype)
+    mask = np.empty_like(x)
+    if not _row_extreme_mask(x, for_max, out, mask):
+        return None
+    return out, mask

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from tracer.core import ONES
-from ._kernels import KERNEL_MIN
+from ._kernels import KERNEL_MIN, row_extreme_mask
 
 from tracer import Primitive, ShapedArray, Zero, get_aval
 from ._base import deflinear, defjvp2, defjvp_zero, shape_of, dtype_of, zero_like_out
@@ -203,6 +203,11 @@ def minmax_lin(primitive, x, axes):
     stages there. None otherwise (the JVP rule handles ties and empty axes)."""
     if x.size == 0:
         return None
+    if len(axes) == 1 and axes[0] == x.ndim - 1 == 1:
+        # rows of a matrix (a classifier's logits): one pass (_kernels.row_extreme_mask)
+        res = row_extreme_mask(x, primitive is reduce_max_p)
+        if res is not None:
+            return res
     out = _REDUCE_UFUNC[primitive].reduce(x, axis=axes)    # the impl (x not empty)
     at, count = _extreme_mask(x, out, axes, x.dtype)
     if not count.size or not np.logical_and.reduce(np.equal(count, 1), axis=None):
