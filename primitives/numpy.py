@@ -876,7 +876,7 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=
     if type(axis) is int and dtype is None and out is None and initial is None and \
             where is None and (type(a) is _np.ndarray or isinstance(a, Tracer)) and \
             a.dtype.kind == 'f':
-        y = _reduce_one_axis(_reduce_sum_bind, a, axis, keepdims)
+        y = _reduce_one_axis(reductions.reduce_sum_p, a, axis, keepdims)
         if y is not None:
             return y
     return _sum_or_prod('sum', a, axis, dtype, out, keepdims, initial, where, 0,
@@ -886,9 +886,9 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=
 _reshape_bind = shape_ops.reshape_p.bind
 
 
-def _reduce_one_axis(bind, a, axis, keepdims):
-    """bind(a, axes=(axis,)) for a floating array or tracer reduced over one int axis
-    in range and not empty, then reshaped to keep that axis if keepdims: the
+def _reduce_one_axis(primitive, a, axis, keepdims):
+    """primitive.bind(a, axes=(axis,)) for a floating array or tracer reduced over one
+    int axis in range and not empty, then reshaped to keep that axis if keepdims: the
     equations the general paths of sum and max stage (their axis normalised, the
     reshape of _keep), without their argument handling. None where the axis is out
     of range or empty (the general path explains or handles it)."""
@@ -900,7 +900,11 @@ def _reduce_one_axis(bind, a, axis, keepdims):
         axis += nd
     if shape[axis] == 0:
         return None
-    y = bind(a, axes=(axis,))
+    if type(a) is not _np.ndarray:
+        y = a.bind_reduction(primitive, axis, keepdims)    # the tracer's shortcut
+        if y is not None:
+            return y
+    y = primitive.bind(a, axes=(axis,))
     if keepdims:
         return _reshape_bind(y, new_sizes=shape[:axis] + (1,) + shape[axis + 1:])
     return y
@@ -912,14 +916,14 @@ def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where
 
 
 def _minmax(red, combine, name):
-    bind = {'max': reductions.reduce_max_p, 'min': reductions.reduce_min_p}[name].bind
+    primitive = {'max': reductions.reduce_max_p, 'min': reductions.reduce_min_p}[name]
 
     def f(a, axis=None, out=None, keepdims=False, initial=None, where=None):
         if type(axis) is int and out is None and initial is None and where is None and \
                 (type(a) is _np.ndarray or isinstance(a, Tracer)) and a.dtype.kind == 'f':
             # the common case (a max over rows or columns): the general path's
             # equations (see _reduce_one_axis)
-            y = _reduce_one_axis(bind, a, axis, keepdims)
+            y = _reduce_one_axis(primitive, a, axis, keepdims)
             if y is not None:
                 return y
         _no_out(out, name)

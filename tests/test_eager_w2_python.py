@@ -193,6 +193,7 @@ def test_matmul_vector_fast_paths_match_general(dtype):
 
 def _disable_linearize_shortcuts(monkeypatch):
     monkeypatch.setattr(lin_mod, '_PRIMITIVE_SHORTCUTS', {})
+    monkeypatch.setattr(lin_mod.LinearizeTrace, 'fast_reduction', lambda *a: None)
     monkeypatch.setattr(lin_mod, '_fast_add_broadcast', lambda *a: None)
     monkeypatch.setattr(lin_mod, '_fast_mul_array', lambda *a: None)
     monkeypatch.setattr(lin_mod, '_dot_impl',

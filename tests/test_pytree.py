@@ -327,3 +327,24 @@ def test_pytree_outputs_in_make_jaxpr():
     cj = make_jaxpr(lambda d: (d['x'], [arith.neg(d['y'])]))({'x': np.ones(2), 'y': 1.0})
     check_jaxpr(cj)
     assert len(cj.jaxpr.invars) == 2 and len(cj.jaxpr.outvars) == 2
+
+
+P = collections.namedtuple('P', 'a b')
+
+
+@pytest.mark.parametrize('tree', [
+    (1.0, [2.0, 3.0], (), 4.0), ((1, 2, 3, 4, 5, 6),), [(1, 2), [3]], ([],), ((), ()),
+    (1.0, (2.0, (3.0,))), (1.0, [2.0, None]), (1.0, [P(2, 3)]), (P(1, 2), [3]),
+    (1.0, {'a': 2.0}), [[1.0], (2.0,), 3.0, []],
+], ids=repr)
+def test_shallow_trees_match_the_general_path(tree):
+    """Argument tuples of leaves and flat tuples/lists (a model's parameters) take a
+    shortcut; its leaves and structure are those of the general walk, and its
+    structures unflatten as the general ones do."""
+    leaves, d = tree_flatten(tree)
+    general_leaves, general = tree_flatten(tree, is_leaf=lambda x: False)
+    assert leaves == general_leaves and d == general and hash(d) == hash(general)
+    assert repr(d) == repr(general)
+    back = tree_unflatten(d, [str(x) for x in leaves])
+    assert back == tree_unflatten(general, [str(x) for x in leaves])
+    assert tree_structure(back) == d

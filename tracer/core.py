@@ -411,6 +411,13 @@ class Tracer:
         converted before bind."""
         return None
 
+    def bind_reduction(self, primitive, axis, keepdims):
+        """None, or the reduction `primitive` (reduce_sum, reduce_max, ...) of this
+        tracer over the one valid, non-empty `axis`, then reshaped to keep it if
+        `keepdims`: a hook like bind_unary, for primitives.numpy's reductions. An
+        override returns exactly what those two binds return."""
+        return None
+
     # NumPy dispatch ----------------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         return array_api.array_ufunc(ufunc, method, inputs, kwargs)

@@ -132,10 +132,14 @@ def tree_flatten(tree, is_leaf=None):
     if t not in _registry and not (isinstance(tree, tuple) and hasattr(t, '_fields')):
         return [tree], _LEAF   # a leaf: the common case, kept fast
     if (t is tuple or t is list) and is_leaf is None:
-        # a flat tuple/list of leaves (function arguments): no work stack
+        # function arguments: leaves, or flat tuples/lists of them (a model's
+        # parameters), without the work stack
         for x in tree:
             tx = type(x)
             if tx in _registry or (isinstance(x, tuple) and hasattr(tx, '_fields')):
+                flat = _flatten_shallow(t, tree)
+                if flat is not None:
+                    return flat
                 break
         else:
             n = len(tree)
@@ -183,6 +187,61 @@ _SENTINEL = object()
 _flat_defs = {}   # (tuple or list, n) -> the PyTreeDef of n leaves in one node
 
 
+def _flat_def(kind, n):
+    d = _flat_defs.get((kind, n))
+    if d is None:
+        d = _flat_defs[(kind, n)] = PyTreeDef(kind, None, (_LEAF,) * n)
+    return d
+
+
+def _is_node(x):
+    tx = type(x)
+    return tx in _registry or (isinstance(x, tuple) and hasattr(tx, '_fields'))
+
+
+def _flatten_shallow(kind, tree):
+    """tree_flatten of a tuple/list (`kind`) whose children are leaves or
+    tuples/lists of leaves, at least one of them a tuple/list; None for deeper
+    trees."""
+    leaves = None
+    defs = None
+    for i, x in enumerate(tree):
+        tx = type(x)
+        if tx is tuple or tx is list:
+            for y in x:
+                if _is_node(y):
+                    return None
+            if leaves is None:
+                leaves = list(tree[:i])
+                defs = [_LEAF] * i
+            leaves.extend(x)
+            defs.append(_flat_def(tx, len(x)))
+        elif _is_node(x):
+            return None
+        elif leaves is not None:
+            leaves.append(x)
+            defs.append(_LEAF)
+    return leaves, PyTreeDef(kind, None, tuple(defs))
+
+
+def _unflatten_shallow(treedef, leaves):
+    """tree_unflatten of the trees _flatten_shallow makes; None for others."""
+    out = []
+    i = 0
+    for c in treedef.children:
+        k = c.kind
+        if k is None:
+            out.append(leaves[i])
+            i += 1
+        elif (k is tuple or k is list) and _flat_defs.get((k, len(c.children))) is c:
+            j = i + len(c.children)
+            out.append(tuple(leaves[i:j]) if k is tuple else leaves[i:j])
+            i = j
+        else:
+            return None
+    return tuple(out) if treedef.kind is tuple else out
+
+
 def tree_unflatten(treedef, leaves):
     leaves = list(leaves)
     if len(leaves) != treedef.num_leaves:
@@ -191,8 +250,12 @@ def tree_unflatten(treedef, leaves):
     kind = treedef.kind
     if kind is None:
         return leaves[0]
-    if (kind is tuple or kind is list) and _flat_defs.get((kind, len(leaves))) is treedef:
-        return tuple(leaves) if kind is tuple else leaves
+    if kind is tuple or kind is list:
+        if _flat_defs.get((kind, len(leaves))) is treedef:
+            return tuple(leaves) if kind is tuple else leaves
+        out = _unflatten_shallow(treedef, leaves)
+        if out is not None:
+            return out
     pos = [0]
     # Iterative: frames of (treedef, built children)
     work = [(treedef, [])]

@@ -148,6 +148,12 @@ class JVPTracer(Tracer):
             return tr.fast_unary(primitive, self)
         return None
 
+    def bind_reduction(self, primitive, axis, keepdims):
+        tr = self._trace
+        if tr.fast_ops and tr.alive and _stack[-1] is tr:
+            return tr.fast_reduction(primitive, self, axis, keepdims)
+        return None
+
 
 def _new_tracer(trace, primal, tangent, aval=None):
     """JVPTracer(trace, primal, tangent) without the __init__ call (the hot path);

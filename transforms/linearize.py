@@ -23,7 +23,8 @@ from .jvp import (JVPTrace, JVPTracer, unpack, _new_tracer, split_operand, _NO,
 from primitives.arith import div_p, integer_pow_p
 from primitives.dot import dot_general_p as _dot_p, MATMUL_PARAMS as _MATMUL_PARAMS
 from primitives.shape_ops import reshape_p, broadcast_in_dim_p, transpose_p, squeeze_p
-from primitives.reductions import reduce_sum_p, reduce_max_p, reduce_min_p, minmax_lin
+from primitives.reductions import (reduce_sum_p, reduce_max_p, reduce_min_p, minmax_lin,
+                                  _reduce_sum_impl)
 from primitives._kernels import DeferredFactor
 
 # Linear primitives of one operand whose tangent map is the primitive itself: on an
@@ -126,6 +127,35 @@ class LinearizeTrace(JVPTrace):
         r.tangent = tan
         r._aval = a
         return r
+
+    def fast_reduction(self, primitive, x, axis, keepdims):
+        """reduce_sum, reduce_max or reduce_min of x over `axis` (valid, not empty),
+        then reshaped to keep it if `keepdims` (a sum or max over rows, as in a
+        loss): the equations and primals of the two binds, without them."""
+        axes = (axis,)
+        if primitive is reduce_sum_p:
+            p = x.primal
+            t = x.tangent
+            if type(p) is not _ndarray or type(t) is not JaxprTracer:
+                return None
+            out = _reduce_sum_impl(p, axes)
+            if type(out) is not _ndarray:
+                return None     # (a NumPy scalar: the general path)
+            r = _new_tracer(self, out, self.builder.stage_known(
+                primitive, [t], {'axes': axes}, concrete_aval(out)))
+        elif primitive is reduce_max_p or primitive is reduce_min_p:
+            r = _lin_minmax(self, primitive, (x,), {'axes': axes})
+            if r is None or type(r.primal) is not _ndarray:
+                return None
+        else:
+            return None
+        if not keepdims:
+            return r
+        shape = x.primal.shape
+        shape = shape[:axis] + (1,) + shape[axis + 1:]
+        out = r.primal.reshape(shape)
+        return _new_tracer(self, out, self.builder.stage_known(
+            reshape_p, [r.tangent], {'new_sizes': shape}, concrete_aval(out)))
 
     def _with_number(self, x, y):
         """(tangent, its type, y as promote() casts it against x) for a tracer x of
