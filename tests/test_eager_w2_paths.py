@@ -365,3 +365,32 @@ def test_dot_shortcut_cases():
     np.testing.assert_allclose(gk, 2 * k.T @ (k @ v), rtol=1e-12)
     with pytest.raises(ValueError, match='size 5 is different from 4'):
         grad(lambda v: pnp.sum(a @ v))(RNG.standard_normal(5))
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize('m,k,n', [(3, 4, 5), (128, 64, 128), (200, 3, 100)])
+def test_matrix_product_is_numpys_either_side_of_its_threshold(dtype, m, k, n):
+    """dot_general's matrix product (np.matmul for large results, np.dot for small
+    ones), its transposes and eager linearization give NumPy's product, bit for bit,
+    with transposed views as operands."""
+    from primitives.dot import matrix_product, dot_general_p, _LARGE_PRODUCT
+    rng = np.random.default_rng(m * n)
+    a = (rng.standard_normal((m, k)) + (1j * rng.standard_normal((m, k)) if dtype == np.complex128
+                                        else 0)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    want = np.dot(a, b)
+    for x, y in [(a, b), (a.T.copy().T, b), (np.asfortranarray(a), np.asfortranarray(b))]:
+        got = matrix_product(x, y)
+        assert got.dtype == want.dtype and got.shape == (m, n)
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(matrix_product(b.T, a.T), np.dot(b.T, a.T))
+    for dn, x, y in [((((1,), (0,)), ((), ())), a, b), ((((0,), (0,)), ((), ())), a.T.copy(), b),
+                     ((((1,), (1,)), ((), ())), a, b.T.copy()),
+                     ((((0,), (1,)), ((), ())), a.T.copy(), b.T.copy())]:
+        np.testing.assert_array_equal(dot_general_p.impl(x, y, dimension_numbers=dn), want)
+    assert (m * n >= _LARGE_PRODUCT) == ((m, n) in [(128, 128), (200, 100)])
+    if dtype != np.complex128:
+        g = grad(lambda a: pnp.sum(pnp.tanh(a @ b)))(a)
+        # (float64 tanh on large arrays is the vectorised kernel: within 4 ulp)
+        np.testing.assert_allclose(g, np.dot(1 - np.tanh(want) ** 2, b.T),
+                                   rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)

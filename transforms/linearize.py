@@ -21,7 +21,8 @@ from .jvp import (JVPTrace, JVPTracer, unpack, _new_tracer, split_operand, _NO,
                   apply_lin_rule, coefficient_fits, _scaled_tangent, product_rule,
                   eager_trace)
 from primitives.arith import div_p, integer_pow_p
-from primitives.dot import dot_general_p as _dot_p, MATMUL_PARAMS as _MATMUL_PARAMS
+from primitives.dot import (dot_general_p as _dot_p, MATMUL_PARAMS as _MATMUL_PARAMS,
+                            matrix_product)
 from primitives.shape_ops import reshape_p, broadcast_in_dim_p, transpose_p, squeeze_p
 from primitives.reductions import (reduce_sum_p, reduce_max_p, reduce_min_p, minmax_lin,
                                   _reduce_sum_impl)
@@ -37,7 +38,6 @@ _generic = np.generic
 _new = object.__new__
 _F64 = np.dtype(np.float64)
 _multiply, _add, _subtract = np.multiply, np.add, np.subtract
-_np_dot = np.dot
 _true_divide = np.true_divide
 _WEAK_F64 = concrete_aval(1.0)   # the (shared) type of a Python float literal
 
@@ -851,11 +851,11 @@ def _combine(builder, terms, aval, safe):
 
 def _dot_impl(px, py, params):
     """dot_general's implementation on arrays px, py: for a plain matrix product of
-    two matrices of one dtype, the np.dot its implementation ends in (without its
-    dispatch)."""
+    two matrices of one dtype, the matrix_product its implementation ends in
+    (without its dispatch)."""
     if params == _MATMUL_PARAMS and px.ndim == 2 and py.ndim == 2 and \
             px.dtype == py.dtype:
-        return _np_dot(px, py)
+        return matrix_product(px, py)
     return _dot_p.impl(px, py, **params)
 
 

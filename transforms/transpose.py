@@ -31,7 +31,8 @@ from tracer.staging import as_eqn
 from tracer.errors import with_user_line
 from primitives.arith import add_any_p, mul_p, add_products_p, coerce, safe_mul_p, sub_p
 from primitives._base import unbroadcast
-from primitives.dot import dot_general_p as _dot_p, MATMUL_PARAMS as _MATMUL_PARAMS, _DN_LHS_T
+from primitives.dot import (dot_general_p as _dot_p, MATMUL_PARAMS as _MATMUL_PARAMS, _DN_LHS_T,
+                            matrix_product)
 from primitives.shape_ops import broadcast_to, reshape_p
 from primitives.reductions import reduce_sum_p
 from primitives._kernels import KERNEL_MIN, DeferredFactor
@@ -651,7 +652,8 @@ def _transpose_matmul(invars, eqn, ct, scale, env, cts):
         return False
     if scale != 1.0 and 4 * ct.size <= _prod(a.shape):
         ct, scale = _scaled(ct, scale), 1.0
-    _write(cts, lin, _dot(ct, const.T) if lin is x else _dot(const.T, ct), scale)
+    _write(cts, lin, matrix_product(ct, const.T) if lin is x else
+           matrix_product(const.T, ct), scale)
     return True
 
 
