@@ -121,6 +121,11 @@ class DeferredFactor:
     __slots__ = ()
 
 
+def factor_value(c):
+    """`c` as an array: a DeferredFactor's value, anything else itself."""
+    return c.value() if isinstance(c, DeferredFactor) else c
+
+
 class OneMinusSquare(DeferredFactor):
     """The factor 1 - t*t of a large contiguous floating array `t`, not computed yet.
 

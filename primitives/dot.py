@@ -32,6 +32,7 @@ def matrix_product(x, y):
         return np.matmul(x, y)
     return np.dot(x, y)
 
+
 def _dot_impl(x, y, dimension_numbers, preferred_element_type=None):
     (lc, rc), (lb, rb) = dimension_numbers
     if preferred_element_type is not None:

@@ -142,11 +142,7 @@ def tree_flatten(tree, is_leaf=None):
                     return flat
                 break
         else:
-            n = len(tree)
-            d = _flat_defs.get((t, n))
-            if d is None:
-                d = _flat_defs[(t, n)] = PyTreeDef(t, None, (_LEAF,) * n)
-            return list(tree), d
+            return list(tree), _flat_def(t, len(tree))
     leaves = []
     work = []   # iterative post-order build; frames: [kind, aux, child_iter, child_defs]
     out = None

@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from primitives._kernels import KERNEL_MIN, KERNEL_DTYPES, DeferredFactor
+from primitives._kernels import KERNEL_MIN, KERNEL_DTYPES, DeferredFactor, factor_value
 from . import compile_cache
 
 MAX_FACTORS = 4    # a longer product is computed, then deferred again
@@ -105,9 +105,7 @@ def times(ct, c):
     if ct.size >= KERNEL_MIN and ct.dtype in KERNEL_DTYPES and ct.flags.c_contiguous and \
             _deferrable(c, ct.shape, ct.dtype):
         return Product((ct, c))
-    if type(c) is not np.ndarray and isinstance(c, DeferredFactor):
-        c = c.value()
-    return np.multiply(ct, c)
+    return np.multiply(ct, factor_value(c))
 
 
 def value(x):

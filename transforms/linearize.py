@@ -26,7 +26,7 @@ from primitives.dot import (dot_general_p as _dot_p, MATMUL_PARAMS as _MATMUL_PA
 from primitives.shape_ops import reshape_p, broadcast_in_dim_p, transpose_p, squeeze_p
 from primitives.reductions import (reduce_sum_p, reduce_max_p, reduce_min_p, minmax_lin,
                                   _reduce_sum_impl)
-from primitives._kernels import DeferredFactor
+from primitives._kernels import factor_value
 
 # Linear primitives of one operand whose tangent map is the primitive itself: on an
 # array primal, linearize runs the implementation and stages the same primitive on
@@ -1042,6 +1042,5 @@ def linearize_flat(fun, primals, name='linearize', dce=True):
         if jvp_trace.defer and builder._multiple_results:
             # (to_jaxpr made the compact equations JaxprEqns, whose general rules
             # read arrays: deferred factors survive only with compact equations)
-            residuals = [r.value() if isinstance(r, DeferredFactor) else r
-                         for r in residuals]
+            residuals = [factor_value(r) for r in residuals]
     return out_primals, LinearFunction(jaxpr, residuals, in_avals, out_avals, nonzero)

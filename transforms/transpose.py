@@ -35,7 +35,7 @@ from primitives.dot import (dot_general_p as _dot_p, MATMUL_PARAMS as _MATMUL_PA
                             matrix_product)
 from primitives.shape_ops import broadcast_to, reshape_p
 from primitives.reductions import reduce_sum_p
-from primitives._kernels import KERNEL_MIN, DeferredFactor
+from primitives._kernels import KERNEL_MIN, factor_value
 from .deferred_products import Product, times, fused_sum
 from .jvp import JVPTracer, dual_product, dual_sum, eager_trace, _new_tracer
 
@@ -99,9 +99,8 @@ def _backward_pass(jaxpr, consts, cts_out, all_linear):
     env = dict(zip(jaxpr.constvars, consts))
     if all_linear:
         return _transpose_eqns(jaxpr, jaxpr.eqns, env, None, cts_out)
-    for v, c in env.items():
-        if isinstance(c, DeferredFactor):     # (only compact equations read those)
-            env[v] = c.value()
+    for v in env:       # (deferred factors: only compact equations read those)
+        env[v] = factor_value(env[v])
     linear = set(jaxpr.invars)
     lin_eqns = []
     for eqn in jaxpr.eqns:
@@ -256,8 +255,8 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                     b = invars[1]
                     if type(b) is not Literal:
                         c = env[b]
-                        if type(c) is not _ndarray and isinstance(c, DeferredFactor):
-                            c = c.value()
+                        if type(c) is not _ndarray:
+                            c = factor_value(c)
                         _write(cts, invars[0], c, scale)
                         continue
                 elif prim is add_products_p:
@@ -286,12 +285,9 @@ def _transpose_eqns(jaxpr, lin_eqns, env, linear, cts_out):
                         _write(cts, a1, _product(ct, c1), scale)
                         _write(cts, a2, _product(ct, c2), scale)
                     continue
-            if prim is mul_p:
+            if prim is mul_p and invars[1] in env:
                 # (the general rules read a deferred factor's array)
-                c = env.get(invars[1])
-                if c is not None and type(c) is not _ndarray and \
-                        isinstance(c, DeferredFactor):
-                    env[invars[1]] = c.value()
+                env[invars[1]] = factor_value(env[invars[1]])
             eqn = as_eqn(eqn)       # the general path below
         else:
             prim = eqn.primitive
@@ -723,8 +719,7 @@ def _product(ct, c):
     deferred_products.py), the outer trace's mul for a JVPTracer (its product rule
     directly, for two dual numbers)."""
     if type(ct) is JVPTracer:
-        if type(c) is not _ndarray and isinstance(c, DeferredFactor):
-            c = c.value()
+        c = factor_value(c)
         r = dual_product(ct, c)
         return _mul_bind(ct, c) if r is None else r
     return times(ct, c)
