@@ -412,10 +412,10 @@ class Tracer:
         return None
 
     def bind_reduction(self, primitive, axis, keepdims):
-        """None, or the reduction `primitive` (reduce_sum, reduce_max, ...) of this
-        tracer over the one valid, non-empty `axis`, then reshaped to keep it if
-        `keepdims`: a hook like bind_unary, for primitives.numpy's reductions. An
-        override returns exactly what those two binds return."""
+        """None, or `primitive.bind(self, axes=(axis,))` for a reduction primitive
+        over one valid, non-empty `axis`, then reshaped to keep it if `keepdims`: a
+        hook like bind_unary, for primitives.numpy's reductions. An override returns
+        exactly what those binds return."""
         return None
 
     # NumPy dispatch ----------------------------------------------------------------
