@@ -37,9 +37,10 @@ def _axpy(x, c, out):
         out[i] += c * x[i]
 
 
-def _takes(x, dtypes=KERNEL_DTYPES):
-    """Whether a kernel takes `x`: a large C-contiguous array of one of `dtypes`."""
-    return type(x) is np.ndarray and x.dtype in dtypes and x.size >= KERNEL_MIN and \
+def _takes(x, dtypes=KERNEL_DTYPES, min_size=KERNEL_MIN):
+    """Whether a kernel takes `x`: a C-contiguous array of one of `dtypes` with at
+    least `min_size` elements (by default, a large one)."""
+    return type(x) is np.ndarray and x.dtype in dtypes and x.size >= min_size and \
         x.flags.c_contiguous
 
 
@@ -248,8 +249,7 @@ def row_extreme_mask(x, for_max):
     """(max or min of each row, mask of where it is attained) for a C-contiguous
     float32/float64 matrix whose every row attains its extreme once, is not NaN and
     not zero; None otherwise (the caller's NumPy path decides those)."""
-    if type(x) is not np.ndarray or x.ndim != 2 or x.dtype not in KERNEL_DTYPES or \
-            not x.flags.c_contiguous or x.shape[0] == 0 or x.shape[1] == 0:
+    if not _takes(x, min_size=1) or x.ndim != 2:
         return None
     out = np.empty(x.shape[0], x.dtype)
     mask = np.empty_like(x)

@@ -24,8 +24,7 @@ from primitives.arith import div_p, integer_pow_p
 from primitives.dot import (dot_general_p as _dot_p, MATMUL_PARAMS as _MATMUL_PARAMS,
                             matrix_product)
 from primitives.shape_ops import reshape_p, broadcast_in_dim_p, transpose_p, squeeze_p
-from primitives.reductions import (reduce_sum_p, reduce_max_p, reduce_min_p, minmax_lin,
-                                  _reduce_sum_impl)
+from primitives.reductions import reduce_sum_p, reduce_max_p, reduce_min_p, minmax_lin
 from primitives._kernels import factor_value
 
 # Linear primitives of one operand whose tangent map is the primitive itself: on an
@@ -128,34 +127,40 @@ class LinearizeTrace(JVPTrace):
         r._aval = a
         return r
 
+    def _structural(self, primitive, x, params):
+        """A _STRUCTURAL primitive on x, a tracer of this trace: on an array primal
+        with a staged tangent, the implementation, and the same primitive staged on
+        the tangent typed by the output; None otherwise."""
+        p = x.primal
+        if type(p) is not _ndarray or type(x.tangent) is not JaxprTracer:
+            return None
+        try:
+            out = primitive.impl(p, **params)
+        except Exception:
+            return None
+        # (a whole reduction gives a NumPy scalar, as on the general path)
+        if type(out) is _ndarray or isinstance(out, _generic):
+            return _new_tracer(self, out, self.builder.stage_known(
+                primitive, [x.tangent], params, concrete_aval(out)))
+        return None
+
     def fast_reduction(self, primitive, x, axis, keepdims):
         """reduce_sum, reduce_max or reduce_min of x over `axis` (valid, not empty),
         then reshaped to keep it if `keepdims` (a sum or max over rows, as in a
-        loss): the equations and primals of the two binds, without them."""
-        axes = (axis,)
+        loss): what the two binds return, without them."""
+        params = {'axes': (axis,)}
         if primitive is reduce_sum_p:
-            p = x.primal
-            t = x.tangent
-            if type(p) is not _ndarray or type(t) is not JaxprTracer:
-                return None
-            out = _reduce_sum_impl(p, axes)
-            if type(out) is not _ndarray:
-                return None     # (a NumPy scalar: the general path)
-            r = _new_tracer(self, out, self.builder.stage_known(
-                primitive, [t], {'axes': axes}, concrete_aval(out)))
+            r = self._structural(primitive, x, params)
         elif primitive is reduce_max_p or primitive is reduce_min_p:
-            r = _lin_minmax(self, primitive, (x,), {'axes': axes})
-            if r is None or type(r.primal) is not _ndarray:
-                return None
+            r = _lin_minmax(self, primitive, (x,), params)
         else:
             return None
-        if not keepdims:
+        if r is None or not keepdims:
             return r
         shape = x.primal.shape
-        shape = shape[:axis] + (1,) + shape[axis + 1:]
-        out = r.primal.reshape(shape)
-        return _new_tracer(self, out, self.builder.stage_known(
-            reshape_p, [r.tangent], {'new_sizes': shape}, concrete_aval(out)))
+        params = {'new_sizes': shape[:axis] + (1,) + shape[axis + 1:]}
+        y = self._structural(reshape_p, r, params)
+        return reshape_p.bind(r, **params) if y is None else y   # (a 0-d reduction)
 
     def _with_number(self, x, y):
         """(tangent, its type, y as promote() casts it against x) for a tracer x of
@@ -302,15 +307,10 @@ class LinearizeTrace(JVPTrace):
                     out = self._dual_structural(primitive, x, params)
                     if out is not None:
                         return out
-                elif type(p) is _ndarray and type(x.tangent) is JaxprTracer:
-                    try:
-                        out = primitive.impl(p, **params)
-                    except Exception:
-                        out = None
-                    # (a whole reduction gives a NumPy scalar, as on the general path)
-                    if type(out) is _ndarray or isinstance(out, _generic):
-                        return _new_tracer(self, out, self.builder.stage_known(
-                            primitive, [x.tangent], params, concrete_aval(out)))
+                else:
+                    out = self._structural(primitive, x, params)
+                    if out is not None:
+                        return out
         elif primitive is _dot_p and len(args) == 2:
             out = self._linearize_dot(args, params)
             if out is not None:
