@@ -135,8 +135,7 @@ def tree_flatten(tree, is_leaf=None):
         # function arguments: leaves, or flat tuples/lists of them (a model's
         # parameters), without the work stack
         for x in tree:
-            tx = type(x)
-            if tx in _registry or (isinstance(x, tuple) and hasattr(tx, '_fields')):
+            if _is_node(x):
                 flat = _flatten_shallow(t, tree)
                 if flat is not None:
                     return flat
