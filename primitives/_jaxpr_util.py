@@ -21,6 +21,7 @@ import numpy as np
 from tracer import (ClosedJaxpr, Jaxpr, JaxprTrace, Literal, DropVar, Var, Tracer,
                     new_trace, tree_flatten, tree_unflatten, ShapedArray)
 from tracer.staging import dce, lift_traced_consts
+from tracer.eval import last_uses
 from tracer.memo import Memo
 
 
@@ -147,6 +148,7 @@ class _Gen:
     def __init__(self):
         self.glob = {'__builtins__': builtins, 'np': np}
         self.names = {}
+        self.bound = set()
         self.count = 0
 
     def const(self, val, prefix='_k'):
@@ -163,6 +165,7 @@ class _Gen:
             return '_'
         n = name or self.fresh()
         self.names[v] = n
+        self.bound.add(v)      # a local of the generated function
         return n
 
     def atom(self, v):
@@ -170,11 +173,18 @@ class _Gen:
             return self.const(v.val)
         return self.names[v]
 
-    def eqns(self, jaxpr, indent):
+    def eqns(self, jaxpr, indent, free=False):
+        """The equations' source lines; with `free`, each local value is deleted
+        after its last use (peak memory that of the live values, as eval_jaxpr)."""
         pad = ' ' * indent
         lines = []
         fused, sums = _outer_sums(jaxpr)
-        for eqn in jaxpr.eqns:
+        dead = last_uses(jaxpr) if free and not fused else None
+        for i, eqn in enumerate(jaxpr.eqns):
+            if dead is not None and i:
+                gone = [self.names[v] for v in dead[i - 1] if v in self.bound]
+                if gone:
+                    lines.append(f"{pad}del {', '.join(gone)}")
             if eqn in fused:
                 continue
             if eqn in sums:
@@ -302,20 +312,21 @@ _DOTS = {(True, True): np.dot,
          (False, False): lambda x, y: np.dot(x.T, y.T)}
 
 
-def python_fn(closed):
+def python_fn(closed, free=False):
     """A Python function (*args) -> list of outputs evaluating `closed` on concrete
-    values by calling each equation's impl directly."""
-    return _memo.get(closed, 'fn', lambda: _python_fn(closed))
+    values by calling each equation's impl directly; with `free`, each value is
+    dropped after its last use."""
+    return _memo.get(closed, ('fn', free), lambda: _python_fn(closed, free))
 
 
-def _python_fn(closed):
+def _python_fn(closed, free=False):
     j = closed.jaxpr
     g = _Gen()
     for v, c in zip(j.constvars, closed.consts):
         g.names[v] = g.const(c, '_c')
     args = [g.bind_var(v, f"_a{i}") for i, v in enumerate(j.invars)]
     lines = [f"def _fn({', '.join(args)}):"]
-    lines += g.eqns(j, 4)
+    lines += g.eqns(j, 4, free)
     lines.append(f"    return [{', '.join(g.atom(v) for v in j.outvars)}]")
     return g.compile('\n'.join(lines) + '\n', '_fn')
 

@@ -14,6 +14,8 @@ from tracer.errors import with_user_line
 from .jvp import JVPTrace, JVPTracer, unpack
 from .linearize import linearize_flat
 from .transpose import backward_pass
+from .replay import jvp_of_transform
+from tracer.core import _trace_stack
 
 
 def _zeros(aval):
@@ -101,6 +103,14 @@ def _check_arg_tuple(name, x, what):
 
 def jvp(fun, primals, tangents, has_aux=False):
     """(fun(*primals), J(primals) @ tangents) for pytrees of arrays."""
+    return _jvp(fun, primals, tangents, has_aux, True)
+
+
+def _jvp_eager(fun, primals, tangents):
+    return _jvp(fun, primals, tangents, False, False)
+
+
+def _jvp(fun, primals, tangents, has_aux, replay):
     if type(primals) is not tuple:
         _check_arg_tuple('jvp', primals, 'primals')
         primals = tuple(primals)
@@ -115,6 +125,14 @@ def jvp(fun, primals, tangents, has_aux=False):
         raise TypeError(f"jvp: primal and tangent arguments must have the same tree "
                         f"structure, got {tree_p} and {tree_t}")
     flat_t = [_check_tangent(p, t, i) for i, (p, t) in enumerate(zip(flat_p, flat_t))]
+    if replay and not has_aux and not _trace_stack:
+        spec = getattr(fun, '_replay_spec', None)
+        if spec is not None:
+            # jvp of grad at the top level (a Hessian-vector product): see replay.py
+            out = jvp_of_transform(_jvp_eager, spec, flat_p, tree_p, flat_t,
+                                   [type(t) is Zero for t in flat_t])
+            if out is not None:
+                return out
     store = {}
     flat = _flat_fun(fun, tree_p, store, has_aux)
     trace = JVPTrace('jvp')
@@ -300,6 +318,8 @@ def value_and_grad(fun, argnums=0, has_aux=False):
         return value, g
 
     value_and_grad_f.__name__ = f"value_and_grad({getattr(fun, '__name__', 'fun')})"
+    if not has_aux:
+        value_and_grad_f._replay_spec = (value_and_grad, fun, argnums)
     return value_and_grad_f
 
 
@@ -314,6 +334,8 @@ def grad(fun, argnums=0, has_aux=False):
         return g
 
     grad_f.__name__ = f"grad({getattr(fun, '__name__', 'fun')})"
+    if not has_aux:
+        grad_f._replay_spec = (grad, fun, argnums)
     return grad_f
 
 

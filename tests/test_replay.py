@@ -1,0 +1,267 @@
+"""Top-level jvp of grad by replay (transforms/replay.py, tracer/record.py): the
+function is recorded on every call, the transform of its structure is staged once
+and replayed. Checked against the eager dual-number path (replay switched off)
+and numerical differences, and for eager semantics: control flow on values, side
+effects once per call, fresh constants and literals, errors, leaks."""
+import importlib
+
+import numpy as np
+import pytest
+
+import primitives.numpy as pnp
+from tracer import make_jaxpr, UnexpectedTracerError
+from tracer.record import record, structure_key, lift_literals
+from tracer import tree_flatten
+from transforms import grad, jvp, value_and_grad, hessian
+
+replay = importlib.import_module("transforms.replay")
+RNG = np.random.default_rng(5)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache(monkeypatch):
+    monkeypatch.setattr(replay, '_cache', {})
+    monkeypatch.setattr(replay, '_misses', {})
+
+
+def _eager(monkeypatch, fun, primals, tangents):
+    with monkeypatch.context() as m:
+        m.setattr(replay, 'ENABLED', False)
+        return jvp(fun, primals, tangents)
+
+
+def _numerical_hvp(f, x, v, eps=1e-6):
+    g = grad(f)
+    return (g(x + eps * v) - g(x - eps * v)) / (2 * eps)
+
+
+def _w3(a):
+    return lambda x: pnp.sum(pnp.tanh(a @ x) ** 2) + 0.5 * pnp.sum(x ** 2)
+
+
+FUNCS = {
+    'w3': lambda n: _w3(RNG.standard_normal((n, n)) / n),
+    'softplus': lambda n: (lambda x: pnp.sum(pnp.log1p(pnp.exp(x)) * pnp.cos(x))),
+    'ratio': lambda n: (lambda x: pnp.sum(x / (1.0 + x * x)) * pnp.max(pnp.sin(x))),
+    'numpy': lambda n: (lambda x: np.sum(np.sqrt(np.exp(x) + x ** 4))),
+}
+
+
+@pytest.mark.parametrize('name', sorted(FUNCS))
+@pytest.mark.parametrize('n', [1, 3, 17])
+@pytest.mark.parametrize('dtype', [np.float64, np.float32])
+def test_hvp_matches_eager_and_numerical(monkeypatch, name, n, dtype):
+    f = FUNCS[name](n)
+    x = RNG.uniform(-1, 1, n).astype(dtype)
+    v = RNG.standard_normal(n).astype(dtype)
+    want = _eager(monkeypatch, grad(f), (x,), (v,))
+    for _ in range(3):      # staged on the first call, replayed after
+        got = jvp(grad(f), (x,), (v,))
+        for a, b in zip(got, want):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            tol = 1e-12 if dtype == np.float64 else 2e-5
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    assert len(replay._cache) == 1
+    if dtype == np.float64:
+        np.testing.assert_allclose(got[1], _numerical_hvp(f, x, v), rtol=1e-6, atol=1e-7)
+
+
+def test_same_numbers_every_call_and_outputs_are_fresh():
+    f = FUNCS['w3'](8)
+    x, v = RNG.standard_normal(8), RNG.standard_normal(8)
+    g1, h1 = jvp(grad(f), (x,), (v,))
+    g1c, h1c = g1.copy(), h1.copy()
+    g1[:] = 7.0
+    h1[:] = 7.0
+    g2, h2 = jvp(grad(f), (x,), (v,))
+    np.testing.assert_array_equal(g2, g1c)
+    np.testing.assert_array_equal(h2, h1c)
+    assert g2 is not g1 and h2 is not h1
+
+
+def test_control_flow_follows_values(monkeypatch):
+    """Python branches on traced values: each call records the branch it takes."""
+    def f(x):
+        if pnp.sum(x) > 0:
+            return pnp.sum(pnp.sin(x) ** 3)
+        return pnp.sum(pnp.exp(x) * x)
+    x = RNG.uniform(0.1, 1, 5)
+    v = RNG.standard_normal(5)
+    for sign in (1, -1, 1, -1):
+        got = jvp(grad(f), (sign * x,), (v,))
+        want = _eager(monkeypatch, grad(f), (sign * x,), (v,))
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-13)
+    assert len(replay._cache) == 2
+
+
+def test_values_read_with_float_and_item(monkeypatch):
+    def f(x):
+        s = float(pnp.max(x))           # a number: no derivative through it
+        k = int(pnp.argmax(x).item())
+        return pnp.sum(x ** 3) * s + x[k] ** 2
+    for x in (np.array([0.5, 2.0, -1.0]), np.array([3.0, 1.0, 0.25])):
+        v = np.array([1.0, -2.0, 0.5])
+        got = jvp(grad(f), (x,), (v,))
+        want = _eager(monkeypatch, grad(f), (x,), (v,))
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-13)
+
+
+def test_side_effects_once_per_call():
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return pnp.sum(pnp.sin(x) ** 2)
+    x, v = RNG.standard_normal(4), RNG.standard_normal(4)
+    for i in range(4):
+        jvp(grad(f), (x,), (v,))
+        assert len(calls) == i + 1
+
+
+def test_constants_and_literals_are_read_on_every_call(monkeypatch):
+    """A closed-over array changed in place, and a Python float that changes
+    every call (a time step), are inputs of the cached transform, not part of it."""
+    a = RNG.standard_normal((4, 4))
+    x, v = RNG.standard_normal(4), RNG.standard_normal(4)
+    for t in (0.5, 1.25, -3.0):
+        a *= 1.5
+        f = lambda x: pnp.sum(pnp.tanh(a @ x) ** 2) * t + t * pnp.sum(x ** 2)
+        got = jvp(grad(f), (x,), (v,))
+        want = _eager(monkeypatch, grad(f), (x,), (v,))
+        for p, q in zip(got, want):
+            np.testing.assert_allclose(p, q, rtol=1e-13)
+    assert len(replay._cache) == 1
+
+
+def test_signed_zero_literals_are_passed_as_values(monkeypatch):
+    """Floating literals are inputs of the cached transform, passed with their
+    sign: arctan2(x * z, -1) is pi at z = +0.0 and -pi at z = -0.0."""
+    x, v = np.array([1.0, 2.0]), np.array([1.0, -3.0])
+    tree = tree_flatten((x,))[1]
+    keys = []
+    for z in (0.0, -0.0, 0.0, -0.0):
+        f = lambda x: pnp.sum(x ** 2 * pnp.arctan2(x * z, -1.0))
+        got = jvp(grad(f), (x,), (v,))
+        want = _eager(monkeypatch, grad(f), (x,), (v,))
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+        sign = -1.0 if np.signbit(z) else 1.0
+        np.testing.assert_allclose(got[1], sign * 2 * np.pi * v, rtol=1e-15)
+        key, lits = structure_key(record(f, [x], tree, 'grad')[0])
+        keys.append(key)
+    assert keys[0] == keys[1] and len(replay._cache) == 1
+
+
+def test_zero_tangent_stays_symbolic():
+    """A zero tangent gives exact zeros even where the second derivative is not
+    finite (eager jvp keeps it symbolic; so does the staged transform)."""
+    f = lambda x: pnp.sum(pnp.sqrt(x) * x)
+    x = np.array([0.0, 1.0, 4.0])
+    for _ in range(2):
+        g, h = jvp(grad(f), (x,), (np.zeros(3),))
+        np.testing.assert_array_equal(h, np.zeros(3))
+        assert h.flags.writeable
+        h[:] = 5.0          # the next call's zeros are not this array
+
+
+def test_value_and_grad_argnums_and_pytrees(monkeypatch):
+    def f(p, x):
+        return pnp.sum(pnp.tanh(p['w'] @ x + p['b']) ** 2)
+    p = {'w': RNG.standard_normal((3, 4)), 'b': RNG.standard_normal(3)}
+    x = RNG.standard_normal(4)
+    tp = {'w': RNG.standard_normal((3, 4)), 'b': RNG.standard_normal(3)}
+    tx = RNG.standard_normal(4)
+    for fun in (value_and_grad(f), grad(f, argnums=(0, 1)), grad(f, argnums=1)):
+        for _ in range(2):
+            got = jvp(fun, (p, x), (tp, tx))
+            want = _eager(monkeypatch, fun, (p, x), (tp, tx))
+            gl, gt = tree_flatten(got)
+            wl, wt = tree_flatten(want)
+            assert gt == wt
+            for a, b in zip(gl, wl):
+                np.testing.assert_allclose(a, b, rtol=1e-13)
+
+
+def test_hvp_against_hessian():
+    f = FUNCS['ratio'](5)
+    x, v = RNG.uniform(-1, 1, 5), RNG.standard_normal(5)
+    np.testing.assert_allclose(jvp(grad(f), (x,), (v,))[1], hessian(f)(x) @ v, rtol=1e-12)
+
+
+def test_errors_as_in_eager_mode(monkeypatch):
+    x, v = np.ones(3), np.ones(3)
+    for f, err in ((lambda x: pnp.sin(x), TypeError),
+                   (lambda x: pnp.sum(pnp.ones(4) @ x), ValueError)):
+        with pytest.raises(err) as eager:
+            _eager(monkeypatch, grad(f), (x,), (v,))
+        with pytest.raises(err) as replayed:
+            jvp(grad(f), (x,), (v,))
+        # (the same message; each names its own call site)
+        assert str(replayed.value).split('test_replay.py')[0] == \
+            str(eager.value).split('test_replay.py')[0]
+        assert ('scalar' if err is TypeError else 'matmul') in str(replayed.value)
+
+
+def test_leaked_tracer_names_the_transform():
+    kept = []
+
+    def f(x):
+        kept.append(x)
+        return pnp.sum(x ** 2)
+    jvp(grad(f), (np.ones(2),), (np.ones(2),))
+    with pytest.raises(UnexpectedTracerError, match="grad"):
+        pnp.sin(kept[0])
+
+
+def test_integer_inputs_and_nested_calls_run_eagerly():
+    """Only floating arrays at the top level are replayed: an integer argument, or
+    jvp of grad inside another transform, takes the eager (or staged) path."""
+    f = lambda x, k: pnp.sum(pnp.sin(x) ** k)
+    x, v = RNG.standard_normal(3), RNG.standard_normal(3)
+    g, h = jvp(grad(f), (x, 3), (v, np.zeros((), dtype=[('float0', 'V', 0)])))
+    np.testing.assert_allclose(h, _numerical_hvp(lambda x: f(x, 3), x, v), rtol=1e-6)
+    assert len(replay._cache) == 0
+    hv = lambda x, v: jvp(grad(lambda x: f(x, 3)), (x,), (v,))[1]
+    jaxpr = make_jaxpr(hv)(x, v)
+    assert len(replay._cache) == 0 and len(jaxpr.eqns) > 0
+
+
+def test_changing_structure_falls_back_to_eager(monkeypatch):
+    """A function whose shapes change on every call stops being staged after
+    MAX_MISSES structures; its results stay right."""
+    f = lambda x: pnp.sum(pnp.sin(x) ** 2)
+    for n in range(1, replay.MAX_MISSES + 4):
+        x, v = RNG.standard_normal(n), RNG.standard_normal(n)
+        got = jvp(grad(f), (x,), (v,))[1]
+        np.testing.assert_allclose(got, 2 * np.cos(2 * x) * v, rtol=1e-12, atol=1e-14)
+    assert len(replay._cache) == replay.MAX_MISSES + 1
+
+
+def test_generated_function_frees_values():
+    import dis
+    from primitives._jaxpr_util import python_fn
+    f = lambda x: pnp.sum(pnp.exp(pnp.sin(x) * 2.0) + 1.0)
+    closed = make_jaxpr(f)(np.ones(3))
+    x = RNG.standard_normal(3)
+    freeing, keeping = python_fn(closed, free=True), python_fn(closed)
+    assert freeing(x)[0] == keeping(x)[0]
+    ops = lambda fn: [i.opname for i in dis.get_instructions(fn)]
+    # the argument, then sin's, mul's and exp's results (add's is read by the last)
+    assert ops(freeing).count('DELETE_FAST') == 4
+    assert 'DELETE_FAST' not in ops(keeping)
+
+
+def test_lift_literals_keeps_the_program():
+    f = lambda x: pnp.sum(x * 2.5 + 0.5) * 3
+    x = RNG.standard_normal(4)
+    jaxpr, consts, _ = record(f, [x], tree_flatten((x,))[1], 'grad')
+    key, lits = structure_key(jaxpr)
+    lifted = lift_literals(jaxpr)
+    assert len(lifted.constvars) == len(consts) + len(lits)
+    from tracer import eval_jaxpr
+    np.testing.assert_allclose(eval_jaxpr(lifted, list(consts) + lits, x)[0], f(x))
+    key2, lits2 = structure_key(record(lambda x: pnp.sum(x * 7.0 + 1.5) * 3, [x],
+                                       tree_flatten((x,))[1], 'grad')[0])
+    assert key2 == key and lits2 == [7.0, 1.5, 3.0]   # (the int 3 is promoted)

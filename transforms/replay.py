@@ -1,0 +1,146 @@
+"""Eager nested transforms by replay: jvp of grad without dual numbers.
+
+Eager `jvp(grad(f), primals, tangents)` (a Hessian-vector product) would run f on
+tracers of two transforms, every operation a dual number of linearization
+tracers, then transpose on dual numbers: several microseconds of Python per
+operation and level. Instead, at the top level:
+
+1. f runs once on recording tracers (tracer/record.py). Python control flow still
+   follows the values, side effects happen once per call as in eager mode, and
+   the result is the straight-line program J this call ran.
+2. The transform of J (here jvp of grad) is a jaxpr H that depends only on J's
+   structure (`structure_key`), not on its input values: it is staged once per
+   structure and cached, J's constants and floating literals being inputs.
+3. H runs as one generated Python function calling the implementations directly.
+
+So one program gives the same numbers on every call. A function whose structure
+keeps changing (a shape, or a value read with int() that sets a loop count) would
+be staged on every call: after MAX_MISSES structures with no reuse, its code runs
+eagerly instead.
+"""
+import numpy as np
+
+from tracer import tree_flatten, tree_unflatten, eval_jaxpr, trace_to_jaxpr, ClosedJaxpr
+from tracer.record import record, structure_key, lift_literals
+from primitives._jaxpr_util import python_fn
+
+ENABLED = True
+# Programs up to this many equations are replayed (the generated function's
+# compilation time grows with its length; longer programs run eagerly).
+MAX_EQNS = 2000
+CACHE_SIZE = 256
+MAX_MISSES = 8
+
+_cache = {}     # structure -> (runner, output tree); the oldest entry is evicted first
+_misses = {}    # code object -> [structures staged, calls that reused one]
+
+
+def _as_function(jaxpr, consts, out_tree, name):
+    """The recorded program as a function of f's arguments."""
+    def fun(*args):
+        flat, _ = tree_flatten(args)
+        return tree_unflatten(out_tree, eval_jaxpr(jaxpr, consts, *flat))
+    fun.__name__ = name
+    return fun
+
+
+def _scalar_output(jaxpr, out_tree):
+    if len(jaxpr.outvars) != 1 or out_tree.kind is not None:
+        return False
+    a = jaxpr.outvars[0].aval
+    return a.shape == () and a.dtype.kind == 'f'
+
+
+def jvp_of_transform(jvp, spec, flat_p, tree_p, flat_t, is_zero):
+    """jvp(api(fun, argnums), primals, tangents) for spec = (api, fun, argnums) of a
+    grad-like transform, by replay; None when the caller should run it eagerly
+    (an input that is not a floating array, a function that keeps changing).
+    `jvp` is the eager jvp; is_zero flags the symbolically zero tangents."""
+    if not ENABLED:
+        return None
+    api, fun, argnums = spec
+    for p in flat_p:
+        if type(p) is not np.ndarray or p.dtype.kind != 'f':
+            return None
+    code = getattr(fun, '__code__', fun)
+    stats = _misses.get(code)
+    if stats is not None and stats[0] > MAX_MISSES and stats[1] < stats[0]:
+        return None
+    name = getattr(fun, '__name__', 'fun')
+    jaxpr, consts, out_tree = record(fun, flat_p, tree_p, api.__name__)
+    zeros = tuple(is_zero)
+    key = None
+    if len(jaxpr.eqns) <= MAX_EQNS and _scalar_output(jaxpr, out_tree):
+        skey, lits = structure_key(jaxpr)
+        if skey is not None:
+            key = (api, argnums, tree_p, zeros, skey)
+    if key is None:
+        # not reusable: the transform of the recorded program, eagerly (this also
+        # raises grad's errors for a function whose output is not a scalar)
+        f = _as_function(jaxpr, consts, out_tree, name)
+        tans = [np.zeros(p.shape, p.dtype) if z else t
+                for p, t, z in zip(flat_p, flat_t, zeros)]
+        return jvp(api(f, argnums), tree_unflatten(tree_p, flat_p),
+                   tree_unflatten(tree_p, tans))
+    entry = _cache.get(key)
+    if stats is None:
+        stats = _misses[code] = [0, 0]
+    if entry is None:
+        stats[0] += 1
+        entry = _cache[key] = _stage(jvp, api, argnums, lift_literals(jaxpr), tree_p,
+                                     out_tree, zeros, name)
+        if len(_cache) > CACHE_SIZE:
+            del _cache[next(iter(_cache))]
+    else:
+        stats[1] += 1
+    runner, tree = entry
+    outs = runner(*consts, *lits, *flat_p, *[t for t, z in zip(flat_t, zeros) if not z])
+    return tree_unflatten(tree, [_fresh(o) for o in outs])
+
+
+def _fresh(x):
+    """Outputs as eager jvp returns them: NumPy values, writeable (a read-only
+    output is one of the transform's shared constants, and is copied)."""
+    t = type(x)
+    if t is np.ndarray:
+        return x.copy() if not x.flags.writeable else x
+    if t is float or t is int or t is complex or t is bool:
+        return np.asarray(x)[()]
+    return x
+
+
+def _stage(jvp, api, argnums, jaxpr, tree_p, out_tree, zeros, name):
+    """(runner, output tree) of jvp(api(J)) as one generated function of (J's
+    constants, the primals, the nonzero tangents)."""
+    nc = len(jaxpr.constvars)
+    p_avals = [v.aval for v in jaxpr.invars]
+    avals = [v.aval for v in jaxpr.constvars] + p_avals
+    avals += [a for a, z in zip(p_avals, zeros) if not z]
+    n = len(p_avals)
+    store = []
+
+    def h(*flat):
+        consts = flat[:nc]
+        ps = flat[nc:nc + n]
+        ts = iter(flat[nc + n:])
+        # a zero tangent is a concrete zero: jvp keeps it symbolic
+        tans = [np.zeros(a.shape, a.dtype) if z else next(ts) for a, z in zip(p_avals, zeros)]
+        f = _as_function(jaxpr, consts, out_tree, name)
+        out = jvp(api(f, argnums), tree_unflatten(tree_p, list(ps)),
+                  tree_unflatten(tree_p, tans))
+        leaves, tree = tree_flatten(out)
+        store.append(tree)
+        return leaves
+
+    h_jaxpr, h_consts = trace_to_jaxpr(h, avals, name=f'jvp({api.__name__})')
+    # the transform's own constants are shared by every call: read-only, so that
+    # an output which is one of them is copied before it reaches the user
+    h_consts = [_read_only(c) for c in h_consts]
+    return python_fn(ClosedJaxpr(h_jaxpr, h_consts), free=True), store[0]
+
+
+def _read_only(c):
+    if type(c) is np.ndarray and c.flags.writeable:
+        c = c.copy()
+        c.flags.writeable = False
+    return c
