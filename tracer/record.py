@@ -83,8 +83,8 @@ def structure_key(jaxpr):
     constants and floating literals (their types, each equation's primitive,
     params and operands: positions of earlier values, other literals by type and
     repr, which tells -0.0 from 0.0, and the outputs), and the floating literals'
-    values in the order `lift_literals` makes them constants. key is None when
-    some param is unhashable."""
+    values in the order `lift_literals` makes them constants. (Hashing the key
+    raises TypeError when some param is unhashable.)"""
     index = {}
     parts = []
     values = []
@@ -108,12 +108,7 @@ def structure_key(jaxpr):
         parts.append(len(eqn.outvars))
     parts.append(tuple([index[v] if type(v) is not Literal else
                         _literal_key(v, values) for v in jaxpr.outvars]))
-    key = tuple(parts)
-    try:
-        hash(key)
-    except TypeError:
-        return None, values
-    return key, values
+    return tuple(parts), values
 
 
 def _literal_key(v, values):

@@ -9,8 +9,11 @@ operation and level. Instead, at the top level:
    follows the values, side effects happen once per call as in eager mode, and
    the result is the straight-line program J this call ran.
 2. The transform of J (here jvp of grad) is a jaxpr H that depends only on J's
-   structure (`structure_key`), not on its input values: it is staged once per
-   structure and cached, J's constants and floating literals being inputs.
+   structure (`structure_key`) and its floating literals, not on its input or
+   constant values: it is staged once and cached, J's constants being inputs.
+   When a structure comes back with other literals (a Python float that changes
+   from call to call, such as a time step), its transform taking the literals as
+   inputs is staged once and used for every new literal value.
 3. H runs as one generated Python function calling the implementations directly.
 
 So one program gives the same numbers on every call. A function whose structure
@@ -31,8 +34,13 @@ MAX_EQNS = 2000
 CACHE_SIZE = 256
 MAX_MISSES = 8
 
-_cache = {}     # structure -> (runner, output tree); the oldest entry is evicted first
+# (structure, literals) -> (runner, output tree, 0) of a transform with the
+# literals built in; structure -> (runner, output tree, number of literals) of one
+# taking them as inputs. The oldest entry is evicted first.
+_cache = {}
+_baked = {}     # structures with a transform for some literals
 _misses = {}    # code object -> [structures staged, calls that reused one]
+_NEVER = [float('inf'), 0]   # the stats of code that is not recorded any more
 
 
 def _as_function(jaxpr, consts, out_tree, name):
@@ -69,11 +77,20 @@ def jvp_of_transform(jvp, spec, flat_p, tree_p, flat_t, is_zero):
     name = getattr(fun, '__name__', 'fun')
     jaxpr, consts, out_tree = record(fun, flat_p, tree_p, api.__name__)
     zeros = tuple(is_zero)
-    key = None
-    if len(jaxpr.eqns) <= MAX_EQNS and _scalar_output(jaxpr, out_tree):
+    entry = key = None
+    if len(jaxpr.eqns) > MAX_EQNS:
+        _misses[code] = _NEVER
+    elif _scalar_output(jaxpr, out_tree):
         skey, lits = structure_key(jaxpr)
-        if skey is not None:
-            key = (api, argnums, tree_p, zeros, skey)
+        key = (api, argnums, tree_p, zeros, skey)
+        # the transform with these literals built in (the literal 0.5 of
+        # 0.5 * sum(x ** 2) folds into a coefficient)
+        baked = (key, tuple([repr(v) for v in lits]))
+        try:
+            entry = _cache.get(baked)
+        except TypeError:      # a param that cannot be compared (an array)
+            _misses[code] = _NEVER
+            key = None
     if key is None:
         # not reusable: the transform of the recorded program, eagerly (this also
         # raises grad's errors for a function whose output is not a scalar)
@@ -82,19 +99,32 @@ def jvp_of_transform(jvp, spec, flat_p, tree_p, flat_t, is_zero):
                 for p, t, z in zip(flat_p, flat_t, zeros)]
         return jvp(api(f, argnums), tree_unflatten(tree_p, flat_p),
                    tree_unflatten(tree_p, tans))
-    entry = _cache.get(key)
     if stats is None:
         stats = _misses[code] = [0, 0]
+    if entry is None and lits and key in _cache:
+        # the structure came with other literals before (a step size or a time
+        # that changes from call to call): the transform taking them as inputs
+        entry = _cache[key]
     if entry is None:
         stats[0] += 1
-        entry = _cache[key] = _stage(jvp, api, argnums, lift_literals(jaxpr), tree_p,
-                                     out_tree, zeros, name)
-        if len(_cache) > CACHE_SIZE:
+        if lits and key in _baked:
+            entry = _cache[key] = _stage(jvp, api, argnums, lift_literals(jaxpr), tree_p,
+                                         out_tree, zeros, name, len(lits))
+        else:
+            entry = _cache[baked] = _stage(jvp, api, argnums, jaxpr, tree_p, out_tree,
+                                           zeros, name, 0)
+            _baked[key] = True
+        while len(_cache) > CACHE_SIZE:
             del _cache[next(iter(_cache))]
+        while len(_baked) > CACHE_SIZE:
+            del _baked[next(iter(_baked))]
     else:
         stats[1] += 1
-    runner, tree = entry
-    outs = runner(*consts, *lits, *flat_p, *[t for t, z in zip(flat_t, zeros) if not z])
+    runner, tree, n_lits = entry
+    if n_lits:
+        outs = runner(*consts, *lits, *flat_p, *[t for t, z in zip(flat_t, zeros) if not z])
+    else:
+        outs = runner(*consts, *flat_p, *[t for t, z in zip(flat_t, zeros) if not z])
     return tree_unflatten(tree, [_fresh(o) for o in outs])
 
 
@@ -109,9 +139,9 @@ def _fresh(x):
     return x
 
 
-def _stage(jvp, api, argnums, jaxpr, tree_p, out_tree, zeros, name):
-    """(runner, output tree) of jvp(api(J)) as one generated function of (J's
-    constants, the primals, the nonzero tangents)."""
+def _stage(jvp, api, argnums, jaxpr, tree_p, out_tree, zeros, name, n_lits):
+    """(runner, output tree, n_lits) of jvp(api(J)) as one generated function of
+    (J's constants, its n_lits lifted literals, the primals, the nonzero tangents)."""
     nc = len(jaxpr.constvars)
     p_avals = [v.aval for v in jaxpr.invars]
     avals = [v.aval for v in jaxpr.constvars] + p_avals
@@ -136,7 +166,7 @@ def _stage(jvp, api, argnums, jaxpr, tree_p, out_tree, zeros, name):
     # the transform's own constants are shared by every call: read-only, so that
     # an output which is one of them is copied before it reaches the user
     h_consts = [_read_only(c) for c in h_consts]
-    return python_fn(ClosedJaxpr(h_jaxpr, h_consts), free=True), store[0]
+    return python_fn(ClosedJaxpr(h_jaxpr, h_consts), free=True), store[0], n_lits
 
 
 def _read_only(c):
