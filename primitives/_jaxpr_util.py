@@ -312,6 +312,37 @@ _DOTS = {(True, True): np.dot,
          (False, False): lambda x, y: np.dot(x.T, y.T)}
 
 
+def unaliased(outs, args, consts=()):
+    """A compiled or generated program returns inputs and constants as themselves,
+    and shape ops as views: copy any output that shares memory with an argument
+    or a constant (or is read-only), so that writing into a result never changes
+    the caller's arrays or the program's constants (eager NumPy results are fresh)."""
+    owned = None
+    for i, o in enumerate(outs):
+        if type(o) is not np.ndarray:
+            continue
+        if not o.flags.writeable:
+            alias = True
+        else:
+            alias = False
+            for a in args:
+                if type(a) is np.ndarray and (o is a or (o.base is not None and
+                                                           np.may_share_memory(o, a))):
+                    alias = True
+                    break
+            if not alias:
+                for c in consts:
+                    if type(c) is np.ndarray and (o is c or (o.base is not None and
+                                                               np.may_share_memory(o, c))):
+                        alias = True
+                        break
+        if alias:
+            if owned is None:
+                owned = list(outs)
+            owned[i] = o.copy()
+    return outs if owned is None else owned
+
+
 def python_fn(closed, free=False):
     """A Python function (*args) -> list of outputs evaluating `closed` on concrete
     values by calling each equation's impl directly; with `free`, each value is

@@ -284,3 +284,20 @@ def test_each_literal_value_gives_the_same_numbers_every_call():
         seen[t] = (g, h)
         np.testing.assert_allclose(h, 2 * t ** 3 * np.cos(2 * t * x) * v, rtol=1e-12)
     assert len(replay._cache) == 2
+
+
+def test_outputs_never_alias_inputs_or_constants(monkeypatch):
+    """grad of sum(x * a) is a itself in the staged program, and the HVP of
+    sum(x ** 2) / 2 is v: the results are copies, as eager mode's are."""
+    a = np.arange(3.0)
+    x, v = np.ones(3), np.full(3, 2.0)
+    for _ in range(2):
+        g, h = jvp(grad(lambda x: pnp.sum(x * a)), (x,), (v,))
+        assert not np.shares_memory(g, a)
+        g2, h2 = jvp(grad(lambda x: 0.5 * pnp.sum(x ** 2)), (x,), (v,))
+        assert not np.shares_memory(h2, v) and not np.shares_memory(g2, x)
+        np.testing.assert_array_equal(h2, v)
+        g[:] = -1.0
+        h2[:] = -1.0
+    np.testing.assert_array_equal(a, np.arange(3.0))
+    np.testing.assert_array_equal(v, np.full(3, 2.0))

@@ -31,42 +31,12 @@ jit_p = Primitive('jit', multiple_results=True)
 
 
 from .compiler import get_executable as _get_executable   # the numba compiler
+from primitives._jaxpr_util import unaliased
 
 
 def _jit_impl(*args, jaxpr, name):
     outs = _get_executable(jaxpr)(*args)
-    return _unaliased(outs, args, jaxpr.consts)
-
-
-def _unaliased(outs, args, consts):
-    """The compiled program returns inputs and constants as themselves, and shape
-    ops as views: copy any output that shares memory with an argument or a
-    constant (or is read-only), so that writing into a result never changes the
-    caller's arrays or the program's constants (eager NumPy results are fresh)."""
-    owned = None
-    for i, o in enumerate(outs):
-        if type(o) is not np.ndarray:
-            continue
-        if not o.flags.writeable:
-            alias = True
-        else:
-            alias = False
-            for a in args:
-                if type(a) is np.ndarray and (o is a or (o.base is not None and
-                                                           np.may_share_memory(o, a))):
-                    alias = True
-                    break
-            if not alias:
-                for c in consts:
-                    if type(c) is np.ndarray and (o is c or (o.base is not None and
-                                                               np.may_share_memory(o, c))):
-                        alias = True
-                        break
-        if alias:
-            if owned is None:
-                owned = list(outs)
-            owned[i] = o.copy()
-    return outs if owned is None else owned
+    return unaliased(outs, args, jaxpr.consts)
 
 
 def _jit_abstract_eval(*avals, jaxpr, name):

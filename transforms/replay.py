@@ -25,14 +25,14 @@ import numpy as np
 
 from tracer import tree_flatten, tree_unflatten, eval_jaxpr, trace_to_jaxpr, ClosedJaxpr
 from tracer.record import record, structure_key, lift_literals
-from primitives._jaxpr_util import python_fn
+from primitives._jaxpr_util import python_fn, unaliased
 
 ENABLED = True
 # Programs up to this many equations are replayed (the generated function's
 # compilation time grows with its length; longer programs run eagerly).
 MAX_EQNS = 2000
 CACHE_SIZE = 256
-MAX_MISSES = 8
+MAX_MISSES = 4
 
 # (structure, literals) -> (runner, output tree, 0) of a transform with the
 # literals built in; structure -> (runner, output tree, number of literals) of one
@@ -121,22 +121,17 @@ def jvp_of_transform(jvp, spec, flat_p, tree_p, flat_t, is_zero):
     else:
         stats[1] += 1
     runner, tree, n_lits = entry
-    if n_lits:
-        outs = runner(*consts, *lits, *flat_p, *[t for t, z in zip(flat_t, zeros) if not z])
-    else:
-        outs = runner(*consts, *flat_p, *[t for t, z in zip(flat_t, zeros) if not z])
-    return tree_unflatten(tree, [_fresh(o) for o in outs])
+    args = [*consts, *lits] if n_lits else list(consts)
+    args += flat_p
+    args += [t for t, z in zip(flat_t, zeros) if not z]
+    # (outputs as eager jvp returns them: fresh arrays, never an argument, a
+    # constant of f or of the transform, nor a view of one; NumPy scalars)
+    outs = unaliased(runner(*args), args)
+    return tree_unflatten(tree, [np.asarray(o)[()] if type(o) in _SCALARS else o
+                                 for o in outs])
 
 
-def _fresh(x):
-    """Outputs as eager jvp returns them: NumPy values, writeable (a read-only
-    output is one of the transform's shared constants, and is copied)."""
-    t = type(x)
-    if t is np.ndarray:
-        return x.copy() if not x.flags.writeable else x
-    if t is float or t is int or t is complex or t is bool:
-        return np.asarray(x)[()]
-    return x
+_SCALARS = (float, int, complex, bool)
 
 
 def _stage(jvp, api, argnums, jaxpr, tree_p, out_tree, zeros, name, n_lits):
