@@ -301,3 +301,14 @@ def test_outputs_never_alias_inputs_or_constants(monkeypatch):
         h2[:] = -1.0
     np.testing.assert_array_equal(a, np.arange(3.0))
     np.testing.assert_array_equal(v, np.full(3, 2.0))
+
+
+def test_bad_argnums_raise_before_the_function_runs():
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return pnp.sum(x ** 2)
+    with pytest.raises(ValueError, match="argnums"):
+        jvp(grad(f, argnums=2), (np.ones(2),), (np.ones(2),))
+    assert calls == []

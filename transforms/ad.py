@@ -129,6 +129,8 @@ def _jvp(fun, primals, tangents, has_aux, replay):
         spec = getattr(fun, '_replay_spec', None)
         if spec is not None:
             # jvp of grad at the top level (a Hessian-vector product): see replay.py
+            # (grad's argnums are checked before f runs, as grad checks them)
+            _argnums_tuple(spec[2], len(primals), 'grad')
             out = jvp_of_transform(_jvp_eager, spec, flat_p, tree_p, flat_t,
                                    [type(t) is Zero for t in flat_t])
             if out is not None:
