@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import primitives.numpy as pnp
+from primitives import lax
 from tracer import make_jaxpr, UnexpectedTracerError
 from tracer.record import record, structure_key, lift_literals
 from tracer import tree_flatten
@@ -312,3 +313,59 @@ def test_bad_argnums_raise_before_the_function_runs():
     with pytest.raises(ValueError, match="argnums"):
         jvp(grad(f, argnums=2), (np.ones(2),), (np.ones(2),))
     assert calls == []
+
+
+def _two_reads(x):
+    y = pnp.sin(x) * 2.0
+    if pnp.max(y) > 0.5:            # the second read needs equations after the first
+        y = y * x
+    if float(pnp.sum(y)) > 0:
+        return pnp.sum(y ** 2)
+    return pnp.sum(pnp.exp(y))
+
+
+_A = np.random.default_rng(2).standard_normal((4, 4))
+
+
+def _reads_a_constant(x):
+    y = _A @ x                      # the value read below needs the constant _A
+    if pnp.sum(y) > 0:
+        return pnp.sum(pnp.tanh(y) ** 2)
+    return pnp.sum(pnp.sin(y) * x)
+
+
+SEMANTICS = {
+    'two_reads': _two_reads,
+    'constant': _reads_a_constant,
+    # values asked for while recording: a boolean mask, a loop count, nonzero()
+    'mask': lambda x: pnp.sum(pnp.sin(x[x > 0]) ** 3),
+    'loop_count': lambda x: pnp.sum(lax.fori_loop(0, int(pnp.sum(x > 0)),
+                                                  lambda i, y: pnp.sin(y) * y, x)),
+    'nonzero': lambda x: pnp.sum(pnp.exp(x[(x > 0.5).nonzero()]) * x[0]),
+    'where': lambda x: pnp.sum(pnp.where(x > 0, x ** 3, pnp.sin(x))),
+    # higher-order primitives in the recorded program
+    'cond': lambda x: pnp.sum(lax.cond(pnp.sum(x) > 0, lambda y: pnp.sin(y) ** 2,
+                                       lambda y: pnp.cos(y) * y, x)),
+    'scan': lambda x: pnp.sum(lax.scan(lambda c, y: (c * pnp.sin(y), c), 1.0, x)[0]),
+}
+
+
+@pytest.mark.parametrize('name', sorted(SEMANTICS))
+def test_programs_that_read_values_or_nest_jaxprs(monkeypatch, name):
+    f = SEMANTICS[name]
+    for x in (np.array([0.3, -1.2, 2.0, 0.7]), np.array([-0.3, -1.2, 0.6, -0.7])):
+        v = np.array([1.0, 0.5, -2.0, 0.25])
+        want = _eager(monkeypatch, grad(f), (x,), (v,))
+        for _ in range(2):
+            got = jvp(grad(f), (x,), (v,))
+            for a, b in zip(got, want):
+                np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+def test_traced_values_print_as_in_eager_mode(monkeypatch, capsys):
+    f = lambda x: (print(x), pnp.sum(x ** 4))[1]
+    x = np.ones(2)
+    _eager(monkeypatch, grad(f), (x,), (x,))
+    eager = capsys.readouterr().out
+    jvp(grad(f), (x,), (x,))
+    assert capsys.readouterr().out == eager == "Traced<f64[2]>with<grad>\n"
