@@ -174,46 +174,35 @@ class _Gen:
         return self.names[v]
 
     def eqns(self, jaxpr, indent, free=False):
-        """The equations' source lines; with `free`, each local value is deleted
-        after its last use (peak memory that of the live values, as eval_jaxpr)."""
+        """The equations' source lines (the calls of `plan`); with `free`, each local
+        value is deleted after its last use (peak memory that of the live values,
+        as eval_jaxpr)."""
         pad = ' ' * indent
         lines = []
-        fused, sums = _outer_sums(jaxpr)
-        dead = last_uses(jaxpr) if free and not fused else None
-        for i, eqn in enumerate(jaxpr.eqns):
+        steps, dead = plan(jaxpr, free)
+        for i, (fn, args, params, outvars, multiple) in enumerate(steps):
             if dead is not None and i:
                 gone = [self.names[v] for v in dead[i - 1] if v in self.bound]
                 if gone:
                     lines.append(f"{pad}del {', '.join(gone)}")
-            if eqn in fused:
+            if fn is None:
                 continue
-            if eqn in sums:
-                lhs, rhs = ([self.atom(e.invars[k]) for e in sums[eqn]] for k in (0, 1))
-                lines.append(f"{pad}{self.bind_var(eqn.outvars[0])} = "
-                             f"{self.const(_sum_of_outers, '_f')}(({', '.join(lhs)},), "
-                             f"({', '.join(rhs)},))")
-                continue
-            args = [self.atom(v) for v in eqn.invars]
-            fast = _fast_impl(eqn)
-            if fast is not None:
-                lines.append(f"{pad}{self.bind_var(eqn.outvars[0])} = "
-                             f"{self.const(fast, '_f')}({', '.join(args)})")
-                continue
-            fn = self.const(eqn.primitive.impl, '_f')
-            if eqn.params:
-                if all(k.isidentifier() and not keyword.iskeyword(k) for k in eqn.params):
-                    args += [f"{k}={self.const(p, '_p')}" for k, p in eqn.params.items()]
+            args = [f"({', '.join(self.atom(v) for v in a)},)" if type(a) is tuple
+                    else self.atom(a) for a in args]
+            if params:
+                if all(k.isidentifier() and not keyword.iskeyword(k) for k in params):
+                    args += [f"{k}={self.const(p, '_p')}" for k, p in params.items()]
                 else:
-                    args.append(f"**{self.const(dict(eqn.params), '_p')}")
-            call = f"{fn}({', '.join(args)})"
-            if eqn.primitive.multiple_results:
-                outs = [self.bind_var(v) for v in eqn.outvars]
+                    args.append(f"**{self.const(dict(params), '_p')}")
+            call = f"{self.const(fn, '_f')}({', '.join(args)})"
+            if multiple:
+                outs = [self.bind_var(v) for v in outvars]
                 if outs:
                     lines.append(f"{pad}{', '.join(outs)}, = {call}")
                 else:
                     lines.append(f"{pad}{call}")
             else:
-                lines.append(f"{pad}{self.bind_var(eqn.outvars[0])} = {call}")
+                lines.append(f"{pad}{self.bind_var(outvars[0])} = {call}")
         return lines
 
     def compile(self, src, name):
@@ -310,6 +299,59 @@ _DOTS = {(True, True): np.dot,
          (True, False): lambda x, y: np.dot(x, y.T),
          (False, True): lambda x, y: np.dot(x.T, y),
          (False, False): lambda x, y: np.dot(x.T, y.T)}
+
+
+def plan(jaxpr, free=False):
+    """The calls that evaluate `jaxpr`: per equation (fn, args, params, outvars,
+    multiple), args being vars, literals and tuples of them; fn None for an
+    equation computed by another's call (a product folded into a sum of outer
+    products). With `free` (and no such folding), also each equation's
+    last_uses, else None. The generated functions and `interpreted_fn` both make
+    these calls, so they compute the same numbers."""
+    fused, sums = _outer_sums(jaxpr)
+    steps = []
+    for eqn in jaxpr.eqns:
+        if eqn in fused:
+            steps.append((None, (), None, eqn.outvars, False))
+        elif eqn in sums:
+            steps.append((_sum_of_outers, [tuple(e.invars[k] for e in sums[eqn]) for k in (0, 1)],
+                          None, eqn.outvars, False))
+        else:
+            fast = _fast_impl(eqn)
+            if fast is not None:
+                steps.append((fast, eqn.invars, None, eqn.outvars, False))
+            else:
+                steps.append((eqn.primitive.impl, eqn.invars, eqn.params, eqn.outvars,
+                              eqn.primitive.multiple_results))
+    return steps, (last_uses(jaxpr) if free and not fused else None)
+
+
+def interpreted_fn(closed):
+    """python_fn(closed, free=True) without generating code: a loop over `plan`'s
+    calls (no compilation, about a microsecond more per equation), for a jaxpr
+    that may run only once."""
+    j = closed.jaxpr
+    steps, dead = plan(j, free=True)
+
+    def run(*args):
+        env = dict(zip(j.constvars, closed.consts))
+        env.update(zip(j.invars, args))
+
+        def read(v):
+            return v.val if type(v) is Literal else env[v]
+        for i, (fn, vs, params, outvars, multiple) in enumerate(steps):
+            if fn is not None:
+                vals = [tuple(map(read, v)) if type(v) is tuple else read(v) for v in vs]
+                out = fn(*vals, **params) if params else fn(*vals)
+                if multiple:
+                    env.update(zip(outvars, out))
+                else:
+                    env[outvars[0]] = out
+            if dead is not None:
+                for v in dead[i]:
+                    env.pop(v, None)
+        return [read(v) for v in j.outvars]
+    return run
 
 
 def unaliased(outs, args, consts=()):

@@ -14,7 +14,8 @@ operation and level. Instead, at the top level:
    When a structure comes back with other literals (a Python float that changes
    from call to call, such as a time step), its transform taking the literals as
    inputs is staged once and used for every new literal value.
-3. H runs as one generated Python function calling the implementations directly.
+3. H runs as one generated Python function calling the implementations directly
+   (interpreted on its first use, when compiling would cost more than it saves).
 
 So one program gives the same numbers on every call. A function whose structure
 keeps changing (a shape, or a value read with int() that sets a loop count) would
@@ -25,7 +26,7 @@ import numpy as np
 
 from tracer import tree_flatten, tree_unflatten, eval_jaxpr, trace_to_jaxpr, ClosedJaxpr
 from tracer.record import record, structure_key, lift_literals
-from primitives._jaxpr_util import python_fn, unaliased
+from primitives._jaxpr_util import python_fn, interpreted_fn, unaliased
 
 ENABLED = True
 # Programs up to this many equations are replayed (the generated function's
@@ -34,9 +35,9 @@ MAX_EQNS = 2000
 CACHE_SIZE = 256
 MAX_MISSES = 4
 
-# (structure, literals) -> (runner, output tree, 0) of a transform with the
-# literals built in; structure -> (runner, output tree, number of literals) of one
-# taking them as inputs. The oldest entry is evicted first.
+# (structure, literals) -> [runner, output tree, 0, H] of a transform H with the
+# literals built in; structure -> [runner, output tree, number of literals, H] of
+# one taking them as inputs (H None once compiled). The oldest entry is evicted first.
 _cache = {}
 _baked = {}     # structures with a transform for some literals
 _misses = {}    # code object -> [structures staged, calls that reused one]
@@ -120,7 +121,11 @@ def jvp_of_transform(jvp, spec, flat_p, tree_p, flat_t, is_zero):
             del _baked[next(iter(_baked))]
     else:
         stats[1] += 1
-    runner, tree, n_lits = entry
+        if entry[3] is not None:
+            # reused: now worth generating code for (see _stage)
+            entry[0] = python_fn(entry[3], free=True)
+            entry[3] = None
+    runner, tree, n_lits, _ = entry
     args = [*consts, *lits] if n_lits else list(consts)
     args += flat_p
     args += [t for t, z in zip(flat_t, zeros) if not z]
@@ -135,8 +140,11 @@ _SCALARS = (float, int, complex, bool)
 
 
 def _stage(jvp, api, argnums, jaxpr, tree_p, out_tree, zeros, name, n_lits):
-    """(runner, output tree, n_lits) of jvp(api(J)) as one generated function of
-    (J's constants, its n_lits lifted literals, the primals, the nonzero tangents)."""
+    """[runner, output tree, n_lits, H] of H = jvp(api(J)) as a function of (J's
+    constants, its n_lits lifted literals, the primals, the nonzero tangents).
+    The runner interprets H's calls: compiling their generated code (python_fn)
+    costs about ten times more, and is done when H is used again. Both make the
+    same calls, so the first call's numbers are those of every later one."""
     nc = len(jaxpr.constvars)
     p_avals = [v.aval for v in jaxpr.invars]
     avals = [v.aval for v in jaxpr.constvars] + p_avals
@@ -161,7 +169,8 @@ def _stage(jvp, api, argnums, jaxpr, tree_p, out_tree, zeros, name, n_lits):
     # the transform's own constants are shared by every call: read-only, so that
     # an output which is one of them is copied before it reaches the user
     h_consts = [_read_only(c) for c in h_consts]
-    return python_fn(ClosedJaxpr(h_jaxpr, h_consts), free=True), store[0], n_lits
+    closed = ClosedJaxpr(h_jaxpr, h_consts)
+    return [interpreted_fn(closed), store[0], n_lits, closed]
 
 
 def _read_only(c):
