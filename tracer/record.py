@@ -7,13 +7,14 @@ are evaluated on the actual inputs. So Python control flow follows the values, a
 in eager mode, and the result is the straight-line program this call ran.
 
 `structure_key(jaxpr)` is equal for two recordings exactly when they are the same
-program up to the values of their inputs and constants: a transform of one is a
-transform of the other (transforms/replay.py reuses them).
+program up to the values of their inputs, constants and floating literals: with
+those as inputs (`lift_literals`), a transform of one is a transform of the other
+(transforms/replay.py reuses them).
 """
 from . import core as _core
 from .core import new_trace, get_aval
 from .ir import Literal, Var, Jaxpr
-from .staging import JaxprTrace, JaxprTracer
+from .staging import JaxprTrace
 from . import pytree
 
 
@@ -113,7 +114,7 @@ def structure_key(jaxpr):
 
 def _literal_key(v, values):
     a = v.aval
-    if a.dtype.kind in 'fc':
+    if _lifted(v):
         values.append(v.val)
         return (type(v.val), a.dtype, a.weak_type)
     return (type(v.val), repr(v.val), a.dtype, a.weak_type)
