@@ -4,6 +4,7 @@ and replayed. Checked against the eager dual-number path (replay switched off)
 and numerical differences, and for eager semantics: control flow on values, side
 effects once per call, fresh constants and literals, errors, leaks."""
 import importlib
+import weakref
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ RNG = np.random.default_rng(5)
 @pytest.fixture(autouse=True)
 def _fresh_cache(monkeypatch):
     monkeypatch.setattr(replay, '_cache', {})
-    monkeypatch.setattr(replay, '_misses', {})
+    monkeypatch.setattr(replay, '_misses', weakref.WeakKeyDictionary())
 
 
 def _eager(monkeypatch, fun, primals, tangents):
@@ -397,3 +398,22 @@ def test_interpreted_and_generated_functions_make_the_same_calls():
     assert any(fn is None for fn, *_ in steps) is False   # (the split: no folding)
     steps, dead = plan(make_jaxpr(grad(unrolled))(w).jaxpr, free=True)
     assert any(fn is None for fn, *_ in steps) and dead is None
+
+
+def test_callable_objects_are_not_kept_alive():
+    import gc
+
+    class Model:
+        def __init__(self):
+            self.w = RNG.standard_normal((3, 3))
+
+        def __call__(self, x):
+            return pnp.sum(pnp.tanh(self.w @ x) ** 2)
+    m = Model()
+    x = np.ones(3)
+    np.testing.assert_allclose(jvp(grad(m), (x,), (x,))[1],
+                               _numerical_hvp(m, x, x), rtol=1e-6)
+    ref = weakref.ref(m)
+    del m
+    gc.collect()
+    assert ref() is None

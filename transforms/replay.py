@@ -22,6 +22,8 @@ keeps changing (a shape, or a value read with int() that sets a loop count) woul
 be staged on every call: after MAX_MISSES structures with no reuse, its code runs
 eagerly instead.
 """
+import weakref
+
 import numpy as np
 
 from tracer import tree_flatten, tree_unflatten, eval_jaxpr, trace_to_jaxpr, ClosedJaxpr
@@ -40,8 +42,15 @@ MAX_MISSES = 4
 # one taking them as inputs (H None once compiled). The oldest entry is evicted first.
 _cache = {}
 _baked = {}     # structures with a transform for some literals
-_misses = {}    # code object -> [structures staged, calls that reused one]
+# code object (or callable) -> [structures staged, calls that reused one]; weak,
+# so that a callable object and what it holds are not kept alive
+_misses = weakref.WeakKeyDictionary()
 _NEVER = [float('inf'), 0]   # the stats of code that is not recorded any more
+
+
+def _never(code):
+    if code is not None:
+        _misses[code] = _NEVER
 
 
 def _as_function(jaxpr, consts, out_tree, name):
@@ -72,7 +81,10 @@ def jvp_of_transform(jvp, spec, flat_p, tree_p, flat_t, is_zero):
         if type(p) is not np.ndarray or p.dtype.kind != 'f':
             return None
     code = getattr(fun, '__code__', fun)
-    stats = _misses.get(code)
+    try:
+        stats = _misses.get(code)
+    except TypeError:          # (a callable that cannot be weakly referenced)
+        code, stats = None, None
     if stats is not None and stats[0] > MAX_MISSES and stats[1] < stats[0]:
         return None
     name = getattr(fun, '__name__', 'fun')
@@ -80,7 +92,7 @@ def jvp_of_transform(jvp, spec, flat_p, tree_p, flat_t, is_zero):
     zeros = tuple(is_zero)
     entry = key = None
     if len(jaxpr.eqns) > MAX_EQNS:
-        _misses[code] = _NEVER
+        _never(code)
     elif _scalar_output(jaxpr, out_tree):
         skey, lits = structure_key(jaxpr)
         key = (api, argnums, tree_p, zeros, skey)
@@ -90,7 +102,7 @@ def jvp_of_transform(jvp, spec, flat_p, tree_p, flat_t, is_zero):
         try:
             entry = _cache.get(baked)
         except TypeError:      # a param that cannot be compared (an array)
-            _misses[code] = _NEVER
+            _never(code)
             key = None
     if key is None:
         # not reusable: the transform of the recorded program, eagerly (this also
@@ -101,7 +113,9 @@ def jvp_of_transform(jvp, spec, flat_p, tree_p, flat_t, is_zero):
         return jvp(api(f, argnums), tree_unflatten(tree_p, flat_p),
                    tree_unflatten(tree_p, tans))
     if stats is None:
-        stats = _misses[code] = [0, 0]
+        stats = [0, 0]
+        if code is not None:
+            _misses[code] = stats
     if entry is None and lits and key in _cache:
         # the structure came with other literals before (a step size or a time
         # that changes from call to call): the transform taking them as inputs
