@@ -417,3 +417,58 @@ def test_callable_objects_are_not_kept_alive():
     del m
     gc.collect()
     assert ref() is None
+
+
+# primitives.numpy's differentiable functions: (function, low, high) of the sampled x
+UNARY_SWEEP = {
+    'exp': (pnp.exp, -2, 2), 'log': (pnp.log, 0.5, 3), 'log1p': (pnp.log1p, -0.5, 2),
+    'expm1': (pnp.expm1, -2, 2), 'sin': (pnp.sin, -2, 2), 'cos': (pnp.cos, -2, 2),
+    'tan': (pnp.tan, -1.2, 1.2), 'tanh': (pnp.tanh, -2, 2), 'sqrt': (pnp.sqrt, 0.5, 3),
+    'abs': (pnp.abs, 0.3, 2), 'arctan': (pnp.arctan, -2, 2), 'sinh': (pnp.sinh, -2, 2),
+    'cosh': (pnp.cosh, -2, 2), 'arcsinh': (pnp.arcsinh, -2, 2), 'square': (pnp.square, -2, 2),
+    'reciprocal': (pnp.reciprocal, 0.5, 2), 'cbrt': (pnp.cbrt, 0.5, 2),
+}
+BINARY_SWEEP = {
+    'multiply': pnp.multiply, 'divide': lambda a, b: pnp.divide(a, b + 3.0),
+    'power': lambda a, b: pnp.power(pnp.abs(a) + 0.5, b), 'maximum': pnp.maximum,
+    'minimum': pnp.minimum, 'arctan2': pnp.arctan2, 'hypot': pnp.hypot,
+    'logaddexp': pnp.logaddexp, 'subtract': pnp.subtract,
+}
+
+
+def _sweep_check(monkeypatch, f, x, v):
+    want = _eager(monkeypatch, grad(f), (x,), (v,))
+    tol = dict(rtol=1e-12, atol=1e-12) if x.dtype == np.float64 else \
+        dict(rtol=3e-5, atol=3e-5)
+    first = None
+    for _ in range(3):      # interpreted, then compiled, then compiled again
+        got = jvp(grad(f), (x,), (v,))
+        for a, b in zip(got, want):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_allclose(a, b, **tol)
+        if first is None:
+            first = got
+        for a, b in zip(got, first):
+            np.testing.assert_array_equal(a, b)
+    if x.dtype == np.float64:
+        np.testing.assert_allclose(got[1], _numerical_hvp(f, x, v), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('name', sorted(UNARY_SWEEP))
+@pytest.mark.parametrize('shape', [(), (3,), (2, 3)])
+@pytest.mark.parametrize('dtype', [np.float64, np.float32])
+def test_sweep_unary(monkeypatch, name, shape, dtype):
+    fn, lo, hi = UNARY_SWEEP[name]
+    w = RNG.standard_normal(shape)
+    f = lambda x: pnp.sum(fn(x) * w * fn(x))
+    x = RNG.uniform(lo, hi, shape).astype(dtype)
+    _sweep_check(monkeypatch, f, x, RNG.standard_normal(shape).astype(dtype))
+
+
+@pytest.mark.parametrize('name', sorted(BINARY_SWEEP))
+@pytest.mark.parametrize('shape', [(), (3,), (2, 3)])
+def test_sweep_binary(monkeypatch, name, shape):
+    fn = BINARY_SWEEP[name]
+    f = lambda x: pnp.sum(fn(x, pnp.cos(x) * 1.5) ** 2)
+    x = RNG.uniform(-1.5, 1.5, shape)
+    _sweep_check(monkeypatch, f, x, RNG.standard_normal(shape))
