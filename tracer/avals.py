@@ -97,6 +97,15 @@ def native(x):
     return x
 
 
+def numpy_scalar(x):
+    """x, a Python scalar made the NumPy scalar that eager NumPy would give (float
+    -> float64, ...): results handed to the user are NumPy values."""
+    t = type(x)
+    if t is float or t is int or t is bool or t is complex:
+        return np.asarray(x)[()]
+    return x
+
+
 def concrete_aval(x):
     """The aval of a concrete (non-tracer) value."""
     t = type(x)

@@ -10,6 +10,7 @@ from tracer import (tree_map, Tracer, Zero, get_aval, tangent_aval, new_trace, f
                     tree_flatten, tree_unflatten, eval_jaxpr, trace_to_jaxpr,
                     native)
 from tracer.core import pause_gc
+from tracer.avals import numpy_scalar
 from tracer.errors import with_user_line
 from .jvp import JVPTrace, JVPTracer, unpack
 from .linearize import linearize_flat
@@ -25,12 +26,9 @@ def _zeros(aval):
 def _own(x):
     """Outputs handed to the user: NumPy values (not Python scalars), and never a
     read-only broadcast view."""
-    t = type(x)
-    if t is np.ndarray:
+    if type(x) is np.ndarray:
         return x.copy() if not x.flags.writeable else x
-    if t is float or t is int or t is complex or t is bool:
-        return np.asarray(x)[()]
-    return x
+    return numpy_scalar(x)
 
 
 _count_nonzero = np.count_nonzero

@@ -23,6 +23,7 @@ from tracer import (Primitive, Zero, ClosedJaxpr, Jaxpr, JaxprTrace, JaxprTracer
                     new_trace, tree_flatten, tree_unflatten, get_aval, tangent_aval,
                     is_undefined, ConcretizationTypeError, native)
 from tracer.staging import dce_call_eqn, lift_traced_consts
+from tracer.avals import numpy_scalar   # (a literal output: a NumPy scalar, as eager gives)
 from tracer.core import ONES
 from .jaxpr_transforms import (jvp_jaxpr, partial_eval_jaxpr, transpose_jaxpr,
                                instantiate_zeros, Memo)
@@ -178,13 +179,6 @@ def _fast_key(args):
     return tuple(key)
 
 
-def _as_array(x):
-    t = type(x)
-    if t is float or t is int or t is bool or t is complex:
-        return np.asarray(x)[()]   # a literal output: a NumPy scalar, as eager gives
-    return x
-
-
 class Jitted:
     """A function compiled per input signature; calls bind the `jit` primitive."""
 
@@ -281,15 +275,15 @@ class Jitted:
                     closed, out_tree, single = hit
                     outs = jit_p.bind(*args, jaxpr=closed, name=self.name)
                     if single:
-                        return _as_array(outs[0])
-                    return tree_unflatten(out_tree, [_as_array(o) for o in outs])
+                        return numpy_scalar(outs[0])
+                    return tree_unflatten(out_tree, [numpy_scalar(o) for o in outs])
         (closed, out_tree, lifted), flat = self._lookup(args, kwargs)
         if not lifted and not kwargs and not self.static_argnums and key is not None:
             self._fast[key] = (closed, out_tree, out_tree.kind is None)
             if len(self._fast) > self._cache_size:
                 self._fast.pop(next(iter(self._fast)))
         outs = jit_p.bind(*lifted, *flat, jaxpr=closed, name=self.name)
-        return tree_unflatten(out_tree, [_as_array(o) for o in outs])
+        return tree_unflatten(out_tree, [numpy_scalar(o) for o in outs])
 
     def lower(self, *args, **kwargs):
         """The compiled program for these arguments (transforms/compiler.py):

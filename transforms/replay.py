@@ -28,6 +28,7 @@ import numpy as np
 
 from tracer import tree_flatten, tree_unflatten, eval_jaxpr, trace_to_jaxpr, ClosedJaxpr
 from tracer.record import record, structure_key, lift_literals
+from tracer.avals import numpy_scalar
 from primitives._jaxpr_util import python_fn, interpreted_fn, unaliased
 
 ENABLED = True
@@ -146,11 +147,7 @@ def jvp_of_transform(jvp, spec, flat_p, tree_p, flat_t, is_zero):
     # (outputs as eager jvp returns them: fresh arrays, never an argument, a
     # constant of f or of the transform, nor a view of one; NumPy scalars)
     outs = unaliased(runner(*args), args)
-    return tree_unflatten(tree, [np.asarray(o)[()] if type(o) in _SCALARS else o
-                                 for o in outs])
-
-
-_SCALARS = (float, int, complex, bool)
+    return tree_unflatten(tree, [numpy_scalar(o) for o in outs])
 
 
 def _stage(jvp, api, argnums, jaxpr, tree_p, out_tree, zeros, name, n_lits):
