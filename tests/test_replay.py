@@ -472,3 +472,18 @@ def test_sweep_binary(monkeypatch, name, shape):
     f = lambda x: pnp.sum(fn(x, pnp.cos(x) * 1.5) ** 2)
     x = RNG.uniform(-1.5, 1.5, shape)
     _sweep_check(monkeypatch, f, x, RNG.standard_normal(shape))
+
+
+def test_programs_not_replayed_run_on_the_recording(monkeypatch):
+    """A program over MAX_EQNS is transformed eagerly on its recording (that call)
+    and not recorded again; zero tangents stay symbolic on that path too."""
+    monkeypatch.setattr(replay, 'MAX_EQNS', 3)
+    f = lambda x, y: pnp.sum(pnp.sin(x) * y + pnp.exp(y) * x)
+    x, y = RNG.standard_normal(3), RNG.standard_normal(3)
+    tx, ty = np.zeros(3), RNG.standard_normal(3)
+    want = _eager(monkeypatch, grad(f, argnums=(0, 1)), (x, y), (tx, ty))
+    for _ in range(2):
+        got = jvp(grad(f, argnums=(0, 1)), (x, y), (tx, ty))
+        for a, b in zip(tree_flatten(got)[0], tree_flatten(want)[0]):
+            np.testing.assert_array_equal(a, b)
+    assert len(replay._cache) == 0 and replay._misses[f.__code__] is replay._NEVER

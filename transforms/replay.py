@@ -91,6 +91,7 @@ def jvp_of_transform(jvp, spec, flat_p, tree_p, flat_t, is_zero):
     name = getattr(fun, '__name__', 'fun')
     jaxpr, consts, out_tree = record(fun, flat_p, tree_p, api.__name__)
     zeros = tuple(is_zero)
+    nonzero_t = [t for t, z in zip(flat_t, zeros) if not z]
     entry = key = None
     if len(jaxpr.eqns) > MAX_EQNS:
         _never(code)
@@ -109,10 +110,7 @@ def jvp_of_transform(jvp, spec, flat_p, tree_p, flat_t, is_zero):
         # not reusable: the transform of the recorded program, eagerly (this also
         # raises grad's errors for a function whose output is not a scalar)
         f = _as_function(jaxpr, consts, out_tree, name)
-        tans = [np.zeros(p.shape, p.dtype) if z else t
-                for p, t, z in zip(flat_p, flat_t, zeros)]
-        return jvp(api(f, argnums), tree_unflatten(tree_p, flat_p),
-                   tree_unflatten(tree_p, tans))
+        return _jvp_of(jvp, api, argnums, f, tree_p, flat_p, nonzero_t, zeros)
     if stats is None:
         stats = [0, 0]
         if code is not None:
@@ -143,11 +141,20 @@ def jvp_of_transform(jvp, spec, flat_p, tree_p, flat_t, is_zero):
     runner, tree, n_lits, _ = entry
     args = [*consts, *lits] if n_lits else list(consts)
     args += flat_p
-    args += [t for t, z in zip(flat_t, zeros) if not z]
+    args += nonzero_t
     # (outputs as eager jvp returns them: fresh arrays, never an argument, a
     # constant of f or of the transform, nor a view of one; NumPy scalars)
     outs = unaliased(runner(*args), args)
     return tree_unflatten(tree, [numpy_scalar(o) for o in outs])
+
+
+def _jvp_of(jvp, api, argnums, f, tree_p, primals, tangents, zeros):
+    """jvp(api(f, argnums)) at the flat primals; `tangents` are those not flagged
+    in `zeros`, the others are concrete zeros (which jvp keeps symbolic)."""
+    ts = iter(tangents)
+    tans = [np.zeros(p.shape, p.dtype) if z else next(ts) for p, z in zip(primals, zeros)]
+    return jvp(api(f, argnums), tree_unflatten(tree_p, list(primals)),
+               tree_unflatten(tree_p, tans))
 
 
 def _stage(jvp, api, argnums, jaxpr, tree_p, out_tree, zeros, name, n_lits):
@@ -164,14 +171,8 @@ def _stage(jvp, api, argnums, jaxpr, tree_p, out_tree, zeros, name, n_lits):
     store = []
 
     def h(*flat):
-        consts = flat[:nc]
-        ps = flat[nc:nc + n]
-        ts = iter(flat[nc + n:])
-        # a zero tangent is a concrete zero: jvp keeps it symbolic
-        tans = [np.zeros(a.shape, a.dtype) if z else next(ts) for a, z in zip(p_avals, zeros)]
-        f = _as_function(jaxpr, consts, out_tree, name)
-        out = jvp(api(f, argnums), tree_unflatten(tree_p, list(ps)),
-                  tree_unflatten(tree_p, tans))
+        f = _as_function(jaxpr, flat[:nc], out_tree, name)
+        out = _jvp_of(jvp, api, argnums, f, tree_p, flat[nc:nc + n], flat[nc + n:], zeros)
         leaves, tree = tree_flatten(out)
         store.append(tree)
         return leaves
