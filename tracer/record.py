@@ -89,26 +89,25 @@ def structure_key(jaxpr):
     index = {}
     parts = []
     values = []
-    for v in jaxpr.constvars:
-        index[v] = len(index)
-        a = v.aval
-        parts.append((a.shape, a.dtype, a.weak_type))
-    parts.append(None)
-    for v in jaxpr.invars:
-        index[v] = len(index)
-        a = v.aval
-        parts.append((a.shape, a.dtype, a.weak_type))
+
+    def operands(vs):
+        return tuple([index[v] if type(v) is not Literal else _literal_key(v, values)
+                      for v in vs])
+    for vs in (jaxpr.constvars, jaxpr.invars):
+        for v in vs:
+            index[v] = len(index)
+            a = v.aval
+            parts.append((a.shape, a.dtype, a.weak_type))
+        parts.append(None)      # (ends the constants, then the inputs)
     for eqn in jaxpr.eqns:
         parts.append(eqn.primitive)
-        parts.append(tuple([index[v] if type(v) is not Literal else
-                            _literal_key(v, values) for v in eqn.invars]))
+        parts.append(operands(eqn.invars))
         if eqn.params:
             parts.append(tuple(eqn.params.items()))
         for v in eqn.outvars:
             index[v] = len(index)
         parts.append(len(eqn.outvars))
-    parts.append(tuple([index[v] if type(v) is not Literal else
-                        _literal_key(v, values) for v in jaxpr.outvars]))
+    parts.append(operands(jaxpr.outvars))
     return tuple(parts), values
 
 
